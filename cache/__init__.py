@@ -1,0 +1,1 @@
+"""The fingerprinted, sharded Parquet/HDF5 feature store."""

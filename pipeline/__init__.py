@@ -1,0 +1,1 @@
+"""qfeat pipeline: dataset adapters, presets and (later) the feature stages."""

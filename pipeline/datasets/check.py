@@ -1,0 +1,129 @@
+"""Validate a dataset root: items, missing and unreadable files, scores, split sizes.
+
+Readability is checked cheaply: images are decoded at reduced size (JPEG draft mode, so a
+truncated file still fails), videos are opened and their first frame decoded.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from pipeline.datasets.base import DatasetAdapter, Item
+
+MAX_LISTED = 50  # file names listed per problem kind in the report
+
+
+def image_problem(path: Path) -> str | None:
+    """None when the image decodes, else the reason."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (64, 64))
+            img.load()
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means "unreadable"
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def video_problem(path: Path) -> str | None:
+    """None when the file has a video stream whose first frame decodes, else the reason."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return "no video stream"
+            for _frame in container.decode(video=0):
+                return None
+            return "no decodable video frame"
+    except Exception as exc:  # noqa: BLE001 - any demuxer/decoder failure
+        return f"{type(exc).__name__}: {exc}"
+
+
+def raw_video_problem(path: Path, width: int, height: int) -> str | None:
+    """Headerless yuv420p: the size must be a whole, non-zero number of frames."""
+    frame = width * height * 3 // 2
+    size = path.stat().st_size
+    if size == 0 or size % frame:
+        return f"size {size} bytes is not a whole number of {width}x{height} yuv420p frames"
+    return None
+
+
+def _file_status(item: Item, adapter: DatasetAdapter, decode: bool) -> tuple[str, str | None]:
+    if not item.path.is_file():
+        return "missing", None
+    if not decode:
+        return "ok", None
+    if adapter.raw_video is not None:
+        why = raw_video_problem(item.path, *adapter.raw_video[:2])
+    elif adapter.modality == "image":
+        why = image_problem(item.path)
+    else:
+        why = video_problem(item.path)
+    return ("unreadable", why) if why else ("ok", None)
+
+
+def check_dataset(
+    adapter: DatasetAdapter,
+    decode: bool = True,
+    workers: int = 4,
+    on_total: Callable[[int], None] | None = None,
+    on_item: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Check ``adapter``'s root and return the report (the ``datasets check --json`` dict)."""
+    adapter.prepare()
+    listing = adapter.list_items()
+    items = listing.items
+    if on_total:
+        on_total(len(items))
+
+    def run(item: Item) -> tuple[str, str | None]:
+        result = _file_status(item, adapter, decode)
+        if on_item:
+            on_item()
+        return result
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        statuses = list(pool.map(run, items))
+
+    missing = [it.item_id for it, (s, _) in zip(items, statuses, strict=True) if s == "missing"]
+    unreadable = [
+        {"item_id": it.item_id, "reason": why}
+        for it, (s, why) in zip(items, statuses, strict=True)
+        if s == "unreadable"
+    ]
+    scores = [it.mos for it in items]
+    splits = Counter(it.split for it in items if it.split is not None)
+    return {
+        "name": adapter.name,
+        "modality": adapter.modality,
+        "root": str(adapter.root),
+        "items": len(items),
+        "missing": len(missing),
+        "unreadable": len(unreadable),
+        "rejected": len(listing.problems),
+        "score_min": min(scores) if scores else None,
+        "score_max": max(scores) if scores else None,
+        "score_mean": statistics.fmean(scores) if scores else None,
+        "score_range": [adapter.scale.low, adapter.scale.high],
+        "higher_is_better": adapter.scale.higher_is_better,
+        "splits": dict(sorted(splits.items())),
+        "groups": len({it.group for it in items if it.group is not None}),
+        "missing_files": missing[:MAX_LISTED],
+        "unreadable_files": unreadable[:MAX_LISTED],
+        "rejected_rows": [
+            {"item_id": p.item_id, "kind": p.kind, "reason": p.reason}
+            for p in listing.problems[:MAX_LISTED]
+        ],
+        "decoded": decode,
+    }
+
+
+def has_problems(report: dict[str, Any]) -> bool:
+    return bool(report["missing"] or report["unreadable"] or report["rejected"] or not report["items"])

@@ -1,0 +1,1 @@
+"""Synthetic demo datasets that qfeat generates itself (no downloads)."""

@@ -1,0 +1,171 @@
+"""The built-in ``demo-video`` set: short synthetic x264 clips with known distortions.
+
+12 moving contents; each as a clean reference plus blur / noise / compression /
+frame-stutter at 3 levels (12 x 13 = 156 clips of 2 s, 96x96, 16 fps, H.264 in MP4,
+encoded by PyAV with one thread so the bytes are reproducible). Layout::
+
+    videos/<content>_ref.mp4
+    videos/<content>_<kind><level>.mp4    kind in blur|noise|compression|stutter, level 1..3
+    labels.txt                            videos/x.mp4, duration, fps, mos   (one per line)
+    mos.csv                               video,content,distortion,level,mos
+
+MOS (1–5, higher is better)::
+
+    mos = clip(1 + 3.8 * (1 - weight[kind] * level / 3) + N(0, 0.08), 1, 5)
+
+with weight = blur 0.9, noise 0.8, compression 0.95, stutter 0.7 (level 0 = reference).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image, ImageFilter
+
+from pipeline.demo.common import SEED, demo_mos, write_atomically
+
+SIZE = 96
+FPS = 16
+N_FRAMES = 32
+KINDS = ("blur", "noise", "compression", "stutter")
+WEIGHTS = {"blur": 0.9, "noise": 0.8, "compression": 0.95, "stutter": 0.7}
+LEVELS = (1, 2, 3)
+CONTENTS = (
+    "ball",
+    "two-balls",
+    "pan-stripes",
+    "rotating-bar",
+    "zoom-rings",
+    "moving-checker",
+    "drift-clouds",
+    "colour-cycle",
+    "growing-disc",
+    "scroll-gradient",
+    "wave-grating",
+    "sliding-square",
+)
+
+_BLUR_RADIUS = (1.0, 2.0, 3.5)
+_NOISE_SIGMA = (0.05, 0.11, 0.2)
+_CRF = (40, 46, 51)
+_HOLD = (2, 4, 8)
+_CLEAN_CRF = 18
+
+
+def _frame(content: str, t: float, clouds: np.ndarray) -> np.ndarray:
+    """Frame at time ``t`` in [0, 1) of one content, HxWx3 float in [0, 1]."""
+    y, x = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64) / (SIZE - 1)
+    base = np.stack([0.2 + 0.3 * y, 0.3 + 0.2 * x, 0.5 * np.ones_like(x)], axis=-1)
+    ang = 2 * np.pi * t
+    if content in ("ball", "two-balls"):
+        for k, phase in enumerate((0.0, 0.5) if content == "two-balls" else (0.0,)):
+            cx = 0.5 + 0.35 * np.cos(ang + phase * 2 * np.pi)
+            cy = 0.5 + 0.35 * np.sin(2 * ang + phase * 2 * np.pi)
+            base[np.hypot(x - cx, y - cy) < 0.12] = (1.0, 0.8 - 0.5 * k, 0.1)
+    elif content == "pan-stripes":
+        base[..., 0] = (np.sin((x + t) * 2 * np.pi * 5) > 0) * 0.9
+    elif content == "rotating-bar":
+        d = np.abs((x - 0.5) * np.sin(ang) - (y - 0.5) * np.cos(ang))
+        base[(d < 0.05) & (np.hypot(x - 0.5, y - 0.5) < 0.45)] = (0.95, 0.95, 0.95)
+    elif content == "zoom-rings":
+        r = np.hypot(x - 0.5, y - 0.5)
+        base[..., 1] = 0.5 + 0.5 * np.cos(r * (20 + 40 * t))
+    elif content == "moving-checker":
+        base[..., 2] = ((np.floor((x + t) * 6) + np.floor(y * 6)) % 2) * 0.9
+    elif content == "drift-clouds":
+        shift = int(t * clouds.shape[1] / 2)
+        base[..., 0] = np.roll(clouds, shift, axis=1)[:SIZE, :SIZE]
+    elif content == "colour-cycle":
+        base = np.stack([0.5 + 0.5 * np.sin(ang + k * 2.1 + 3 * x) for k in range(3)], axis=-1)
+    elif content == "growing-disc":
+        base[np.hypot(x - 0.5, y - 0.5) < 0.05 + 0.4 * t] = (0.9, 0.4, 0.6)
+    elif content == "scroll-gradient":
+        base[..., 0] = (y + t) % 1.0
+    elif content == "wave-grating":
+        base[..., 1] = 0.5 + 0.5 * np.sin(2 * np.pi * (6 * x + 2 * np.sin(ang + 4 * y)))
+    elif content == "sliding-square":
+        x0 = 0.1 + 0.6 * abs(np.sin(np.pi * t))
+        base[(x >= x0) & (x < x0 + 0.25) & (y >= 0.35) & (y < 0.6)] = (0.1, 0.9, 0.3)
+    else:  # pragma: no cover - guarded by CONTENTS
+        raise ValueError(content)
+    return np.clip(base, 0.0, 1.0)
+
+
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def clip_frames(content: str, kind: str, level: int, rng: np.random.Generator) -> list:
+    """The uint8 frames of one clip (distortions other than compression applied)."""
+    texture_rng = np.random.default_rng([SEED, CONTENTS.index(content)])  # same per content
+    clouds = np.asarray(
+        Image.fromarray((texture_rng.uniform(0, 1, (6, 12)) * 255).astype(np.uint8)).resize(
+            (2 * SIZE, SIZE), Image.Resampling.BICUBIC
+        ),
+        dtype=np.float64,
+    ) / 255.0
+    frames = []
+    for n in range(N_FRAMES):
+        shown = n
+        if kind == "stutter":
+            hold = _HOLD[level - 1]
+            shown = (n // hold) * hold
+        img = _frame(content, shown / N_FRAMES, clouds)
+        if kind == "blur":
+            pil = Image.fromarray(_to_uint8(img)).filter(
+                ImageFilter.GaussianBlur(_BLUR_RADIUS[level - 1])
+            )
+            frames.append(np.asarray(pil))
+        elif kind == "noise":
+            frames.append(_to_uint8(img + rng.normal(0, _NOISE_SIGMA[level - 1], img.shape)))
+        else:
+            frames.append(_to_uint8(img))
+    return frames
+
+
+def encode_mp4(path: Path, frames: list, crf: int, fps: int = FPS) -> None:
+    """Encode uint8 RGB frames as H.264 (yuv420p) in MP4 with one thread (reproducible)."""
+    with av.open(str(path), mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
+        stream.codec_context.thread_count = 1
+        for pixels in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def generate(root: Path) -> int:
+    """Write the demo video set into ``root`` (atomically); returns the clip count."""
+
+    def build(tmp: Path) -> int:
+        (tmp / "videos").mkdir(parents=True)
+        mos_rng = np.random.default_rng(SEED + 1)
+        rows = []
+        for ci, content in enumerate(CONTENTS):
+            jobs = [("ref", 0)] + [(k, lv) for k in KINDS for lv in LEVELS]
+            for kind, level in jobs:
+                rng = np.random.default_rng([SEED, ci, level, len(kind)])
+                frames = clip_frames(content, kind, level, rng)
+                crf = _CRF[level - 1] if kind == "compression" else _CLEAN_CRF
+                name = f"videos/{content}_{kind if level else 'ref'}{level or ''}.mp4"
+                encode_mp4(tmp / name, frames, crf)
+                weight = WEIGHTS[kind] if level else 0.0
+                mos = demo_mos(weight * level / len(LEVELS), mos_rng)
+                rows.append((name, content, kind if level else "none", level, f"{mos:.4f}"))
+        with open(tmp / "mos.csv", "w", newline="") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(("video", "content", "distortion", "level", "mos"))
+            w.writerows(rows)
+        duration = N_FRAMES / FPS
+        with open(tmp / "labels.txt", "w") as f:
+            f.writelines(f"{r[0]}, {duration:g}, {FPS}, {r[4]}\n" for r in rows)
+        return len(rows)
+
+    return write_atomically(root, build)

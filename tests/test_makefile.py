@@ -1,0 +1,55 @@
+"""Makefile contract: help lists targets, every target installs first, clean is safe."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _copy(tmp_path: Path) -> Path:
+    for name in ("Makefile", "requirements.lock", "pyproject.toml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    return tmp_path
+
+
+def _make(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["make", *args], cwd=cwd, capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_help_is_default_and_lists_one_line_per_target(tmp_path):
+    out = _make(_copy(tmp_path))
+    names = [line.split()[0] for line in out.splitlines() if line.strip()]
+    assert {"help", "install", "test", "lint", "clean"} <= set(names)
+    assert len(names) == len(set(names))
+
+
+def test_targets_install_first_on_fresh_clone(tmp_path):
+    cwd = _copy(tmp_path)
+    for target in ("test", "lint"):
+        plan = _make(cwd, "-n", target)
+        assert "-m venv .venv" in plan
+        assert plan.index("torch==2.14.1 torchvision==0.29.1") < plan.index("-r requirements.lock")
+
+
+def test_install_is_idempotent_via_stamp(tmp_path):
+    cwd = _copy(tmp_path)
+    (cwd / ".venv").mkdir()
+    (cwd / ".venv" / ".qfeat-installed").touch()
+    assert "pip install" not in _make(cwd, "-n", "install")
+
+
+def test_clean_keeps_data_cache_and_runs(tmp_path):
+    cwd = _copy(tmp_path)
+    keep = ["data/demo/x.png", "qfeat-cache/demo/m.json", "runs/r1/metrics.json"]
+    drop = ["build/lib/a.py", "qfeat.egg-info/PKG-INFO", "pipeline/__pycache__/a.pyc"]
+    for rel in keep + drop:
+        (cwd / rel).parent.mkdir(parents=True, exist_ok=True)
+        (cwd / rel).write_text("x")
+    _make(cwd, "clean")
+    assert all((cwd / rel).exists() for rel in keep)
+    assert not any((cwd / rel).exists() for rel in drop)

@@ -1,0 +1,1 @@
+"""Trainers that read only the feature cache: RSA (images) and SCMA (videos)."""
