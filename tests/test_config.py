@@ -44,11 +44,17 @@ def test_default_preset_per_dataset():
 def test_set_overrides_typed_values():
     cfg = apply_overrides(
         load_preset("tiny"),
-        ["frames.num_frames=16", "regions.min_area_frac=0", "frames.strategy=uniform",
-         "describe.model=/models/qwen 7b"],
+        [
+            "frames.num_frames=16",
+            "regions.min_area_frac=0",
+            "frames.strategy=uniform",
+            "describe.model=/models/qwen 7b",
+        ],
     )
     assert cfg["frames"]["num_frames"] == 16
-    assert cfg["regions"]["min_area_frac"] == 0.0 and isinstance(cfg["regions"]["min_area_frac"], float)
+    assert cfg["regions"]["min_area_frac"] == 0.0 and isinstance(
+        cfg["regions"]["min_area_frac"], float
+    )
     assert cfg["frames"]["strategy"] == "uniform"
     assert cfg["describe"]["model"] == "/models/qwen 7b"
     assert load_preset("tiny")["frames"]["num_frames"] == 8  # the preset itself is untouched
@@ -70,7 +76,7 @@ def test_bad_overrides_are_usage_errors(bad, message):
 
 def test_preset_from_file(tmp_path):
     f = tmp_path / "mine.toml"
-    f.write_text('seed = 3\n[frames]\nnum_frames = 4\n')
+    f.write_text("seed = 3\n[frames]\nnum_frames = 4\n")
     cfg = resolve_config(str(f), ["seed=5"])
     assert cfg["seed"] == 5 and cfg["frames"]["num_frames"] == 4 and cfg["preset"] == str(f)
     with pytest.raises(OptionError, match="unknown preset"):

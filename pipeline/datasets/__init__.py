@@ -91,7 +91,9 @@ def storage_name(adapter: DatasetAdapter, name: str | None = None) -> str:
     """
     if not adapter.takes_name:
         if name and name != adapter.name:
-            raise OptionError(f"--name is only for the labels and csv adapters, not '{adapter.name}'")
+            raise OptionError(
+                f"--name is only for the labels and csv adapters, not '{adapter.name}'"
+            )
         return adapter.name
     chosen = name or adapter.root.resolve().name
     if not chosen or "/" in chosen or chosen in (".", ".."):

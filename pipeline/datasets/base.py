@@ -135,11 +135,20 @@ class DatasetAdapter:
         split: str | None = None,
         group: str | None = None,
         scale: ScoreScale | None = None,
+        source: str | None = None,
     ) -> None:
-        """Validate one metadata row and append an item or a problem to ``listing``."""
+        """Validate one metadata row and append an item or a problem to ``listing``.
+
+        ``rel_path`` is the media path relative to the root. When the adapter built it
+        from a metadata value (``Images/`` + name), pass that value as ``source``: it
+        must itself be a safe relative path, so ``/etc/x`` is not turned into
+        ``Images/etc/x``.
+        """
         scale = scale or self.scale
         rel = str(rel_path).strip().replace("\\", "/")
         item_id = safe_relative_path(rel)
+        if source is not None and safe_relative_path(str(source).strip()) is None:
+            item_id, rel = None, str(source).strip()
         if item_id is None:
             listing.problems.append(
                 ItemProblem(

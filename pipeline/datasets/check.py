@@ -126,4 +126,6 @@ def check_dataset(
 
 
 def has_problems(report: dict[str, Any]) -> bool:
-    return bool(report["missing"] or report["unreadable"] or report["rejected"] or not report["items"])
+    return bool(
+        report["missing"] or report["unreadable"] or report["rejected"] or not report["items"]
+    )

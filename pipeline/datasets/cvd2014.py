@@ -39,5 +39,5 @@ class CVD2014(DatasetAdapter):
             test = "Test" + name[4:6].lstrip("0") if name.startswith("Test") else "Test"
             rel = found.get(name.lower()) or f"{test}/{content.replace(' ', '_')}/{name}.avi"
             score = row[score_col].replace(",", ".")
-            self.make_item(listing, rel, score, group=f"{test}/{content}")
+            self.make_item(listing, rel, score, group=f"{test}/{content}", source=name)
         return listing

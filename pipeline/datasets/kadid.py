@@ -21,5 +21,8 @@ class KADID(DatasetAdapter):
         for row in rows:
             # Group by reference image: content-disjoint splits keep all 125 versions
             # of one reference on the same side.
-            self.make_item(listing, f"images/{row['dist_img']}", row["dmos"], group=row["ref_img"])
+            name = row["dist_img"]
+            self.make_item(
+                listing, f"images/{name}", row["dmos"], group=row["ref_img"], source=name
+            )
         return listing

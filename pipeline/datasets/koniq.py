@@ -23,9 +23,7 @@ SCALES = {"MOS": ScoreScale(1.0, 5.0), "MOS_zscore": ScoreScale(0.0, 100.0)}
 class KonIQ(DatasetAdapter):
     name = "koniq"
     modality = "image"
-    layout = (
-        f"{SCORES} + 1024x768/<image_name> (or 512x384/); split: {SETS} (set column) beside it"
-    )
+    layout = f"{SCORES} + 1024x768/<image_name> (or 512x384/); split: {SETS} (set column) beside it"
     scale = SCALES["MOS"]
     has_official_splits = True
     options = {"images": "auto", "score": "MOS"}
@@ -49,7 +47,9 @@ class KonIQ(DatasetAdapter):
     def list_items(self) -> Listing:
         score_col = self.opts["score"]
         if score_col not in SCALES:
-            raise OptionError(f"--option score must be MOS (1–5) or MOS_zscore (0–100), not {score_col!r}")
+            raise OptionError(
+                f"--option score must be MOS (1–5) or MOS_zscore (0–100), not {score_col!r}"
+            )
         scores_path, sets_path = self._find(SCORES), self._find(SETS)
         splits: dict[str, str] = {}
         if sets_path is not None:
@@ -80,5 +80,6 @@ class KonIQ(DatasetAdapter):
                 split=splits.get(name),
                 group=name,
                 scale=scale,
+                source=name,
             )
         return listing

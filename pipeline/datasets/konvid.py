@@ -44,7 +44,7 @@ class KoNViD(DatasetAdapter):
             require_columns(rows, ["flickr_id", "mos"], path)
             for row in rows:
                 fid = clean_id(row["flickr_id"])
-                self.make_item(listing, f"{videos}/{fid}.mp4", row["mos"], group=fid)
+                self.make_item(listing, f"{videos}/{fid}.mp4", row["mos"], group=fid, source=fid)
         elif (path := self._find(ATTRIBUTES_CSV)) is not None:
             rows = read_csv(path)
             require_columns(rows, ["flickr_id", "file_name", "MOS"], path)
@@ -53,7 +53,11 @@ class KoNViD(DatasetAdapter):
                 if not Path(file_name).suffix:
                     file_name += ".mp4"
                 self.make_item(
-                    listing, f"{videos}/{file_name}", row["MOS"], group=clean_id(row["flickr_id"])
+                    listing,
+                    f"{videos}/{file_name}",
+                    row["MOS"],
+                    group=clean_id(row["flickr_id"]),
+                    source=file_name,
                 )
         else:
             raise DatasetError(

@@ -45,5 +45,5 @@ class LIVEQualcomm(DatasetAdapter):
             if not 1 <= kind <= len(kinds):
                 raise DatasetError(f"{path}: distortionType {kind} out of range for {name}")
             scene = "_".join(name.split("_")[:2])
-            self.make_item(listing, f"{kinds[kind - 1]}/{name}", mos, group=scene)
+            self.make_item(listing, f"{kinds[kind - 1]}/{name}", mos, group=scene, source=name)
         return listing

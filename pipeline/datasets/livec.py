@@ -38,6 +38,5 @@ class LIVEChallenge(DatasetAdapter):
             if training and not keep_training:
                 continue
             folder = "Images/trainingImages" if training else "Images"
-            self.make_item(listing, f"{folder}/{name}", mos, group=name)
+            self.make_item(listing, f"{folder}/{name}", mos, group=name, source=name)
         return listing
-

@@ -25,5 +25,5 @@ class LIVEVQC(DatasetAdapter):
             raise DatasetError(f"{path}: {len(names)} names but {len(scores)} scores")
         listing = Listing()
         for name, mos in zip(names, scores, strict=True):
-            self.make_item(listing, f"Video/{name}", mos, group=name)
+            self.make_item(listing, f"Video/{name}", mos, group=name, source=name)
         return listing

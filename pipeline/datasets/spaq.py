@@ -21,5 +21,5 @@ class SPAQ(DatasetAdapter):
         listing = Listing()
         for row in rows:
             name = str(row["Image name"]).strip()
-            self.make_item(listing, f"TestImage/{name}", row["MOS"], group=name)
+            self.make_item(listing, f"TestImage/{name}", row["MOS"], group=name, source=name)
         return listing

@@ -56,5 +56,5 @@ class YouTubeUGC(DatasetAdapter):
             vid = str(row["vid"]).strip()
             if not vid or vid == "nan":
                 continue
-            self.make_item(listing, to_path(vid), row[self.opts["score"]], group=vid)
+            self.make_item(listing, to_path(vid), row[self.opts["score"]], group=vid, source=vid)
         return listing

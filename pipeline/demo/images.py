@@ -165,7 +165,9 @@ def generate(root: Path) -> int:
             ref = _content(family, variant)
             jobs = [("ref", 0)] + [(k, lv) for k in KINDS for lv in LEVELS]
             for kind, level in jobs:
-                rng = np.random.default_rng([SEED, ci, KINDS.index(kind) + 1 if level else 0, level])
+                rng = np.random.default_rng(
+                    [SEED, ci, KINDS.index(kind) + 1 if level else 0, level]
+                )
                 pixels = _to_uint8(ref) if level == 0 else distort(ref, kind, level, rng)
                 name = f"images/{content}_{kind if level else 'ref'}{level or ''}.png"
                 Image.fromarray(pixels).save(tmp / name, format="PNG", optimize=False)

@@ -19,6 +19,7 @@ with weight = blur 0.9, noise 0.8, compression 0.95, stutter 0.7 (level 0 = refe
 from __future__ import annotations
 
 import csv
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -101,12 +102,15 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
 def clip_frames(content: str, kind: str, level: int, rng: np.random.Generator) -> list:
     """The uint8 frames of one clip (distortions other than compression applied)."""
     texture_rng = np.random.default_rng([SEED, CONTENTS.index(content)])  # same per content
-    clouds = np.asarray(
-        Image.fromarray((texture_rng.uniform(0, 1, (6, 12)) * 255).astype(np.uint8)).resize(
-            (2 * SIZE, SIZE), Image.Resampling.BICUBIC
-        ),
-        dtype=np.float64,
-    ) / 255.0
+    clouds = (
+        np.asarray(
+            Image.fromarray((texture_rng.uniform(0, 1, (6, 12)) * 255).astype(np.uint8)).resize(
+                (2 * SIZE, SIZE), Image.Resampling.BICUBIC
+            ),
+            dtype=np.float64,
+        )
+        / 255.0
+    )
     frames = []
     for n in range(N_FRAMES):
         shown = n
@@ -126,16 +130,49 @@ def clip_frames(content: str, kind: str, level: int, rng: np.random.Generator) -
     return frames
 
 
+def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 limited-range RGB -> planar yuv420p laid out as PyAV expects, (H*3/2, W).
+
+    Done in numpy because the RGB->YUV conversion PyAV does inside ``encode`` was seen
+    to give different bytes from run to run; H and W must be multiples of 4.
+    """
+    x = rgb.astype(np.float64) / 255.0
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    y = 16 + 65.481 * r + 128.553 * g + 24.966 * b
+    u = 128 - 37.797 * r - 74.203 * g + 112.0 * b
+    v = 128 + 112.0 * r - 93.786 * g - 18.214 * b
+    h, w = y.shape
+
+    def half(c: np.ndarray) -> np.ndarray:
+        return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)).reshape(h // 4, w)
+
+    planes = np.concatenate([y, half(u), half(v)], axis=0)
+    return np.clip(np.rint(planes), 0, 255).astype(np.uint8)
+
+
 def encode_mp4(path: Path, frames: list, crf: int, fps: int = FPS) -> None:
-    """Encode uint8 RGB frames as H.264 (yuv420p) in MP4 with one thread (reproducible)."""
+    """Encode uint8 RGB frames as H.264 (yuv420p) in MP4, reproducibly.
+
+    One thread and no macroblock-tree rate control: with mbtree on, x264 gave
+    different bytes for the same frames now and then (seen here with libx264 in
+    PyAV 18); with it off, repeated encodes are byte-identical.
+    """
     with av.open(str(path), mode="w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
+        stream.options = {
+            "crf": str(crf),
+            "preset": "veryfast",
+            "threads": "1",
+            "x264-params": "mbtree=0",
+        }
         stream.codec_context.thread_count = 1
-        for pixels in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+        stream.codec_context.time_base = Fraction(1, fps)
+        for index, pixels in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(pixels), format="yuv420p")
+            frame.pts, frame.time_base = index, Fraction(1, fps)
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

@@ -1,0 +1,102 @@
+"""The qfeat CLI: help, version, datasets listing and check, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.datasets import REGISTRY
+from tests.fixtures import layouts
+
+
+def test_help_lists_commands(qfeat):
+    result = qfeat("--help")
+    assert result.exit_code == 0
+    assert "datasets" in result.output and "version" in result.output
+
+
+def test_version(qfeat):
+    result = qfeat("version")
+    assert result.exit_code == 0
+    assert result.output.startswith("qfeat 0.")
+
+
+def test_datasets_json_lists_every_adapter(qfeat):
+    result = qfeat("datasets", "--json")
+    assert result.exit_code == 0
+    rows = {r["name"]: r for r in json.loads(result.output)}
+    assert set(rows) == set(REGISTRY) and len(rows) == 14
+    assert rows["koniq"]["modality"] == "image" and rows["lsvq"]["modality"] == "video"
+    assert (rows["kadid"]["score_min"], rows["kadid"]["score_max"]) == (1.0, 5.0)
+    assert all(isinstance(r["higher_is_better"], bool) and r["layout"] for r in rows.values())
+
+
+def test_datasets_table(qfeat):
+    result = qfeat("datasets")
+    assert result.exit_code == 0
+    for name in ("koniq", "youtube-ugc", "live-qualcomm", "demo-video"):
+        assert name in result.output
+
+
+def test_check_koniq_official_layout(qfeat, tmp_path):
+    expected = layouts.koniq(tmp_path, n_per_split=(14, 2, 4), clean=True)
+    result = qfeat("datasets", "check", "koniq", "--root", str(tmp_path), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["name"] == "koniq" and report["modality"] == "image"
+    assert report["items"] == 20 and report["missing"] == 0
+    assert report["score_min"] == pytest.approx(expected.score_min)
+    assert report["score_max"] == pytest.approx(expected.score_max)
+    assert report["splits"] == {"train": 14, "val": 2, "test": 4}
+
+
+def test_check_with_problems_exits_1_and_still_reports(qfeat, tmp_path):
+    layouts.kadid(tmp_path)
+    result = qfeat("datasets", "check", "kadid", "--root", str(tmp_path), "--json")
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    assert report["missing"] == 1 and report["rejected"] == 2
+    human = qfeat("datasets", "check", "kadid", "--root", str(tmp_path))
+    assert human.exit_code == 1
+    assert "images/I02_01_02.png" in human.output  # the missing file is named
+    assert "escapes the dataset root" in human.output
+
+
+def test_check_option_passes_through(qfeat, tmp_path):
+    layouts.generic_csv(tmp_path)
+    args = ["datasets", "check", "csv", "--root", str(tmp_path), "--json"]
+    opts = ["-o", "file=scores.csv", "--option", "path_col=file", "--option", "score_col=quality"]
+    report = json.loads(qfeat(*args, *opts).output)
+    assert report["items"] == 3 and report["score_max"] == 7.5
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["datasets", "check", "nosuchset", "--root", "."],
+        ["datasets", "check", "kadid", "--root", ".", "--option", "novalue"],
+        ["datasets", "check", "kadid", "--root", ".", "--option", "colour=red"],
+        ["datasets", "check"],
+        ["nosuchcommand"],
+    ],
+)
+def test_usage_errors_exit_2(runner, args):
+    from cli.main import app
+
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+
+
+def test_missing_root_exits_1_with_fix(qfeat, tmp_path):
+    result = qfeat("datasets", "check", "koniq", "--root", str(tmp_path / "nowhere"))
+    assert result.exit_code == 1
+    assert "--root" in result.output and "QFEAT_DATA_ROOT" in result.output
+
+
+def test_default_root_comes_from_environment(qfeat, isolated_dirs):
+    result = qfeat("datasets", "check", "demo", "--json", "--no-decode")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["root"] == str(isolated_dirs / "data" / "demo")
+    assert report["items"] == 504 and report["groups"] == 24
