@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.qfeat-installed
 DATASET ?= demo
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint format clean
+.PHONY: help install test lint format bench clean
 
 help: ## show this list (one line per target)
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ lint: $(STAMP) ## ruff: lint and format check
 format: $(STAMP) ## ruff: fix what can be fixed and format
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+bench: $(STAMP) ## benchmarks on this machine -> benchmarks/results/latest.json
+	$(BIN)/python -m benchmarks.cache_read
 
 clean: ## remove build artefacts only (never data/, qfeat-cache/ or runs/)
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

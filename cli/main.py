@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from cli import datasets, version
+from cli import cache, datasets, version
 
 app = typer.Typer(
     name="qfeat",
@@ -17,6 +17,7 @@ app = typer.Typer(
 )
 app.registered_commands.extend(version.app.registered_commands)
 app.add_typer(datasets.app, name="datasets")
+app.add_typer(cache.app, name="cache")
 
 
 @app.callback()

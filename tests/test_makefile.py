@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,8 +17,15 @@ def _copy(tmp_path: Path) -> Path:
 
 
 def _make(cwd: Path, *args: str) -> str:
+    # Run as a top-level make even when the suite itself runs under `make test`.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     return subprocess.run(
-        ["make", *args], cwd=cwd, capture_output=True, text=True, check=True
+        ["make", "--no-print-directory", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
 
 

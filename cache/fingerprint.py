@@ -1,0 +1,124 @@
+"""Stage fingerprints and manifests.
+
+A fingerprint is the sha256 (first 16 hex digits) of the canonical JSON of everything
+that affects a stage's output: stage name and version, the fully resolved stage config
+(defaults included), model identity, upstream fingerprints, the dataset adapter with its
+options, the hash of the item list, and the shard size (it decides which items share a
+shard file). Library versions and the creation time are recorded in the manifest but
+left out of the hash, so a routine upgrade does not throw the cache away; bump the
+stage version when a library change is known to alter outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+FINGERPRINTED = (
+    "stage",
+    "stage_version",
+    "config",
+    "model",
+    "upstream",
+    "dataset",
+    "items_sha256",
+    "shard_size",
+)
+LIBRARIES = (
+    "torch",
+    "torchvision",
+    "numpy",
+    "pyarrow",
+    "h5py",
+    "segment-anything",
+    "open_clip_torch",
+    "timm",
+    "transformers",
+    "decord",
+    "av",
+)
+
+
+def canonical_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def items_hash(item_ids: Iterable[str]) -> str:
+    """Order-sensitive hash of the item list (shards are planned from this order)."""
+    h = hashlib.sha256()
+    for item_id in item_ids:
+        h.update(item_id.encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for lib in LIBRARIES:
+        try:
+            out[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def fingerprint(manifest: dict[str, Any]) -> str:
+    missing = [k for k in FINGERPRINTED if k not in manifest]
+    if missing:
+        raise ValueError(f"manifest lacks fingerprinted field(s): {', '.join(missing)}")
+    return sha256_text(canonical_json({k: manifest[k] for k in FINGERPRINTED}))[:16]
+
+
+def build_manifest(
+    *,
+    stage: str,
+    stage_version: int,
+    config: dict[str, Any],
+    model: dict[str, Any],
+    upstream: dict[str, str],
+    dataset: dict[str, Any],
+    item_ids: list[str],
+    shard_size: int,
+    arrays: list[str] | None = None,
+) -> dict[str, Any]:
+    """The manifest of a stage run, with its ``fingerprint`` filled in.
+
+    ``model`` identifies the weights: ``{"name": ..., "sha256": ...}`` for a local file
+    or ``{"name": ..., "revision": ...}`` for a hub model. ``dataset`` holds the adapter
+    name, its options and the storage name. ``arrays`` names the HDF5 datasets.
+    """
+    manifest: dict[str, Any] = {
+        "stage": stage,
+        "stage_version": stage_version,
+        "config": config,
+        "model": model,
+        "upstream": dict(sorted(upstream.items())),
+        "dataset": dataset,
+        "items_sha256": items_hash(item_ids),
+        "shard_size": shard_size,
+        "items": len(item_ids),
+        "shards_total": (len(item_ids) + shard_size - 1) // shard_size if item_ids else 0,
+        "arrays": sorted(arrays or []),
+        "libraries": library_versions(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    manifest["fingerprint"] = fingerprint(manifest)
+    return manifest

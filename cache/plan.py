@@ -1,0 +1,76 @@
+"""Planning for the runner: deterministic shards, and which of them are already done."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cache.fingerprint import file_sha256, items_hash
+from cache.layout import shard_name
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` holds ``item_ids`` (a slice of the item list, in order)."""
+
+    index: int
+    item_ids: tuple[str, ...]
+
+
+def plan_shards(item_ids: list[str], shard_size: int) -> list[Shard]:
+    if shard_size < 1:
+        raise ValueError("shard size must be at least 1")
+    return [
+        Shard(i // shard_size, tuple(item_ids[i : i + shard_size]))
+        for i in range(0, len(item_ids), shard_size)
+    ]
+
+
+def read_marker(stage_dir: Path, index: int) -> dict[str, Any] | None:
+    path = Path(stage_dir) / shard_name(index, "done.json")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def shard_problem(
+    stage_dir: Path, index: int, item_ids: tuple[str, ...] | None = None, checksums: bool = True
+) -> str | None:
+    """None when shard ``index`` is complete and intact, else why it is not.
+
+    Complete means: the done marker is present and parses, every file it lists exists
+    with the recorded size (and sha256 when ``checksums``), and, when ``item_ids`` is
+    given, the marker was written for exactly those items.
+    """
+    marker = read_marker(stage_dir, index)
+    if marker is None:
+        return "no done marker"
+    if item_ids is not None and marker.get("items_sha256") != items_hash(item_ids):
+        return "written for a different item list"
+    for name, info in marker.get("files", {}).items():
+        path = Path(stage_dir) / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != info.get("bytes"):
+            return f"{name} has {path.stat().st_size} bytes, the marker says {info.get('bytes')}"
+        if checksums and file_sha256(path) != info.get("sha256"):
+            return f"{name} does not match its checksum"
+    if not marker.get("files"):
+        return "the done marker lists no files"
+    return None
+
+
+def split_done(
+    stage_dir: Path, shards: list[Shard], checksums: bool = True, force: bool = False
+) -> tuple[list[Shard], list[Shard]]:
+    """``(done, todo)``: shards to skip and shards that must (re)run."""
+    if force:
+        return [], list(shards)
+    done, todo = [], []
+    for shard in shards:
+        ok = shard_problem(stage_dir, shard.index, shard.item_ids, checksums) is None
+        (done if ok else todo).append(shard)
+    return done, todo

@@ -1,0 +1,206 @@
+"""Reading the cache: find a stage's fingerprint, load its table and arrays, join stages.
+
+Tables are read whole per shard file (pyarrow), arrays with whole-dataset HDF5 reads into
+one preallocated array (never per-row reads), or memory-mapped when they do not fit RAM.
+Only shards with a done marker are read; a stage is *complete* when all the shards its
+manifest plans are done.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cache.layout import MANIFEST, SHARD_RE, shard_name, stage_root
+from cache.plan import read_marker
+from pipeline.datasets.base import DatasetError
+
+
+class CacheMissing(DatasetError):
+    """The requested stage is not (completely) in the cache; the message names the fix."""
+
+
+@dataclass
+class Stage:
+    """One ``<dataset>/<stage>/<fingerprint>`` folder."""
+
+    dir: Path
+    manifest: dict[str, Any] = field(repr=False)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.dir.name
+
+    @property
+    def name(self) -> str:
+        return self.manifest["stage"]
+
+    @cached_property
+    def markers(self) -> dict[int, dict[str, Any]]:
+        """Done markers of the shards whose listed files all exist, by shard index."""
+        out = {}
+        for path in sorted(self.dir.glob("shard-*.done.json")):
+            m = SHARD_RE.match(path.name)
+            marker = read_marker(self.dir, int(m.group(1))) if m else None
+            if marker and all((self.dir / n).is_file() for n in marker.get("files", {})):
+                out[int(m.group(1))] = marker
+        return out
+
+    @property
+    def shards_total(self) -> int:
+        return int(self.manifest.get("shards_total", 0))
+
+    @property
+    def complete(self) -> bool:
+        return len(self.markers) == self.shards_total and all(
+            i in self.markers for i in range(self.shards_total)
+        )
+
+    def table(self, columns: list[str] | None = None) -> pd.DataFrame:
+        """All done shards' rows, in shard order (the order of the arrays)."""
+        tables = [
+            pq.read_table(self.dir / shard_name(i, "parquet"), columns=columns)
+            for i in sorted(self.markers)
+        ]
+        if not tables:
+            return pd.DataFrame(columns=columns or ["item_id", "status", "error"])
+        return pa.concat_tables(tables, promote_options="default").to_pandas()
+
+    def errors(self) -> pd.DataFrame:
+        t = self.table(["item_id", "status", "error"])
+        return t[t["status"] != "ok"].reset_index(drop=True)
+
+    def array_names(self) -> list[str]:
+        names: set[str] = set()
+        for marker in self.markers.values():
+            names.update(marker.get("arrays", {}))
+        return sorted(names)
+
+    def array(self, name: str, mmap: bool = False) -> np.ndarray | MappedRows:
+        """Array ``name`` of all done shards, rows aligned with :meth:`table`.
+
+        ``mmap=True`` maps the HDF5 data instead of reading it (for arrays larger than
+        RAM): a numpy memmap for one shard, a :class:`MappedRows` for several.
+        """
+        import h5py
+
+        shards = sorted(self.markers)
+        specs = [self.markers[i].get("arrays", {}).get(name) for i in shards]
+        if not shards or any(s is None for s in specs):
+            raise CacheMissing(
+                f"array '{name}' is not in every shard of {self.dir} (has: {self.array_names()})"
+            )
+        if mmap:
+            parts = [_memmap(self.dir / shard_name(i, "h5"), name) for i in shards]
+            return parts[0] if len(parts) == 1 else MappedRows(parts)
+        rows = sum(s["shape"][0] for s in specs)
+        out = np.empty((rows, *specs[0]["shape"][1:]), dtype=np.dtype(specs[0]["dtype"]))
+        start = 0
+        for i, spec in zip(shards, specs, strict=True):
+            n = spec["shape"][0]
+            path = self.dir / shard_name(i, "h5")
+            if n and spec.get("offset") is not None:
+                # Contiguous dataset at a known offset (recorded by the writer, guarded by
+                # the checksum): read its bytes straight into the output, like np.load.
+                with open(path, "rb") as f:
+                    f.seek(spec["offset"])
+                    view = memoryview(out[start : start + n]).cast("B")
+                    if f.readinto(view) != view.nbytes:
+                        raise CacheMissing(
+                            f"{path} is shorter than its marker says; run `qfeat cache verify`"
+                        )
+            elif n:
+                with h5py.File(path, "r") as f:
+                    f[name].read_direct(out, dest_sel=np.s_[start : start + n])
+            start += n
+        return out
+
+
+def _memmap(path: Path, name: str) -> np.ndarray:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        ds = f[name]
+        offset = ds.id.get_offset()
+        if offset is None or ds.chunks is not None or ds.compression is not None:
+            return ds[()]  # empty or not contiguous: fall back to a read
+        shape, dtype = ds.shape, ds.dtype
+    return np.memmap(path, mode="r", dtype=dtype, shape=shape, offset=offset)
+
+
+class MappedRows:
+    """Row-indexable view over several memory-mapped shard arrays (no copy until indexed)."""
+
+    def __init__(self, parts: list[np.ndarray]):
+        self.parts = parts
+        self.offsets = np.cumsum([0] + [len(p) for p in parts])
+        self.shape = (int(self.offsets[-1]), *parts[0].shape[1:])
+        self.dtype = parts[0].dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        rows = np.arange(self.shape[0])[index]
+        scalar = np.ndim(rows) == 0
+        rows = np.atleast_1d(rows)
+        shard = np.searchsorted(self.offsets, rows, side="right") - 1
+        out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        for s in np.unique(shard):
+            sel = shard == s
+            out[sel] = self.parts[s][rows[sel] - self.offsets[s]]
+        return out[0] if scalar else out
+
+
+def list_stages(cache_dir: Path, dataset: str, stage: str) -> list[Stage]:
+    """Every fingerprint folder of a stage with a readable manifest, oldest first."""
+    root = stage_root(cache_dir, dataset, stage)
+    stages = []
+    for folder in sorted(p for p in root.glob("*") if p.is_dir() and not p.name.startswith(".")):
+        try:
+            manifest = json.loads((folder / MANIFEST).read_text())
+        except (OSError, ValueError):
+            continue
+        stages.append(Stage(folder, manifest))
+    return sorted(stages, key=lambda s: (s.manifest.get("created", ""), s.fingerprint))
+
+
+def open_stage(cache_dir: Path, dataset: str, stage: str, fingerprint: str | None = None) -> Stage:
+    """The latest complete fingerprint of ``dataset``/``stage``, or the one named."""
+    stages = list_stages(cache_dir, dataset, stage)
+    if fingerprint is not None:
+        for s in stages:
+            if s.fingerprint == fingerprint:
+                return s
+        raise CacheMissing(
+            f"no fingerprint {fingerprint} for {dataset}/{stage} in {cache_dir} "
+            f"(have: {', '.join(s.fingerprint for s in stages) or 'none'}; see `qfeat cache ls`)"
+        )
+    complete = [s for s in stages if s.complete]
+    if not complete:
+        state = "is incomplete" if stages else "is not in the cache"
+        raise CacheMissing(
+            f"stage '{stage}' of dataset '{dataset}' {state} ({cache_dir}); compute it with "
+            f"`qfeat features {dataset} --stages {stage}` (or `qfeat stage {stage} {dataset}`)"
+        )
+    return complete[-1]
+
+
+def join_stages(stages: list[Stage]) -> pd.DataFrame:
+    """Inner join on ``item_id``; columns become ``<stage>.<column>``, and ``<stage>.row``
+    is the row of each item in that stage's arrays."""
+    joined: pd.DataFrame | None = None
+    for stage in stages:
+        t = stage.table()
+        t = t.rename(columns={c: f"{stage.name}.{c}" for c in t.columns if c != "item_id"})
+        t[f"{stage.name}.row"] = np.arange(len(t))
+        joined = t if joined is None else joined.merge(t, on="item_id", how="inner")
+    return joined if joined is not None else pd.DataFrame(columns=["item_id"])

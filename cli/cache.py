@@ -1,0 +1,141 @@
+"""`qfeat cache ls | verify | errors | gc`: inspect and maintain the feature cache."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cache.inventory import all_stages, entry, find_garbage
+from cache.reader import open_stage
+from cache.verify import repair, verify_stage
+from cli.errors import EXIT_DATA, user_errors
+from pipeline.paths import cache_dir as default_cache_dir
+
+app = typer.Typer(help="Inspect and maintain the feature cache.", no_args_is_help=True)
+console = Console(highlight=False, soft_wrap=True)
+
+CacheDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir", help="Cache directory (default: $QFEAT_CACHE_DIR or ./qfeat-cache)."
+    ),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+@app.command("ls")
+def ls(cache_dir: CacheDir = None, as_json: Json = False) -> None:
+    """One line per dataset/stage/fingerprint: completeness, items, size."""
+    root = default_cache_dir(cache_dir)
+    entries = [entry(s) for s in all_stages(root)]
+    if as_json:
+        typer.echo(json.dumps(entries, indent=2))
+        return
+    if not entries:
+        console.print(f"the cache at {root} is empty")
+        return
+    table = Table(title=f"qfeat cache at {root}")
+    table.add_column("dataset", overflow="fold")
+    table.add_column("stage", overflow="fold")
+    table.add_column("fingerprint", no_wrap=True, min_width=16)
+    for col in ("complete", "shards", "ok", "failed", "size"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("created", overflow="fold")
+    for e in entries:
+        table.add_row(
+            e["dataset"],
+            e["stage"],
+            e["fingerprint"],
+            "yes" if e["complete"] else "[yellow]no[/]",
+            f"{e['shards_done']}/{e['shards_total']}",
+            str(e["items_ok"]),
+            str(e["items_failed"]),
+            _human(e["bytes"]),
+            (e["created"] or "-")[:16].replace("T", " "),
+        )
+    console.print(table)
+
+
+@app.command("verify")
+def verify(
+    cache_dir: CacheDir = None,
+    fix: Annotated[
+        bool, typer.Option("--repair", help="Remove bad shards so the next run recomputes them.")
+    ] = False,
+) -> None:
+    """Re-read every shard (checksums, schema, row counts, HDF5); exit 1 if any is bad."""
+    root = default_cache_dir(cache_dir)
+    stages = all_stages(root)
+    checked, bad_total = 0, []
+    for stage in stages:
+        checked += len(list(stage.dir.glob("shard-*.done.json")))
+        for bad in verify_stage(stage):
+            bad_total.append(bad)
+            console.print(f"[red]bad[/] {bad.path}: {bad.reason}")
+            if fix:
+                repair(bad)
+                console.print(f"    removed shard {bad.index:05d}; the next run recomputes it")
+    summary = f"{checked} shards in {len(stages)} stage folders checked, {len(bad_total)} bad"
+    console.print(summary + (" (repaired)" if fix and bad_total else ""))
+    if bad_total and not fix:
+        console.print("run `qfeat cache verify --repair` to remove them")
+        raise typer.Exit(EXIT_DATA)
+
+
+@app.command("errors")
+def errors(
+    dataset: Annotated[str, typer.Argument(help="Dataset name as cached.")],
+    stage: Annotated[str, typer.Argument(help="Stage name, e.g. regions or frames.")],
+    cache_dir: CacheDir = None,
+    fingerprint: Annotated[str | None, typer.Option(help="A specific fingerprint.")] = None,
+    as_json: Json = False,
+) -> None:
+    """The items a stage failed on, with the reasons."""
+    root = default_cache_dir(cache_dir)
+    with user_errors():
+        failed = open_stage(root, dataset, stage, fingerprint).errors()
+    rows = failed[["item_id", "status", "error"]].to_dict(orient="records")
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        console.print(f"{r['item_id']}  [red]{r['status']}[/]  {r['error']}")
+    console.print(f"{len(rows)} failed items in {dataset}/{stage}")
+
+
+@app.command("gc")
+def gc(
+    cache_dir: CacheDir = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Really remove what is listed.")] = False,
+) -> None:
+    """List (and with --yes remove) temp files and superseded fingerprints."""
+    root = default_cache_dir(cache_dir)
+    garbage = find_garbage(root)
+    for g in garbage:
+        console.print(
+            f"{'removing' if yes else 'would remove'} {g.path}  ({g.reason}, {_human(g.bytes)})"
+        )
+        if yes:
+            shutil.rmtree(g.path) if g.path.is_dir() else g.path.unlink()
+    total = _human(sum(g.bytes for g in garbage))
+    if not garbage:
+        console.print("nothing to collect")
+    elif yes:
+        console.print(f"removed {len(garbage)} entries, {total}")
+    else:
+        console.print(f"{len(garbage)} entries, {total}; run `qfeat cache gc --yes` to remove them")

@@ -1,0 +1,405 @@
+"""The feature cache: fingerprints, atomic shards, reading, verify/repair, gc, CLI."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from cache.fingerprint import build_manifest, fingerprint
+from cache.inventory import find_garbage
+from cache.items import read_items, write_items
+from cache.layout import MANIFEST, items_path
+from cache.plan import plan_shards, split_done
+from cache.reader import CacheMissing, MappedRows, join_stages, open_stage
+from cache.verify import verify_stage
+from cache.writer import ShardWriter, create_stage_dir
+from pipeline.config import apply_overrides, load_preset
+from pipeline.datasets import open_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+IDS = [f"images/{i:03d}.png" for i in range(10)]
+
+
+def manifest_for(stage="backbone", config=None, upstream=None, ids=IDS, shard_size=4, **kw):
+    return build_manifest(
+        stage=stage,
+        stage_version=1,
+        config=config if config is not None else load_preset("tiny")["backbone"],
+        model={"name": "tiny", "seed": 0},
+        upstream=upstream or {},
+        dataset={"adapter": "demo", "name": "demo", "options": {}},
+        item_ids=ids,
+        shard_size=shard_size,
+        arrays=kw.get("arrays", ["features"]),
+    )
+
+
+def shard_columns(ids, failed=()):
+    return {
+        "item_id": list(ids),
+        "status": ["decode_error" if i in failed else "ok" for i in ids],
+        "error": ["cannot decode" if i in failed else None for i in ids],
+        "score": [float(len(i)) for i in ids],
+    }
+
+
+def shard_arrays(ids, dim=6):
+    rows = [int(i[7:10]) for i in ids]
+    return {"features": np.array([[r + k / 8 for k in range(dim)] for r in rows], np.float32)}
+
+
+def write_stage(cache, manifest, ids=IDS, shard_size=4, failed=(), skip=()):
+    folder = create_stage_dir(cache, "demo", manifest)
+    for shard in plan_shards(ids, shard_size):
+        if shard.index in skip:
+            continue
+        ShardWriter(folder, shard.index).write(
+            shard_columns(shard.item_ids, failed), shard_arrays(shard.item_ids)
+        )
+    return folder
+
+
+# -- fingerprints -------------------------------------------------------------------
+
+
+def test_fingerprint_covers_defaults_and_ignores_bookkeeping():
+    base = manifest_for()
+    # setting a field to its default value is the same configuration
+    same = apply_overrides(load_preset("tiny"), ["backbone.input_size=128"])["backbone"]
+    assert manifest_for(config=same)["fingerprint"] == base["fingerprint"]
+    # changing a default of the preset changes the fingerprint
+    changed_default = dict(load_preset("tiny")["backbone"], input_size=129)
+    assert manifest_for(config=changed_default)["fingerprint"] != base["fingerprint"]
+    assert manifest_for(upstream={"regions": "abc"})["fingerprint"] != base["fingerprint"]
+    assert manifest_for(ids=IDS[:-1])["fingerprint"] != base["fingerprint"]
+    assert manifest_for(shard_size=5)["fingerprint"] != base["fingerprint"]
+    bookkeeping = dict(base, created="1999-01-01", libraries={"torch": "0.1"})
+    assert fingerprint(bookkeeping) == base["fingerprint"]
+
+
+def test_manifest_records_everything(tmp_path):
+    m = manifest_for()
+    folder = create_stage_dir(tmp_path, "demo", m)
+    assert folder == tmp_path / "demo" / "backbone" / m["fingerprint"]
+    stored = json.loads((folder / MANIFEST).read_text())
+    for key in (
+        "stage",
+        "stage_version",
+        "config",
+        "model",
+        "upstream",
+        "dataset",
+        "items_sha256",
+        "libraries",
+        "created",
+        "shards_total",
+    ):
+        assert key in stored
+    assert stored["shards_total"] == 3 and stored["libraries"]["numpy"] == np.__version__
+    again = dict(m, created="later")
+    create_stage_dir(tmp_path, "demo", again)  # a resumed run keeps the first manifest
+    assert json.loads((folder / MANIFEST).read_text())["created"] == m["created"]
+
+
+# -- writing and reading ------------------------------------------------------------
+
+
+def test_round_trip_table_and_arrays(tmp_path):
+    m = manifest_for()
+    write_stage(tmp_path, m, failed={"images/005.png"})
+    stage = open_stage(tmp_path, "demo", "backbone")
+    assert stage.complete and stage.fingerprint == m["fingerprint"]
+    table = stage.table()
+    assert table["item_id"].tolist() == IDS
+    assert set(table.columns) >= {"item_id", "status", "error", "score"}
+    features = stage.array("features")
+    assert features.dtype == np.float16 and features.shape == (10, 6)
+    np.testing.assert_array_equal(features, shard_arrays(IDS)["features"].astype(np.float16))
+    assert stage.errors()["item_id"].tolist() == ["images/005.png"]
+    # ordinary tools read the files directly
+    first = pq.read_table(stage.dir / "shard-00000.parquet").to_pandas()
+    assert first["item_id"].tolist() == IDS[:4]
+
+
+def test_fp16_round_trip_is_bit_exact(tmp_path):
+    bits = np.arange(0, 1 << 16, dtype=np.uint32).astype(np.uint16)  # every fp16 value
+    values = bits.view(np.float16).reshape(-1, 64)
+    ids = [f"images/{i:03d}.png" for i in range(len(values))]
+    m = manifest_for(ids=ids, shard_size=300)
+    folder = create_stage_dir(tmp_path, "demo", m)
+    for shard in plan_shards(ids, 300):
+        rows = slice(shard.index * 300, shard.index * 300 + len(shard.item_ids))
+        ShardWriter(folder, shard.index).write(
+            shard_columns(shard.item_ids), {"features": values[rows]}
+        )
+    stage = open_stage(tmp_path, "demo", "backbone")
+    for loaded in (stage.array("features"), stage.array("features", mmap=True)[:]):
+        np.testing.assert_array_equal(np.asarray(loaded).view(np.uint16), values.view(np.uint16))
+    # the h5py path (markers without a recorded offset) gives the same bits
+    for marker in stage.markers.values():
+        del marker["arrays"]["features"]["offset"]
+    np.testing.assert_array_equal(stage.array("features").view(np.uint16), values.view(np.uint16))
+
+
+def test_mmap_matches_memory(tmp_path):
+    write_stage(tmp_path, manifest_for())
+    stage = open_stage(tmp_path, "demo", "backbone")
+    full, mapped = stage.array("features"), stage.array("features", mmap=True)
+    assert isinstance(mapped, MappedRows) and mapped.shape == full.shape
+    idx = np.array([9, 0, 4, 3, 7])
+    np.testing.assert_array_equal(mapped[idx], full[idx])
+    np.testing.assert_array_equal(mapped[5], full[5])
+
+
+def test_retry_overwrites_same_names(tmp_path):
+    m = manifest_for()
+    folder = write_stage(tmp_path, m)
+    before = sorted(p.name for p in folder.iterdir())
+    ShardWriter(folder, 1).write(shard_columns(IDS[4:8]), shard_arrays(IDS[4:8]))
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert len(open_stage(tmp_path, "demo", "backbone").table()) == 10
+
+
+def test_latest_complete_and_explicit_fingerprint(tmp_path):
+    old = manifest_for()
+    write_stage(tmp_path, old)
+    new = dict(manifest_for(config={"model": "other"}), created="9999-01-01T00:00:00+00:00")
+    write_stage(tmp_path, new, skip={2})  # newer but incomplete
+    assert open_stage(tmp_path, "demo", "backbone").fingerprint == old["fingerprint"]
+    partial = open_stage(tmp_path, "demo", "backbone", new["fingerprint"])
+    assert not partial.complete and len(partial.table()) == 8
+    with pytest.raises(CacheMissing, match="qfeat features demo --stages clip"):
+        open_stage(tmp_path, "demo", "clip")
+
+
+def test_join_stages(tmp_path):
+    write_stage(tmp_path, manifest_for())
+    regions = manifest_for(stage="regions", ids=IDS[::-1], arrays=[])
+    folder = create_stage_dir(tmp_path, "demo", regions)
+    for shard in plan_shards(IDS[::-1], 4):
+        cols = shard_columns(shard.item_ids, failed={"images/002.png"})
+        ShardWriter(folder, shard.index).write(cols)
+    joined = join_stages(
+        [open_stage(tmp_path, "demo", "backbone"), open_stage(tmp_path, "demo", "regions")]
+    )
+    assert len(joined) == 10
+    row = joined.set_index("item_id").loc["images/002.png"]
+    assert row["regions.status"] == "decode_error" and row["backbone.status"] == "ok"
+    assert row["backbone.row"] == 2 and row["regions.row"] == 7
+
+
+def test_items_table(tmp_path):
+    adapter = open_dataset("demo", tmp_path / "data" / "demo")
+    adapter.prepare()
+    items = adapter.list_items().items
+    write_items(tmp_path / "cache", "demo", items)
+    table = read_items(tmp_path / "cache", "demo")
+    assert list(table.columns) == ["item_id", "path", "mos", "mos_01", "split", "group"]
+    assert table["item_id"].tolist() == [i.item_id for i in items]
+    assert Path(table["path"][0]).is_file()
+    assert items_path(tmp_path / "cache", "demo").is_file()
+
+
+# -- crashes, planning, concurrency -------------------------------------------------
+
+KILLED_WRITER = textwrap.dedent(
+    """
+    import os, signal, sys
+    import numpy as np
+    import cache.writer as w
+    from cache.writer import ShardWriter
+
+    real = w._write_h5
+    def dying(path, arrays):
+        real(path, arrays)              # the temp file is fully written ...
+        os.kill(os.getpid(), signal.SIGKILL)   # ... and the process dies before replace
+    w._write_h5 = dying
+    ids = sys.argv[2].split(",")
+    ShardWriter(sys.argv[1], 1).write(
+        {"item_id": ids, "status": ["ok"] * len(ids), "error": [None] * len(ids)},
+        {"features": np.ones((len(ids), 6), np.float32)},
+    )
+    """
+)
+
+
+def test_killed_writer_leaves_no_shard_and_rerun_completes(tmp_path):
+    m = manifest_for()
+    folder = write_stage(tmp_path, m, skip={1})
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, str(folder), ",".join(IDS[4:8])],
+        cwd=REPO,
+        capture_output=True,
+    )
+    assert proc.returncode == -9
+    names = {p.name for p in folder.iterdir()}
+    assert not {"shard-00001.parquet", "shard-00001.h5", "shard-00001.done.json"} & names
+    assert any(n.startswith(".shard-00001") for n in names)  # only temp files remain
+    stage = open_stage(tmp_path, "demo", "backbone", m["fingerprint"])
+    assert not stage.complete and len(stage.table()) == 6
+    shards = plan_shards(IDS, 4)
+    done, todo = split_done(folder, shards)
+    assert [s.index for s in done] == [0, 2] and [s.index for s in todo] == [1]
+    for shard in todo:
+        ShardWriter(folder, shard.index).write(
+            shard_columns(shard.item_ids), shard_arrays(shard.item_ids)
+        )
+    assert open_stage(tmp_path, "demo", "backbone").table()["item_id"].tolist() == IDS
+    assert [g.reason for g in find_garbage(tmp_path, tmp_min_age_s=0)] == [
+        "temporary file of an interrupted write"
+    ] * len([n for n in names if n.startswith(".shard")])
+
+
+def test_plan_is_deterministic_and_force_reruns(tmp_path):
+    shards = plan_shards(IDS, 4)
+    assert [s.item_ids for s in shards] == [tuple(IDS[0:4]), tuple(IDS[4:8]), tuple(IDS[8:])]
+    folder = write_stage(tmp_path, manifest_for())
+    assert split_done(folder, shards) == (shards, [])
+    assert split_done(folder, shards, force=True) == ([], shards)
+    # a marker written for other items does not count
+    other = plan_shards(IDS[1:], 4)
+    assert [s.index for s in split_done(folder, other)[1]] == [0, 1, 2]
+
+
+def _write_one(args):
+    folder, index, ids = args
+    ShardWriter(Path(folder), index).write(shard_columns(ids), shard_arrays(ids, dim=4096))
+    return index
+
+
+def test_concurrent_writers_do_not_interfere(tmp_path):
+    ids = [f"images/{i:03d}.png" for i in range(64)]
+    m = manifest_for(ids=ids, shard_size=4)
+    folder = create_stage_dir(tmp_path, "demo", m)
+    jobs = [(str(folder), s.index, s.item_ids) for s in plan_shards(ids, 4)]
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        assert sorted(pool.map(_write_one, jobs)) == list(range(16))
+    stage = open_stage(tmp_path, "demo", "backbone")
+    assert stage.complete and stage.table()["item_id"].tolist() == ids
+    assert verify_stage(stage) == []
+    np.testing.assert_array_equal(
+        stage.array("features"), shard_arrays(ids, dim=4096)["features"].astype(np.float16)
+    )
+
+
+# -- verify, repair, gc and the CLI ---------------------------------------------------
+
+
+def test_verify_catches_truncation_and_corruption(tmp_path, qfeat):
+    folder = write_stage(tmp_path, manifest_for())
+    parquet = folder / "shard-00000.parquet"
+    parquet.write_bytes(parquet.read_bytes()[:-20])  # truncated
+    h5 = folder / "shard-00002.h5"
+    data = bytearray(h5.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte, same size
+    h5.write_bytes(bytes(data))
+    bad = verify_stage(open_stage(tmp_path, "demo", "backbone", folder.name))
+    assert [(b.index, "bytes" in b.reason or "checksum" in b.reason) for b in bad] == [
+        (0, True),
+        (2, True),
+    ]
+    result = qfeat("cache", "verify", "--cache-dir", str(tmp_path))
+    assert result.exit_code == 1
+    assert str(parquet) in result.output and "2 bad" in result.output
+    repaired = qfeat("cache", "verify", "--cache-dir", str(tmp_path), "--repair")
+    assert repaired.exit_code == 0
+    assert not (folder / "shard-00000.done.json").exists() and not parquet.exists()
+    todo = split_done(folder, plan_shards(IDS, 4))[1]
+    assert [s.index for s in todo] == [0, 2]
+    assert qfeat("cache", "verify", "--cache-dir", str(tmp_path)).exit_code == 0
+
+
+def test_verify_reads_hdf5_content(tmp_path):
+    """A shard whose files match their checksums but whose HDF5 is not what the marker
+    describes (e.g. written by another tool) is still caught."""
+    folder = write_stage(tmp_path, manifest_for())
+    marker = json.loads((folder / "shard-00001.done.json").read_text())
+    marker["arrays"]["features"]["shape"] = [4, 7]
+    (folder / "shard-00001.done.json").write_text(json.dumps(marker))
+    bad = verify_stage(open_stage(tmp_path, "demo", "backbone"))
+    assert [b.index for b in bad] == [1] and "shape" in bad[0].reason
+
+
+def test_cache_ls_json(tmp_path, qfeat):
+    m = manifest_for()
+    write_stage(tmp_path, m, failed={"images/001.png"}, skip={2})
+    entries = json.loads(qfeat("cache", "ls", "--cache-dir", str(tmp_path), "--json").output)
+    assert len(entries) == 1
+    e = entries[0]
+    assert {k: e[k] for k in ("dataset", "stage", "fingerprint", "complete")} == {
+        "dataset": "demo",
+        "stage": "backbone",
+        "fingerprint": m["fingerprint"],
+        "complete": False,
+    }
+    assert (e["shards_done"], e["shards_total"], e["items_ok"], e["items_failed"]) == (2, 3, 7, 1)
+    assert e["bytes"] > 0 and e["created"] == m["created"] and Path(e["path"]).is_dir()
+    table = qfeat("cache", "ls", "--cache-dir", str(tmp_path))
+    assert m["fingerprint"] in table.output and "2/3" in table.output
+
+
+def test_cache_errors_command(tmp_path, qfeat):
+    write_stage(tmp_path, manifest_for(), failed={"images/001.png", "images/009.png"})
+    out = json.loads(
+        qfeat("cache", "errors", "demo", "backbone", "--cache-dir", str(tmp_path), "--json").output
+    )
+    assert out == [
+        {"item_id": "images/001.png", "status": "decode_error", "error": "cannot decode"},
+        {"item_id": "images/009.png", "status": "decode_error", "error": "cannot decode"},
+    ]
+    missing = qfeat("cache", "errors", "demo", "frames", "--cache-dir", str(tmp_path))
+    assert missing.exit_code == 1 and "qfeat features demo" in missing.output
+
+
+def test_gc_removes_superseded_but_keeps_referenced_upstream(tmp_path, qfeat):
+    old = dict(manifest_for(config={"v": 1}), created="2026-01-01T00:00:00+00:00")
+    mid = dict(manifest_for(config={"v": 2}), created="2026-02-01T00:00:00+00:00")
+    new = dict(manifest_for(config={"v": 3}), created="2026-03-01T00:00:00+00:00")
+    for m in (old, mid, new):
+        write_stage(tmp_path, m)
+    down = manifest_for(stage="text", upstream={"backbone": mid["fingerprint"]}, arrays=[])
+    folder = create_stage_dir(tmp_path, "demo", down)
+    for shard in plan_shards(IDS, 4):
+        ShardWriter(folder, shard.index).write(shard_columns(shard.item_ids))
+    listed = qfeat("cache", "gc", "--cache-dir", str(tmp_path))
+    assert old["fingerprint"] in listed.output and mid["fingerprint"] not in listed.output
+    assert (tmp_path / "demo" / "backbone" / old["fingerprint"]).is_dir()  # listing only
+    qfeat("cache", "gc", "--cache-dir", str(tmp_path), "--yes")
+    remaining = {p.name for p in (tmp_path / "demo" / "backbone").iterdir()}
+    assert remaining == {mid["fingerprint"], new["fingerprint"]}
+    assert "nothing to collect" in qfeat("cache", "gc", "--cache-dir", str(tmp_path)).output
+
+
+def test_ls_on_empty_cache(tmp_path, qfeat):
+    assert (
+        json.loads(qfeat("cache", "ls", "--cache-dir", str(tmp_path / "none"), "--json").output)
+        == []
+    )
+
+
+def test_arrays_larger_than_the_table_are_rejected(tmp_path):
+    folder = create_stage_dir(tmp_path, "demo", manifest_for())
+    with pytest.raises(ValueError, match="rows"):
+        ShardWriter(folder, 0).write(shard_columns(IDS[:4]), {"features": np.zeros((5, 2))})
+    with pytest.raises(ValueError, match="item_id"):
+        ShardWriter(folder, 0).write(pd.DataFrame({"x": [1]}).to_dict(orient="list"))
+    assert not list(folder.glob("shard-*"))
+    assert os.listdir(folder) == [MANIFEST]
+
+
+def test_cache_read_benchmark_runs_small():
+    from benchmarks.cache_read import run
+
+    result = run(items=300, shard_size=64, repeats=1)
+    assert result["cache_s"] > 0 and result["npy_s"] > 0
+    assert result["cache_read_vs_npy"] == pytest.approx(result["npy_s"] / result["cache_s"])
