@@ -87,6 +87,34 @@ def fingerprint(manifest: dict[str, Any]) -> str:
     return sha256_text(canonical_json({k: manifest[k] for k in FINGERPRINTED}))[:16]
 
 
+def model_identity(
+    name: str,
+    weights: str | Path | None = None,
+    revision: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """What identifies a model's weights in a manifest.
+
+    A local weights file (or every file of a local model folder) is hashed with sha256;
+    a hub model is identified by its revision; a seeded random model (the ``tiny``
+    preset) by ``extra`` such as its seed and architecture.
+    """
+    out: dict[str, Any] = {"name": name, **extra}
+    if weights:
+        path = Path(weights)
+        if path.is_dir():
+            out["sha256"] = {
+                p.relative_to(path).as_posix(): file_sha256(p)
+                for p in sorted(path.rglob("*"))
+                if p.is_file()
+            }
+        else:
+            out["sha256"] = file_sha256(path)
+    if revision:
+        out["revision"] = revision
+    return out
+
+
 def build_manifest(
     *,
     stage: str,

@@ -30,18 +30,11 @@ REPO = Path(__file__).resolve().parents[1]
 IDS = [f"images/{i:03d}.png" for i in range(10)]
 
 
-def manifest_for(stage="backbone", config=None, upstream=None, ids=IDS, shard_size=4, **kw):
-    return build_manifest(
-        stage=stage,
-        stage_version=1,
-        config=config if config is not None else load_preset("tiny")["backbone"],
-        model={"name": "tiny", "seed": 0},
-        upstream=upstream or {},
-        dataset={"adapter": "demo", "name": "demo", "options": {}},
-        item_ids=ids,
-        shard_size=shard_size,
-        arrays=kw.get("arrays", ["features"]),
-    )
+def manifest_for(**overrides):
+    """A manifest for the test stage; ``ids`` stands for ``item_ids``."""
+    if "ids" in overrides:
+        overrides["item_ids"] = overrides.pop("ids")
+    return build_manifest(**{**_manifest_args(), **overrides})
 
 
 def shard_columns(ids, failed=()):
@@ -85,6 +78,39 @@ def test_fingerprint_covers_defaults_and_ignores_bookkeeping():
     assert manifest_for(shard_size=5)["fingerprint"] != base["fingerprint"]
     bookkeeping = dict(base, created="1999-01-01", libraries={"torch": "0.1"})
     assert fingerprint(bookkeeping) == base["fingerprint"]
+
+
+def test_model_identity_hashes_weights(tmp_path):
+    from cache.fingerprint import model_identity
+
+    weights = tmp_path / "sam.pth"
+    weights.write_bytes(b"weights-v1")
+    first = model_identity("vit_h", weights)
+    weights.write_bytes(b"weights-v2")
+    assert model_identity("vit_h", weights)["sha256"] != first["sha256"]
+    folder = tmp_path / "qwen"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    assert set(model_identity("qwen", folder)["sha256"]) == {"config.json"}
+    assert model_identity("Qwen/Qwen2.5-VL-7B-Instruct", revision="abc")["revision"] == "abc"
+    assert (
+        manifest_for()["fingerprint"]
+        != build_manifest(**{**_manifest_args(), "model": first})["fingerprint"]
+    )
+
+
+def _manifest_args():
+    return dict(
+        stage="backbone",
+        stage_version=1,
+        config=load_preset("tiny")["backbone"],
+        model={"name": "tiny", "seed": 0},
+        upstream={},
+        dataset={"adapter": "demo", "name": "demo", "options": {}},
+        item_ids=IDS,
+        shard_size=4,
+        arrays=["features"],
+    )
 
 
 def test_manifest_records_everything(tmp_path):
