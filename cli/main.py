@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from cli import cache, datasets, version
+from cli import cache, datasets, features, version
 
 app = typer.Typer(
     name="qfeat",
@@ -16,6 +16,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.registered_commands.extend(version.app.registered_commands)
+app.registered_commands.extend(features.app.registered_commands)
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(cache.app, name="cache")
 

@@ -1,0 +1,216 @@
+"""`qfeat features DATASET` (all stages) and `qfeat stage STAGE DATASET` (one stage)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from cli.errors import EXIT_DATA, user_errors
+from pipeline.config import parse_options
+from pipeline.runner import RunRequest, StageReport, describe_failures, prepare, run
+
+app = typer.Typer()
+console = Console(highlight=False, soft_wrap=True)
+
+Root = Annotated[Path | None, typer.Option(help="Dataset root (default $QFEAT_DATA_ROOT/<name>).")]
+Name = Annotated[str | None, typer.Option(help="Storage name for the labels/csv adapters.")]
+CacheDir = Annotated[Path | None, typer.Option("--cache-dir", help="Cache directory.")]
+Preset = Annotated[
+    str | None, typer.Option(help="Preset name (tiny, paper) or TOML file; default by dataset.")
+]
+Sets = Annotated[list[str] | None, typer.Option("--set", help="Override key.path=value.")]
+Options = Annotated[list[str] | None, typer.Option("--option", "-o", help="Adapter KEY=VALUE.")]
+Scheduler = Annotated[
+    str | None, typer.Option(help="Existing Dask scheduler tcp://HOST:PORT (default: embedded).")
+]
+Workers = Annotated[int | None, typer.Option(min=1, help="Embedded cluster workers.")]
+Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+ShardSize = Annotated[int, typer.Option("--shard-size", min=1, help="Items per shard.")]
+Limit = Annotated[int | None, typer.Option(min=1, help="Only the first N items.")]
+Force = Annotated[bool, typer.Option(help="Recompute even complete shards.")]
+Dashboard = Annotated[bool, typer.Option(help="Serve the Dask dashboard on 127.0.0.1:8787.")]
+
+
+class RichProgress:
+    def __init__(self) -> None:
+        self.bar = Progress(
+            TextColumn("[bold]{task.description:<9}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("items · {task.fields[shards]}"),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.tasks: dict[str, int] = {}
+        self.shards: dict[str, list[int]] = {}
+
+    def stage_started(self, stage: str, items: int, shards: int, done_shards: int) -> None:
+        if done_shards:
+            console.print(f"{stage}: {done_shards} shards already done")
+        self.shards[stage] = [done_shards, shards]
+        self.tasks[stage] = self.bar.add_task(
+            stage, total=items, shards=f"{done_shards}/{shards} shards", rate=""
+        )
+        self.bar.update(self.tasks[stage], completed=0)
+        self._skipped = 0
+
+    def shard_finished(self, stage: str, rows: int) -> None:
+        done = self.shards[stage]
+        done[0] += 1
+        task = self.bar.tasks[self.tasks[stage]]
+        speed = f"{task.speed:.1f} items/s" if task.speed else ""
+        self.bar.update(
+            self.tasks[stage], advance=rows, shards=f"{done[0]}/{done[1]} shards", rate=speed
+        )
+
+    def stage_finished(self, report: StageReport) -> None:
+        if report.stage in self.tasks:
+            self.bar.update(
+                self.tasks[report.stage], completed=self.bar.tasks[self.tasks[report.stage]].total
+            )
+
+
+def summary(reports: list[StageReport], seconds: float, dataset: str) -> Table:
+    table = Table(title=f"qfeat features {dataset} — {seconds:.1f} s")
+    for col in ("stage", "ok", "failed", "skipped", "wall s", "items/s", "cache path"):
+        table.add_column(col, overflow="fold")
+    for r in reports:
+        table.add_row(
+            r.stage,
+            str(r.items_ok),
+            str(r.items_failed),
+            str(r.items_skipped),
+            f"{r.seconds:.1f}",
+            f"{r.items_per_s:.1f}",
+            str(r.path),
+        )
+    return table
+
+
+def execute(request: RunRequest) -> None:
+    import time
+
+    t0 = time.perf_counter()
+    progress = RichProgress()
+    with user_errors():
+        plan = prepare(request)
+        console.print(
+            f"{plan.dataset}: stages {', '.join(plan.stages)} · preset "
+            f"{plan.config['preset']} · device {plan.device} · cache {plan.cache_dir}"
+        )
+        with progress.bar:
+            reports = run(plan, progress)
+    console.print(summary(reports, time.perf_counter() - t0, plan.dataset))
+    failed = sum(r.items_failed for r in reports)
+    if failed:
+        console.print(
+            f"{failed} items failed: `qfeat cache errors {plan.dataset} STAGE` lists them"
+        )
+    problems = describe_failures(reports)
+    for line in problems:
+        console.print(f"[red]{line}[/]")
+    if problems:
+        console.print("run the same command again to retry the failed shards")
+        raise typer.Exit(EXIT_DATA)
+
+
+@app.command("features")
+def features(
+    dataset: Annotated[str, typer.Argument(help="Adapter name (see `qfeat datasets`).")],
+    root: Root = None,
+    name: Name = None,
+    cache_dir: CacheDir = None,
+    preset: Preset = None,
+    set_: Sets = None,
+    option: Options = None,
+    stages: Annotated[
+        str | None, typer.Option(help="Comma-separated stages (default: all).")
+    ] = None,
+    scheduler: Scheduler = None,
+    workers: Workers = None,
+    device: Device = "auto",
+    shard_size: ShardSize = 32,
+    limit: Limit = None,
+    force: Force = False,
+    dashboard: Dashboard = False,
+) -> None:
+    """Compute a dataset's stages into the cache (images: regions, describe, text,
+    backbone; videos: frames, clip), skipping complete shards."""
+    with user_errors():
+        opts = parse_options(option or [])
+    execute(
+        RunRequest(
+            dataset=dataset,
+            root=root,
+            name=name,
+            cache_dir=cache_dir,
+            preset=preset,
+            sets=set_ or [],
+            options=opts,
+            stages=[s.strip() for s in stages.split(",") if s.strip()] if stages else None,
+            scheduler=scheduler,
+            workers=workers,
+            device=device,
+            shard_size=shard_size,
+            limit=limit,
+            force=force,
+            dashboard=dashboard,
+        )
+    )
+
+
+@app.command("stage")
+def stage(
+    stage_name: Annotated[str, typer.Argument(metavar="STAGE", help="The stage to recompute.")],
+    dataset: Annotated[str, typer.Argument(help="Adapter name.")],
+    root: Root = None,
+    name: Name = None,
+    cache_dir: CacheDir = None,
+    preset: Preset = None,
+    set_: Sets = None,
+    option: Options = None,
+    scheduler: Scheduler = None,
+    workers: Workers = None,
+    device: Device = "auto",
+    shard_size: ShardSize = 32,
+    limit: Limit = None,
+    force: Force = False,
+    dashboard: Dashboard = False,
+) -> None:
+    """Compute one stage only; its upstream stages must already be cached."""
+    with user_errors():
+        opts = parse_options(option or [])
+    execute(
+        RunRequest(
+            dataset=dataset,
+            root=root,
+            name=name,
+            cache_dir=cache_dir,
+            preset=preset,
+            sets=set_ or [],
+            options=opts,
+            stages=[stage_name],
+            scheduler=scheduler,
+            workers=workers,
+            device=device,
+            shard_size=shard_size,
+            limit=limit,
+            force=force,
+            dashboard=dashboard,
+            single_stage=True,
+        )
+    )

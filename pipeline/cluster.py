@@ -1,0 +1,116 @@
+"""Dask clusters: an embedded one on this machine, or an existing one by address.
+
+Embedded default: workers bound to 127.0.0.1, one per visible GPU (each pinned to its
+GPU with CUDA_VISIBLE_DEVICES) or, on CPU, a few processes with the cores split
+between them; no dashboard unless asked.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from pipeline.datasets.base import DatasetError
+
+ALLOWED_FAILURES = 2  # worker deaths one task may cause before it is reported as failed
+
+
+@dataclass(frozen=True)
+class Resources:
+    device: str  # "cpu" or "cuda"
+    workers: int
+    threads: int  # torch threads per worker
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise DatasetError("--device cuda but no CUDA GPU is visible; use --device cpu or auto")
+    if device not in ("cpu", "cuda"):
+        raise DatasetError(f"--device must be auto, cpu or cuda, not {device!r}")
+    return device
+
+
+def plan_resources(device: str, workers: int | None) -> Resources:
+    if device == "cuda":
+        import torch
+
+        n = workers or torch.cuda.device_count()
+        return Resources("cuda", n, 2)
+    cores = os.cpu_count() or 1
+    n = workers or max(1, min(4, cores // 2))
+    return Resources("cpu", n, max(1, cores // n))
+
+
+@contextmanager
+def connect(scheduler: str | None, resources: Resources, dashboard: bool = False):
+    """Yield a ``distributed.Client`` to an existing scheduler or an embedded cluster."""
+    import logging
+
+    import dask
+    from distributed import Client
+
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        # distributed logs every worker/client event at INFO; keep the progress bar clean
+        for name in (
+            "distributed",
+            "distributed.scheduler",
+            "distributed.nanny",
+            "distributed.core",
+        ):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+        if scheduler:
+            try:
+                client = Client(scheduler, timeout="10s")
+            except OSError as exc:
+                raise DatasetError(
+                    f"cannot reach the Dask scheduler at {scheduler} ({exc}); is `dask scheduler` "
+                    "running there, and is the address tcp://HOST:PORT?"
+                ) from exc
+            try:
+                yield client
+            finally:
+                client.close()
+            return
+        cluster = _embedded(resources, dashboard)
+        try:
+            with Client(cluster) as client:
+                yield client
+        finally:
+            cluster.close()
+
+
+def _embedded(resources: Resources, dashboard: bool):
+    from distributed import LocalCluster, Nanny, Scheduler, SpecCluster
+
+    dashboard_address = "127.0.0.1:8787" if dashboard else None
+    if resources.device == "cuda":
+        workers = {
+            f"gpu-{i}": {
+                "cls": Nanny,
+                "options": {
+                    "nthreads": 1,
+                    "host": "127.0.0.1",
+                    "env": {"CUDA_VISIBLE_DEVICES": str(i)},
+                },
+            }
+            for i in range(resources.workers)
+        }
+        scheduler = {
+            "cls": Scheduler,
+            "options": {"host": "127.0.0.1", "dashboard_address": dashboard_address},
+        }
+        return SpecCluster(workers=workers, scheduler=scheduler, silence_logs=40)
+    return LocalCluster(
+        n_workers=resources.workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=dashboard_address,
+        silence_logs=40,
+    )

@@ -1,0 +1,2 @@
+"""Model builders: real architectures from their libraries, from local weights or at
+toy size with seeded random weights (the ``tiny`` preset)."""

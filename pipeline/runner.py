@@ -1,0 +1,271 @@
+"""`qfeat features` / `qfeat stage`: plan shards, run them as Dask tasks, report.
+
+Everything that can make the run impossible (unknown dataset or stage, missing root,
+missing weights, missing upstream stage, unreachable scheduler) is checked before any
+heavy work starts. Complete shards are skipped; one Dask task per remaining shard, with
+retries; a shard whose worker dies every time is reported as failed and retried by the
+next run. Per-item failures are rows in the cache, not run failures.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cache.fingerprint import build_manifest
+from cache.items import write_items
+from cache.plan import plan_shards, split_done
+from cache.reader import CacheMissing, open_stage
+from cache.writer import create_stage_dir
+from pipeline import paths
+from pipeline.cluster import connect, plan_resources, resolve_device
+from pipeline.config import default_preset, resolve_config
+from pipeline.datasets import open_dataset, storage_name
+from pipeline.datasets.base import DatasetError, OptionError
+from pipeline.stages import ORDER, PLANNED, STAGES, available, get_stage
+
+TASK_RETRIES = 2  # retries of a shard task that raised (worker deaths: cluster.ALLOWED_FAILURES)
+
+
+@dataclass
+class RunRequest:
+    dataset: str
+    root: Path | None = None
+    name: str | None = None
+    cache_dir: Path | None = None
+    preset: str | None = None
+    sets: list[str] = field(default_factory=list)
+    options: dict[str, str] = field(default_factory=dict)
+    stages: list[str] | None = None
+    scheduler: str | None = None
+    workers: int | None = None
+    device: str = "auto"
+    shard_size: int = 32
+    limit: int | None = None
+    force: bool = False
+    dashboard: bool = False
+    single_stage: bool = False  # `qfeat stage`: upstream must already be cached
+
+
+@dataclass
+class StageReport:
+    stage: str
+    fingerprint: str
+    path: Path
+    items_ok: int = 0
+    items_failed: int = 0
+    items_skipped: int = 0
+    shards_total: int = 0
+    shards_skipped: int = 0
+    shards_failed: list[tuple[int, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    skipped_reason: str | None = None
+
+    @property
+    def items_per_s(self) -> float:
+        done = self.items_ok + self.items_failed
+        return done / self.seconds if self.seconds > 0 else 0.0
+
+
+class Progress:
+    """Callbacks the CLI implements (the runner itself never prints)."""
+
+    def stage_started(self, stage: str, items: int, shards: int, done_shards: int) -> None: ...
+
+    def shard_finished(self, stage: str, rows: int) -> None: ...
+
+    def stage_finished(self, report: StageReport) -> None: ...
+
+
+@dataclass
+class Plan:
+    request: RunRequest
+    dataset: str  # storage name
+    adapter: Any
+    config: dict[str, Any]
+    stages: list[str]
+    device: str
+    cache_dir: Path
+
+
+def prepare(request: RunRequest) -> Plan:
+    """All checks that need no heavy work; raises OptionError / DatasetError."""
+    if request.shard_size < 1:
+        raise OptionError("--shard-size must be at least 1")
+    if request.limit is not None and request.limit < 1:
+        raise OptionError("--limit must be at least 1")
+    adapter = open_dataset(request.dataset, request.root, request.options)
+    dataset = storage_name(adapter, request.name)
+    config = resolve_config(request.preset or default_preset(request.dataset), request.sets)
+    order = ORDER[adapter.modality]
+    if request.stages:
+        unknown = [s for s in request.stages if s not in order]
+        if unknown:
+            raise OptionError(
+                f"stage(s) {', '.join(unknown)} do not apply to {adapter.modality} datasets "
+                f"(stages: {', '.join(order)})"
+            )
+        planned = [s for s in request.stages if s in PLANNED and s not in STAGES]
+        if planned:
+            raise DatasetError(
+                f"stage(s) {', '.join(planned)} are not implemented yet in this qfeat version "
+                f"(available: {', '.join(available(adapter.modality))})"
+            )
+        stages = [s for s in order if s in request.stages]
+    else:
+        stages = available(adapter.modality)
+    device = resolve_device(request.device)
+    for name in stages:
+        get_stage(name)(config[name], seed=config.get("seed", 0), device=device).check()
+    cache_dir = paths.cache_dir(request.cache_dir)
+    for name in stages:
+        for up in get_stage(name).upstream:
+            if up not in stages or request.single_stage:
+                try:
+                    open_stage(cache_dir, dataset, up)
+                except CacheMissing as exc:
+                    raise CacheMissing(
+                        f"stage '{name}' needs '{up}' of {dataset}, which is not cached; make it "
+                        f"with `qfeat stage {up} {request.dataset}` or `qfeat features "
+                        f"{request.dataset}`"
+                    ) from exc
+    adapter.prepare()  # raises DatasetError for a missing root; generates demo data
+    return Plan(request, dataset, adapter, config, stages, device, cache_dir)
+
+
+def run(plan: Plan, progress: Progress | None = None) -> list[StageReport]:
+    progress = progress or Progress()
+    request = plan.request
+    listing = plan.adapter.list_items()
+    items = listing.items[: request.limit] if request.limit else listing.items
+    if not items:
+        raise DatasetError(f"{plan.dataset}: no usable items (see `qfeat datasets check`)")
+    write_items(plan.cache_dir, plan.dataset, items)
+    item_ids = [i.item_id for i in items]
+    payload = {i.item_id: {"item_id": i.item_id, "path": str(i.path)} for i in items}
+    resources = plan_resources(plan.device, request.workers)
+    reports: list[StageReport] = []
+    fingerprints: dict[str, str] = {}
+    folders: dict[str, Path] = {}
+    incomplete: set[str] = set()
+    with connect(request.scheduler, resources, request.dashboard) as client:
+        for name in plan.stages:
+            stage_cls = get_stage(name)
+            stage = stage_cls(
+                plan.config[name], seed=plan.config.get("seed", 0), device=plan.device
+            )
+            upstream = {}
+            for up in stage_cls.upstream:
+                if up in fingerprints:
+                    upstream[up] = fingerprints[up]
+                else:
+                    cached = open_stage(plan.cache_dir, plan.dataset, up)
+                    upstream[up], folders[up] = cached.fingerprint, cached.dir
+            manifest = build_manifest(
+                stage=name,
+                stage_version=stage_cls.version,
+                config={**plan.config[name], "seed": plan.config.get("seed", 0)},
+                model=stage.model_identity(),
+                upstream=upstream,
+                dataset={
+                    "adapter": plan.adapter.name,
+                    "name": plan.dataset,
+                    "options": dict(sorted(plan.adapter.opts.items())),
+                },
+                item_ids=item_ids,
+                shard_size=request.shard_size,
+                arrays=list(stage_cls.arrays),
+            )
+            folder = create_stage_dir(plan.cache_dir, plan.dataset, manifest)
+            fingerprints[name], folders[name] = manifest["fingerprint"], folder
+            report = StageReport(name, manifest["fingerprint"], folder)
+            blocked = [u for u in stage_cls.upstream if u in incomplete]
+            if blocked:
+                report.skipped_reason = f"upstream {', '.join(blocked)} incomplete"
+                incomplete.add(name)
+                reports.append(report)
+                progress.stage_finished(report)
+                continue
+            _run_stage(
+                client,
+                plan,
+                stage_cls,
+                resources,
+                folder,
+                item_ids,
+                payload,
+                {u: str(folders[u]) for u in stage_cls.upstream},
+                report,
+                progress,
+            )
+            if report.shards_failed:
+                incomplete.add(name)
+            reports.append(report)
+            progress.stage_finished(report)
+    return reports
+
+
+def _run_stage(
+    client,
+    plan: Plan,
+    stage_cls,
+    resources,
+    folder: Path,
+    item_ids: list[str],
+    payload: dict[str, dict],
+    upstream_dirs: dict[str, str],
+    report: StageReport,
+    progress: Progress,
+) -> None:
+    from distributed import as_completed
+
+    from pipeline.worker import run_shard
+
+    shards = plan_shards(item_ids, plan.request.shard_size)
+    done, todo = split_done(folder, shards, force=plan.request.force)
+    report.shards_total, report.shards_skipped = len(shards), len(done)
+    report.items_skipped = sum(len(s.item_ids) for s in done)
+    progress.stage_started(stage_cls.name, len(item_ids), len(shards), len(done))
+    t0 = time.perf_counter()
+    futures = {}
+    for shard in todo:
+        future = client.submit(
+            run_shard,
+            stage_cls.name,
+            plan.config[stage_cls.name],
+            plan.config.get("seed", 0),
+            plan.device,
+            resources.threads,
+            str(folder),
+            shard.index,
+            [payload[i] for i in shard.item_ids],
+            upstream_dirs,
+            key=f"{stage_cls.name}-{report.fingerprint}-{shard.index:05d}-{time.time_ns()}",
+            retries=TASK_RETRIES,
+            pure=False,
+        )
+        futures[future] = shard
+    for future in as_completed(list(futures)):
+        shard = futures[future]
+        if future.status == "finished":
+            stats = future.result()
+            report.items_ok += stats["ok"]
+            report.items_failed += stats["failed"]
+            progress.shard_finished(stage_cls.name, stats["rows"])
+        else:
+            exc = future.exception()
+            report.shards_failed.append((shard.index, f"{type(exc).__name__}: {exc}"))
+            progress.shard_finished(stage_cls.name, 0)
+    report.seconds = time.perf_counter() - t0
+
+
+def describe_failures(reports: list[StageReport]) -> list[str]:
+    lines = []
+    for r in reports:
+        for index, why in r.shards_failed:
+            lines.append(f"{r.stage} shard {index:05d} failed after retries: {why}")
+        if r.skipped_reason:
+            lines.append(f"{r.stage} skipped: {r.skipped_reason}")
+    return lines

@@ -1,0 +1,29 @@
+"""The stage registry, per modality in dependency order.
+
+Image datasets: regions -> describe -> text, and backbone; video datasets: frames -> clip.
+Stages not implemented yet are listed in PLANNED and reported as such by the runner.
+"""
+
+from __future__ import annotations
+
+from pipeline.stages.backbone import BackboneStage
+from pipeline.stages.base import ItemError, Stage
+from pipeline.stages.frames import FramesStage
+
+STAGES: dict[str, type[Stage]] = {cls.name: cls for cls in (FramesStage, BackboneStage)}
+ORDER = {
+    "image": ("regions", "describe", "text", "backbone"),
+    "video": ("frames", "clip"),
+}
+PLANNED = {"regions", "describe", "text", "clip"}
+
+__all__ = ["ORDER", "PLANNED", "STAGES", "ItemError", "Stage", "available", "get_stage"]
+
+
+def available(modality: str) -> list[str]:
+    """Implemented stages of a modality, in dependency order."""
+    return [s for s in ORDER[modality] if s in STAGES]
+
+
+def get_stage(name: str) -> type[Stage]:
+    return STAGES[name]

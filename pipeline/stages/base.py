@@ -1,0 +1,110 @@
+"""What a stage is: a model built once per worker, applied to one shard of items.
+
+A stage computes; the cache writes. ``process_shard`` returns plain columns and dense
+arrays for exactly the shard's items, in order; an item that fails becomes a row with
+``status`` set to an error kind and ``error`` to a readable reason, and zero arrays.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+
+class ItemError(Exception):
+    """A per-item failure with the status word to store (``decode_error``, ...)."""
+
+    def __init__(self, kind: str, reason: str):
+        super().__init__(reason)
+        self.kind = kind
+
+
+class Stage:
+    name: ClassVar[str]
+    version: ClassVar[int] = 1
+    modality: ClassVar[str]
+    upstream: ClassVar[tuple[str, ...]] = ()
+    arrays: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, cfg: dict[str, Any], seed: int = 0, device: str = "cpu"):
+        self.cfg = cfg
+        self.seed = seed
+        self.device = device
+
+    # -- identity and checks (driver side, cheap) ---------------------------------------
+    def model_identity(self) -> dict[str, Any]:
+        return {"name": str(self.cfg.get("model", self.name))}
+
+    def check(self) -> None:
+        """Raise DatasetError when the stage cannot run (e.g. missing weights)."""
+
+    # -- work (worker side) --------------------------------------------------------------
+    def load(self) -> None:
+        """Build the model; called once per worker and reused across shards."""
+
+    def schema(self) -> pa.Schema:
+        """The stage's own columns (item_id, status and error are added)."""
+        return pa.schema([])
+
+    def array_shape(self, name: str) -> tuple[int, ...]:
+        """Per-item shape of dense array ``name`` (for zero rows of failed items)."""
+        raise NotImplementedError
+
+    def process_item(self, item: dict[str, Any], upstream: dict[str, Any]) -> dict[str, Any]:
+        """Columns and arrays of one item; raise ItemError (or anything) on failure."""
+        raise NotImplementedError
+
+    def process_shard(
+        self, items: list[dict[str, Any]], upstream: dict[str, pd.DataFrame]
+    ) -> tuple[pa.Table, dict[str, np.ndarray]]:
+        """Default: item by item. Stages that batch on the GPU override this."""
+        results = []
+        for item in items:
+            ups = {k: v.get(item["item_id"]) for k, v in upstream.items()}
+            results.append(self.guarded(item, ups))
+        return self.assemble(items, results)
+
+    def guarded(self, item: dict[str, Any], upstream: dict[str, Any]) -> dict[str, Any]:
+        missing = [k for k, v in upstream.items() if v is None or v.get("status") != "ok"]
+        if missing:
+            return {"status": "upstream_error", "error": f"no usable {', '.join(missing)} row"}
+        try:
+            out = self.process_item(item, upstream)
+        except ItemError as exc:
+            return {"status": exc.kind, "error": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - one bad item must not stop the shard
+            log.warning("%s failed on %s: %s", self.name, item["item_id"], exc)
+            return {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
+        return {"status": "ok", "error": None, **out}
+
+    def assemble(
+        self, items: list[dict[str, Any]], results: list[dict[str, Any]]
+    ) -> tuple[pa.Table, dict[str, np.ndarray]]:
+        schema = self.schema()
+        columns: dict[str, Any] = {
+            "item_id": pa.array([i["item_id"] for i in items], pa.string()),
+            "status": pa.array([r["status"] for r in results], pa.string()),
+            "error": pa.array([r.get("error") for r in results], pa.string()),
+        }
+        for field in schema:
+            columns[field.name] = pa.array([r.get(field.name) for r in results], type=field.type)
+        arrays = {}
+        for name in self.arrays:
+            shape = self.array_shape(name)
+            arrays[name] = (
+                np.stack(
+                    [
+                        np.asarray(r[name]) if r["status"] == "ok" else np.zeros(shape, np.float32)
+                        for r in results
+                    ]
+                )
+                if results
+                else np.zeros((0, *shape), np.float32)
+            )
+        return pa.table(columns), arrays

@@ -1,0 +1,164 @@
+"""One small video-reader interface: decord first, PyAV when decord fails on a file.
+
+Both readers give the same three things: stream facts (frame count, fps, size), a
+low-resolution pass over every frame as luma (for frame differences), and chosen
+frames at full size as RGB. Which reader served a file is recorded by the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class VideoError(Exception):
+    """A file that cannot be read as a video; ``kind`` is the error row's status."""
+
+    def __init__(self, kind: str, reason: str):
+        super().__init__(reason)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    n_frames: int
+    fps: float
+    width: int  # as displayed (rotation applied)
+    height: int
+
+    @property
+    def duration(self) -> float:
+        return self.n_frames / self.fps if self.fps > 0 else 0.0
+
+
+def lowres_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """(w, h) with the short side ``short_side`` and even dimensions."""
+    scale = short_side / max(1, min(width, height))
+    w = max(2, int(round(width * scale / 2)) * 2)
+    h = max(2, int(round(height * scale / 2)) * 2)
+    return w, h
+
+
+def to_luma(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 luma of uint8 RGB frames ``[..., 3]`` as float32 in 0–255."""
+    return rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+class DecordReader:
+    name = "decord"
+
+    def __init__(self, path: Path):
+        from decord import VideoReader
+
+        self.path = path
+        self._vr = VideoReader(str(path))
+        first = self._vr[0].shape if len(self._vr) else (0, 0, 3)
+        self.info = VideoInfo(len(self._vr), float(self._vr.get_avg_fps()), first[1], first[0])
+
+    def lowres_luma(self, short_side: int) -> np.ndarray:
+        from decord import VideoReader
+
+        w, h = lowres_size(self.info.width, self.info.height, short_side)
+        vr = VideoReader(str(self.path), width=w, height=h)
+        frames = vr.get_batch(list(range(len(vr)))).asnumpy()
+        if frames.shape[1:] != (h, w, 3):  # decord mis-sizes some resolutions
+            raise RuntimeError(f"decord returned {frames.shape[1:]} for {w}x{h}")
+        return to_luma(frames)
+
+    def frames(self, indices: list[int]) -> np.ndarray:
+        return self._vr.get_batch(list(indices)).asnumpy()
+
+
+class PyAVReader:
+    name = "pyav"
+
+    def __init__(self, path: Path):
+        import av
+
+        self.path = path
+        try:
+            with av.open(str(path)) as container:
+                if not container.streams.video:
+                    raise VideoError("no_video", f"{path.name} has no video stream")
+                stream = container.streams.video[0]
+                fps = float(stream.average_rate or stream.guessed_rate or 0)
+                width, height = stream.codec_context.width, stream.codec_context.height
+                n = stream.frames or sum(1 for p in container.demux(stream) if p.size)
+        except VideoError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any demuxer failure
+            raise VideoError("decode_error", f"{path.name}: {exc}") from exc
+        self._rotation = self._rotation_of(path)
+        if self._rotation in (90, 270):
+            width, height = height, width
+        self.info = VideoInfo(n, fps, width, height)
+
+    @staticmethod
+    def _rotation_of(path: Path) -> int:
+        import av
+
+        try:
+            with av.open(str(path)) as container:
+                for frame in container.decode(video=0):
+                    return int(round(getattr(frame, "rotation", 0) or 0)) % 360
+        except Exception:  # noqa: BLE001
+            return 0
+        return 0
+
+    def _decode(self, keep, size: tuple[int, int] | None):
+        import av
+
+        out = {}
+        with av.open(str(self.path)) as container:
+            for i, frame in enumerate(container.decode(video=0)):
+                if keep(i):
+                    img = frame.to_ndarray(format="rgb24")
+                    img = np.rot90(img, k=self._rotation // 90) if self._rotation else img
+                    if size is not None:
+                        from PIL import Image
+
+                        img = np.asarray(Image.fromarray(np.ascontiguousarray(img)).resize(size))
+                    out[i] = np.ascontiguousarray(img)
+        return out
+
+    def lowres_luma(self, short_side: int) -> np.ndarray:
+        size = lowres_size(self.info.width, self.info.height, short_side)
+        decoded = self._decode(lambda i: True, size)
+        if not decoded:
+            raise VideoError("no_frames", f"{self.path.name}: no decodable video frame")
+        return to_luma(np.stack([decoded[i] for i in sorted(decoded)]))
+
+    def frames(self, indices: list[int]) -> np.ndarray:
+        wanted = set(indices)
+        decoded = self._decode(lambda i: i in wanted, None)
+        missing = wanted - set(decoded)
+        if missing:
+            raise VideoError(
+                "decode_error", f"{self.path.name}: frames {sorted(missing)[:5]} missing"
+            )
+        return np.stack([decoded[i] for i in indices])
+
+
+def open_video(path: Path, prefer: str = "decord"):
+    """A reader for ``path``: decord when it works on the file, PyAV otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise VideoError("missing", f"{path} does not exist")
+    if path.stat().st_size == 0:
+        raise VideoError("empty_file", f"{path.name} is empty (0 bytes)")
+    if prefer == "decord":
+        try:
+            reader = DecordReader(path)
+            if reader.info.n_frames > 0:
+                return reader
+        except Exception as exc:  # noqa: BLE001 - decord raises its own error types
+            log.debug("decord failed on %s (%s); using PyAV", path, exc)
+    reader = PyAVReader(path)
+    if reader.info.n_frames == 0:
+        raise VideoError("no_frames", f"{path.name}: no video frames")
+    return reader

@@ -1,0 +1,86 @@
+"""The Dask task: compute one shard of one stage and write it to the cache.
+
+Runs on a worker. The stage's model is built once per worker process (keyed by stage,
+config, seed and device) and reused for every later shard. The task returns small
+statistics only; the data goes to the cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cache.reader import Stage as CachedStage
+from cache.writer import ShardWriter
+from pipeline.stages import get_stage
+
+_MODELS: dict[str, Any] = {}
+_LOCK = threading.Lock()
+CRASH_ENV = "QFEAT_TEST_CRASH_ITEM"  # fault injection for tests: kill the worker process
+
+
+def _stage_instance(name: str, cfg: dict, seed: int, device: str):
+    key = json.dumps([name, cfg, seed, device], sort_keys=True)
+    with _LOCK:
+        if key not in _MODELS:
+            stage = get_stage(name)(cfg, seed=seed, device=device)
+            stage.load()
+            _MODELS[key] = stage
+        return _MODELS[key]
+
+
+def _upstream_rows(upstream_dirs: dict[str, str], item_ids: list[str]) -> dict[str, dict]:
+    """Per upstream stage: item_id -> row dict, read from the cache (whole shard files)."""
+    out = {}
+    wanted = set(item_ids)
+    for name, folder in upstream_dirs.items():
+        stage = CachedStage(Path(folder), json.loads((Path(folder) / "manifest.json").read_text()))
+        table: pd.DataFrame = stage.table()
+        table = table[table["item_id"].isin(wanted)]
+        out[name] = {r["item_id"]: r for r in table.to_dict(orient="records")}
+    return out
+
+
+def run_shard(
+    stage_name: str,
+    cfg: dict,
+    seed: int,
+    device: str,
+    threads: int,
+    stage_dir: str,
+    index: int,
+    items: list[dict[str, Any]],
+    upstream_dirs: dict[str, str],
+) -> dict[str, Any]:
+    """Compute and write shard ``index``; returns ``{shard, rows, ok, failed, seconds}``."""
+    crash = os.environ.get(CRASH_ENV)
+    if crash and any(i["item_id"] == crash for i in items):
+        os._exit(3)  # simulate a hard crash (segfault, OOM kill) of the worker
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    stage = _stage_instance(stage_name, cfg, seed, device)
+    t_load = time.perf_counter()
+    upstream = _upstream_rows(upstream_dirs, [i["item_id"] for i in items])
+    table, arrays = stage.process_shard(items, upstream)
+    t_compute = time.perf_counter()
+    record = ShardWriter(Path(stage_dir), index).write(
+        table,
+        arrays,
+        timings={"load_s": round(t_load - t0, 4), "compute_s": round(t_compute - t_load, 4)},
+    )
+    return {
+        "shard": index,
+        "rows": record["rows"],
+        "ok": record["ok"],
+        "failed": record["failed"],
+        "seconds": round(time.perf_counter() - t0, 4),
+    }
