@@ -22,7 +22,9 @@ from pipeline.stages import get_stage
 
 _MODELS: dict[str, Any] = {}
 _LOCK = threading.Lock()
-CRASH_ENV = "QFEAT_TEST_CRASH_ITEM"  # fault injection for tests: kill the worker process
+# Fault injection for the fault-tolerance tests (never set in normal use):
+CRASH_ENV = "QFEAT_TEST_CRASH_ITEM"  # a shard holding this item id kills its worker process
+DELAY_ENV = "QFEAT_TEST_SHARD_DELAY"  # seconds each shard sleeps, to kill things mid-run
 
 
 def _stage_instance(name: str, cfg: dict, seed: int, device: str):
@@ -62,6 +64,8 @@ def run_shard(
     crash = os.environ.get(CRASH_ENV)
     if crash and any(i["item_id"] == crash for i in items):
         os._exit(3)  # simulate a hard crash (segfault, OOM kill) of the worker
+    if os.environ.get(DELAY_ENV):
+        time.sleep(float(os.environ[DELAY_ENV]))
     import torch
 
     if threads:

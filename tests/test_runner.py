@@ -1,0 +1,304 @@
+"""`qfeat features` / `qfeat stage`: end to end on the demo data, and fault tolerance
+that really happens (killed driver, killed worker, failing items, crashing shards)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cache.items import read_items
+from cache.reader import open_stage
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def video_root(tmp_path_factory) -> Path:
+    """The demo-video set, generated once for this module."""
+    from pipeline.demo import videos
+
+    root = tmp_path_factory.mktemp("data") / "demo-video"
+    videos.generate(root)
+    return root
+
+
+def features_args(root: Path, cache: Path, *extra: str) -> list[str]:
+    return [
+        "features", "demo-video", "--root", str(root), "--cache-dir", str(cache),
+        "--limit", "24", "--shard-size", "4", "--workers", "2", *extra,
+    ]  # fmt: skip
+
+
+def markers(folder: Path) -> dict[str, float]:
+    return {
+        p.name: json.loads(p.read_text())["written"] for p in sorted(folder.glob("*.done.json"))
+    }
+
+
+def test_features_end_to_end_and_resume(qfeat, video_root, tmp_path):
+    cache = tmp_path / "cache"
+    result = qfeat(*features_args(video_root, cache))
+    assert result.exit_code == 0, result.output
+    stage = open_stage(cache, "demo-video", "frames")
+    table = stage.table()
+    assert stage.complete and len(table) == 24 and table["item_id"].is_unique
+    assert (table["status"] == "ok").all()
+    assert all(len(ix) == 8 for ix in table["indices"])
+    assert set(table["reader"]) <= {"decord", "pyav"} and (table["n_frames"] == 32).all()
+    assert "frames" in result.output and "24" in result.output  # the summary table
+    assert read_items(cache, "demo-video")["item_id"].tolist() == table["item_id"].tolist()
+    before = markers(stage.dir)
+    again = qfeat(*features_args(video_root, cache))
+    assert again.exit_code == 0 and "6 shards already done" in again.output
+    assert markers(stage.dir) == before  # nothing recomputed
+
+
+def test_same_command_same_values(qfeat, video_root, tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    for cache in (first, second):
+        assert (
+            qfeat(*features_args(video_root, cache, "--set", "frames.strategy=mixed")).exit_code
+            == 0
+        )
+    a, b = (open_stage(c, "demo-video", "frames") for c in (first, second))
+    assert a.fingerprint == b.fingerprint
+    ta, tb = a.table(), b.table()
+    assert ta["indices"].map(list).tolist() == tb["indices"].map(list).tolist()
+    for x, y in zip(ta["diff"], tb["diff"], strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_bad_items_become_error_rows(qfeat, video_root, tmp_path):
+    root = tmp_path / "mixed"
+    (root / "clips").mkdir(parents=True)
+    for name in ("ball_ref", "ball_blur2", "pan-stripes_noise1"):
+        (root / "clips" / f"{name}.mp4").write_bytes(
+            (video_root / "videos" / f"{name}.mp4").read_bytes()
+        )
+    good = (root / "clips" / "ball_ref.mp4").read_bytes()
+    (root / "clips" / "truncated.mp4").write_bytes(good[: len(good) // 4])
+    (root / "clips" / "empty.mp4").write_bytes(b"")
+    (root / "clips" / "notes.mp4").write_text("this is not a video")
+    _audio_only(root / "clips" / "audio.mp4")
+    names = ["ball_ref", "truncated", "ball_blur2", "empty", "notes", "audio", "pan-stripes_noise1"]
+    (root / "labels.txt").write_text(
+        "".join(f"clips/{n}.mp4, 2, 16, {3 + i / 10}\n" for i, n in enumerate(names))
+    )
+    cache = tmp_path / "cache"
+    result = qfeat("features", "labels", "--root", str(root), "--cache-dir", str(cache),
+                   "--preset", "tiny", "--shard-size", "7", "--workers", "1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    table = open_stage(cache, "mixed", "frames").table().set_index("item_id")
+    assert len(table) == 7
+    ok = {f"clips/{n}.mp4" for n in ("ball_ref", "ball_blur2", "pan-stripes_noise1")}
+    assert set(table.index[table["status"] == "ok"]) == ok
+    bad = table[table["status"] != "ok"]
+    assert bad.loc["clips/empty.mp4", "status"] == "empty_file"
+    assert bad.loc["clips/audio.mp4", "status"] == "no_video"
+    assert all(bad["error"].str.len() > 0)
+    listed = json.loads(
+        qfeat("cache", "errors", "mixed", "frames", "--cache-dir", str(cache), "--json").output
+    )
+    assert {r["item_id"] for r in listed} == set(bad.index)
+    # a truncated file still yields what it has, or a readable error: never a crash
+    assert table.loc["clips/truncated.mp4", "status"] in ("ok", "decode_error", "no_frames")
+
+
+def _audio_only(path: Path) -> None:
+    import av
+
+    with av.open(str(path), "w", format="mp4") as c:
+        stream = c.add_stream("aac", rate=8000)
+        frame = av.AudioFrame.from_ndarray(
+            np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
+        )
+        frame.sample_rate = 8000
+        for packet in stream.encode(frame):
+            c.mux(packet)
+        for packet in stream.encode():
+            c.mux(packet)
+
+
+def test_shard_that_always_crashes_is_reported_then_retried(
+    qfeat, video_root, tmp_path, monkeypatch
+):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("QFEAT_TEST_CRASH_ITEM", "videos/ball_noise1.mp4")  # in shard 1
+    result = qfeat(*features_args(video_root, cache))
+    assert result.exit_code == 1
+    assert "shard 00001 failed after retries" in result.output
+    stage = open_stage(cache, "demo-video", "frames", _only_fingerprint(cache))
+    assert sorted(stage.markers) == [0, 2, 3, 4, 5]
+    monkeypatch.delenv("QFEAT_TEST_CRASH_ITEM")
+    before = markers(stage.dir)
+    again = qfeat(*features_args(video_root, cache))
+    assert again.exit_code == 0 and "5 shards already done" in again.output
+    after = markers(stage.dir)
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert len(open_stage(cache, "demo-video", "frames").table()) == 24
+
+
+def _only_fingerprint(cache: Path) -> str:
+    (folder,) = (cache / "demo-video" / "frames").iterdir()
+    return folder.name
+
+
+def _wait_for(predicate, timeout: float = 90.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting")
+
+
+def _done_count(cache: Path) -> int:
+    return len(list((cache / "demo-video" / "frames").glob("*/shard-*.done.json")))
+
+
+def test_driver_killed_mid_run_then_same_command_completes(video_root, tmp_path):
+    cache = tmp_path / "cache"
+    args = [sys.executable, "-m", "cli.main", *features_args(video_root, cache)]
+    env = {**os.environ, "QFEAT_TEST_SHARD_DELAY": "1.0"}
+    driver = subprocess.Popen(args, cwd=REPO, env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        _wait_for(lambda: _done_count(cache) >= 2)
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+    finally:
+        _kill_group(driver.pid)
+    folder = next((cache / "demo-video" / "frames").iterdir())
+    before = markers(folder)
+    assert 2 <= len(before) < 6
+    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{len(before)} shards already done" in done.stdout
+    after = markers(folder)
+    assert {k: after[k] for k in before} == before  # finished shards were not recomputed
+    table = open_stage(cache, "demo-video", "frames").table()
+    assert len(table) == 24 and table["item_id"].is_unique
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_real_cluster_survives_a_killed_worker(video_root, tmp_path):
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "QFEAT_TEST_SHARD_DELAY": "0.7", "PYTHONPATH": str(REPO)}
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": REPO, "env": env}
+    procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1",
+                               "--port", str(port), "--no-dashboard"], **quiet)]  # fmt: skip
+    try:
+        workers = [
+            subprocess.Popen(
+                [
+                    str(BIN / "dask"),
+                    "worker",
+                    address,
+                    "--nthreads",
+                    "1",
+                    "--no-nanny",
+                    "--no-dashboard",
+                    "--host",
+                    "127.0.0.1",
+                ],
+                **quiet,
+            )  # fmt: skip
+            for _ in range(2)
+        ]
+        procs += workers
+        cache = tmp_path / "cache"
+        args = [sys.executable, "-m", "cli.main", *features_args(video_root, cache)[:-2],
+                "--scheduler", address]  # fmt: skip
+        driver = subprocess.Popen(
+            args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        procs.append(driver)
+        _wait_for(lambda: _done_count(cache) >= 1)
+        workers[0].kill()
+        output, _ = driver.communicate(timeout=180)
+        assert driver.returncode == 0, output
+        table = open_stage(cache, "demo-video", "frames").table()
+        assert len(table) == 24 and table["item_id"].is_unique and (table["status"] == "ok").all()
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["features", "nosuch"], 2, "unknown dataset"),
+        (
+            ["features", "kadid", "--root", "/nonexistent/kadid", "--preset", "tiny"],
+            1,
+            "does not exist",
+        ),
+        (["features", "demo-video", "--stages", "regions"], 2, "do not apply"),
+        (["features", "demo-video", "--stages", "clip"], 1, "not implemented yet"),
+        (["features", "demo", "--preset", "paper"], 1, "backbone.weights"),
+        (["features", "demo", "--set", "backbone.inputsize=3"], 2, "did you mean"),
+        (["stage", "frames", "demo-video", "--set", "frames.strategy=best"], 2, "frames.strategy"),
+        (["features", "demo", "--device", "cuda"], 1, "no CUDA GPU"),
+    ],
+)
+def test_cannot_run_is_reported_before_work(qfeat, tmp_path, args, code, message):
+    if "--device" in args:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a GPU")
+    result = qfeat(*args, "--cache-dir", str(tmp_path / "cache"))
+    assert result.exit_code == code, result.output
+    assert message in result.output
+    assert not (tmp_path / "cache").exists()  # nothing was computed or written
+
+
+def test_unreachable_scheduler(qfeat, tmp_path, video_root):
+    port = _free_port()
+    result = qfeat(
+        *features_args(video_root, tmp_path / "c"), "--scheduler", f"tcp://127.0.0.1:{port}"
+    )
+    assert result.exit_code == 1
+    assert "cannot reach the Dask scheduler" in result.output
+
+
+def test_stage_command_runs_one_stage(qfeat, video_root, tmp_path):
+    cache = tmp_path / "cache"
+    result = qfeat("stage", "frames", "demo-video", "--root", str(video_root), "--cache-dir",
+                   str(cache), "--limit", "8", "--shard-size", "8", "--workers", "1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert len(open_stage(cache, "demo-video", "frames").table()) == 8
+
+
+def test_backbone_on_demo_images(qfeat, tmp_path):
+    cache = tmp_path / "cache"
+    result = qfeat("features", "demo", "--cache-dir", str(cache), "--limit", "10",
+                   "--shard-size", "5", "--workers", "1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    stage = open_stage(cache, "demo", "backbone")
+    feats = stage.array("features")
+    assert feats.shape == (10, 512, 4, 4) and feats.dtype == np.float16
+    assert np.isfinite(feats).all() and feats.std() > 0
