@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.qfeat-installed
 DATASET ?= demo
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint format bench clean
+.PHONY: help install features test lint format bench clean
 
 help: ## show this list (one line per target)
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install -q -r requirements.lock
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
+
+features: $(STAMP) ## compute cached features of DATASET (default demo): make features DATASET=koniq
+	$(BIN)/qfeat features $(DATASET)
 
 test: $(STAMP) ## run the test suite
 	$(BIN)/python -m pytest -q
