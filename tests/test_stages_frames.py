@@ -1,0 +1,112 @@
+"""Frame-difference samplers, the video reader fallback, and stage plumbing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.stages import STAGES, Stage
+from pipeline.video.sampling import STRATEGIES, frame_differences, sample
+
+
+def curve(n: int, peaks: dict[int, float]) -> np.ndarray:
+    d = np.full(n, 0.1, np.float32)
+    d[0] = 0.0
+    for i, v in peaks.items():
+        d[i] = v
+    return d
+
+
+def test_frame_differences():
+    luma = np.zeros((4, 2, 2), np.float32)
+    luma[2] += 10
+    np.testing.assert_allclose(frame_differences(luma), [0, 0, 10, 10])
+
+
+def test_difference_picks_the_peak_of_each_segment():
+    diff = curve(80, {3: 5.0, 17: 9.0, 25: 2.0, 79: 4.0})
+    idx, padded = sample(diff, 8, "difference")
+    assert not padded and len(idx) == 8
+    assert {3, 17, 79} <= set(idx)
+    assert all(10 * k <= i < 10 * (k + 1) for k, i in enumerate(idx))
+
+
+def test_cumulative_follows_the_motion():
+    diff = np.zeros(100, np.float32)
+    diff[60:80] = 1.0  # all change happens in frames 60..79
+    idx, _ = sample(diff, 4, "cumulative")
+    assert all(60 <= i < 80 for i in idx)
+    static, _ = sample(np.zeros(100, np.float32), 4, "cumulative")
+    assert static == sample(np.zeros(100, np.float32), 4, "uniform")[0]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_every_strategy_gives_t_sorted_valid_indices(strategy):
+    diff = np.random.default_rng(1).uniform(0, 1, 57).astype(np.float32)
+    idx, padded = sample(diff, 8, strategy, seed=3)
+    assert len(idx) == 8 and idx == sorted(idx) and all(0 <= i < 57 for i in idx)
+    assert not padded
+    assert sample(diff, 8, strategy, seed=3)[0] == idx  # deterministic
+
+
+def test_random_depends_on_seed_only():
+    diff = np.zeros(200, np.float32)
+    assert sample(diff, 8, "random", seed=1)[0] == sample(diff, 8, "random", seed=1)[0]
+    assert sample(diff, 8, "random", seed=1)[0] != sample(diff, 8, "random", seed=2)[0]
+
+
+def test_short_video_is_padded():
+    idx, padded = sample(np.zeros(3, np.float32), 8, "difference")
+    assert padded and len(idx) == 8 and set(idx) == {0, 1, 2}
+
+
+def test_unknown_strategy():
+    with pytest.raises(ValueError, match="unknown frame strategy"):
+        sample(np.zeros(10, np.float32), 4, "best")
+
+
+def test_pyav_fallback_reads_what_decord_reads(tmp_path):
+    from pipeline.demo.videos import clip_frames, encode_mp4
+    from pipeline.video.reader import DecordReader, PyAVReader
+
+    frames = clip_frames("ball", "ref", 0, np.random.default_rng(0))[:12]
+    path = tmp_path / "clip.mp4"
+    encode_mp4(path, frames, crf=18)
+    dec, pav = DecordReader(path), PyAVReader(path)
+    assert (dec.info.n_frames, dec.info.width, dec.info.height) == (12, 96, 96)
+    assert (pav.info.n_frames, pav.info.width, pav.info.height) == (12, 96, 96)
+    np.testing.assert_array_equal(dec.frames([0, 5, 11]), pav.frames([0, 5, 11]))
+    assert dec.lowres_luma(64).shape == pav.lowres_luma(64).shape == (12, 64, 64)
+
+
+def test_model_is_built_once_per_worker(monkeypatch):
+    from pipeline import worker
+
+    builds = []
+
+    class Counting(Stage):
+        name = "counting"
+        modality = "video"
+
+        def load(self):
+            builds.append(1)
+
+    monkeypatch.setitem(STAGES, "counting", Counting)
+    monkeypatch.setattr(worker, "_MODELS", {})
+    a = worker._stage_instance("counting", {"x": 1}, 0, "cpu")
+    b = worker._stage_instance("counting", {"x": 1}, 0, "cpu")
+    c = worker._stage_instance("counting", {"x": 2}, 0, "cpu")
+    assert a is b and a is not c and len(builds) == 2
+
+
+def test_stage_names_the_command_for_a_missing_upstream(qfeat, tmp_path, monkeypatch):
+    class Clip(Stage):  # stands in for the clip stage until it exists
+        name = "clip"
+        modality = "video"
+        upstream = ("frames",)
+
+    monkeypatch.setitem(STAGES, "clip", Clip)
+    result = qfeat("stage", "clip", "demo-video", "--cache-dir", str(tmp_path / "cache"))
+    assert result.exit_code == 1
+    assert "needs 'frames'" in result.output
+    assert "qfeat stage frames demo-video" in result.output
