@@ -37,16 +37,19 @@ def _stage_instance(name: str, cfg: dict, seed: int, device: str):
         return _MODELS[key]
 
 
-def _upstream_rows(upstream_dirs: dict[str, str], item_ids: list[str]) -> dict[str, dict]:
-    """Per upstream stage: item_id -> row dict, read from the cache (whole shard files)."""
-    out = {}
+def _upstream(
+    upstream_dirs: dict[str, str], item_ids: list[str]
+) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Per upstream stage: ``item_id -> row`` (whole shard files read) and its config."""
+    rows, configs = {}, {}
     wanted = set(item_ids)
     for name, folder in upstream_dirs.items():
-        stage = CachedStage(Path(folder), json.loads((Path(folder) / "manifest.json").read_text()))
-        table: pd.DataFrame = stage.table()
+        manifest = json.loads((Path(folder) / "manifest.json").read_text())
+        table: pd.DataFrame = CachedStage(Path(folder), manifest).table()
         table = table[table["item_id"].isin(wanted)]
-        out[name] = {r["item_id"]: r for r in table.to_dict(orient="records")}
-    return out
+        rows[name] = {r["item_id"]: r for r in table.to_dict(orient="records")}
+        configs[name] = manifest["config"]
+    return rows, configs
 
 
 def run_shard(
@@ -73,7 +76,7 @@ def run_shard(
     t0 = time.perf_counter()
     stage = _stage_instance(stage_name, cfg, seed, device)
     t_load = time.perf_counter()
-    upstream = _upstream_rows(upstream_dirs, [i["item_id"] for i in items])
+    upstream, stage.upstream_config = _upstream(upstream_dirs, [i["item_id"] for i in items])
     table, arrays = stage.process_shard(items, upstream)
     t_compute = time.perf_counter()
     record = ShardWriter(Path(stage_dir), index).write(

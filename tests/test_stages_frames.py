@@ -99,13 +99,7 @@ def test_model_is_built_once_per_worker(monkeypatch):
     assert a is b and a is not c and len(builds) == 2
 
 
-def test_stage_names_the_command_for_a_missing_upstream(qfeat, tmp_path, monkeypatch):
-    class Clip(Stage):  # stands in for the clip stage until it exists
-        name = "clip"
-        modality = "video"
-        upstream = ("frames",)
-
-    monkeypatch.setitem(STAGES, "clip", Clip)
+def test_stage_names_the_command_for_a_missing_upstream(qfeat, tmp_path):
     result = qfeat("stage", "clip", "demo-video", "--cache-dir", str(tmp_path / "cache"))
     assert result.exit_code == 1
     assert "needs 'frames'" in result.output

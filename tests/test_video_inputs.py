@@ -155,8 +155,10 @@ def test_bad_inputs_become_error_rows(tmp_path):
             assert row["status"] == expected[name]
 
 
+# VmHWM (peak RSS of this process image) rather than getrusage: ru_maxrss survives exec
+# and would report the parent pytest's size.
 MEMORY_PROBE = """
-import resource, sys
+import sys
 from pathlib import Path
 from pipeline.config import load_preset
 from pipeline.stages.frames import FramesStage
@@ -164,7 +166,8 @@ stage = FramesStage(load_preset("tiny")["frames"])
 table, _ = stage.process_shard([{"item_id": "4k", "path": sys.argv[1]}], {})
 row = table.to_pylist()[0]
 assert row["status"] == "ok", row["error"]
-print(row["width"], row["height"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print(row["width"], row["height"], int(hwm) // 1024)
 """
 
 

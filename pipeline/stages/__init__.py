@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from pipeline.stages.backbone import BackboneStage
 from pipeline.stages.base import ItemError, Stage
+from pipeline.stages.clip import ClipStage
 from pipeline.stages.frames import FramesStage
 
-STAGES: dict[str, type[Stage]] = {cls.name: cls for cls in (FramesStage, BackboneStage)}
+STAGES: dict[str, type[Stage]] = {cls.name: cls for cls in (FramesStage, ClipStage, BackboneStage)}
 ORDER = {
     "image": ("regions", "describe", "text", "backbone"),
     "video": ("frames", "clip"),
 }
-PLANNED = {"regions", "describe", "text", "clip"}
+PLANNED = {"regions", "describe", "text"}
 
 __all__ = ["ORDER", "PLANNED", "STAGES", "ItemError", "Stage", "available", "get_stage"]
 

@@ -36,6 +36,8 @@ class Stage:
         self.cfg = cfg
         self.seed = seed
         self.device = device
+        # stage name -> config of the upstream stage folder this shard reads (set per shard)
+        self.upstream_config: dict[str, dict[str, Any]] = {}
 
     # -- identity and checks (driver side, cheap) ---------------------------------------
     def model_identity(self) -> dict[str, Any]:

@@ -1,0 +1,158 @@
+"""``clip``: CLIP features of the frames the ``frames`` stage chose.
+
+Only the chosen frames are decoded, at full size, squashed to the model's input size
+and normalised as the model expects. HDF5 arrays (fp16): ``embeddings`` ``[items, T, D]``
+(pooled projected embedding, not L2-normalised) and ``hidden`` ``[items, T, tokens,
+width]`` (the tokens entering vision block L-K, K = ``clip.adapted_blocks``), so a
+trainer can run the last K blocks with adapters from the cache (see
+``pipeline.models.clip_split``). Columns: ``frames`` (T), ``reader``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from cache.fingerprint import model_identity
+from pipeline.datasets.base import DatasetError
+from pipeline.stages.base import ItemError, Stage
+from pipeline.video.reader import PyAVReader, VideoError, open_video
+
+FRAMES_PER_FORWARD = 64
+
+
+def squash(frames: np.ndarray, size: tuple[int, int], mean, std, interpolation: str) -> np.ndarray:
+    """uint8 ``[T, h, w, 3]`` -> float32 ``[T, 3, H, W]`` resized (no crop) and normalised."""
+    from PIL import Image
+
+    resample = {
+        "bicubic": Image.Resampling.BICUBIC,
+        "bilinear": Image.Resampling.BILINEAR,
+    }.get(interpolation, Image.Resampling.BICUBIC)
+    h, w = size
+    out = np.empty((len(frames), 3, h, w), np.float32)
+    mean = np.asarray(mean, np.float32)[:, None, None]
+    std = np.asarray(std, np.float32)[:, None, None]
+    for i, frame in enumerate(frames):
+        img = np.asarray(Image.fromarray(frame).resize((w, h), resample), np.float32) / 255.0
+        out[i] = (img.transpose(2, 0, 1) - mean) / std
+    return out
+
+
+class ClipStage(Stage):
+    name = "clip"
+    version = 1
+    modality = "video"
+    upstream = ("frames",)
+    arrays = ("embeddings", "hidden")
+
+    def _tiny(self) -> bool:
+        from pipeline.models.clip_split import tiny_name
+
+        return tiny_name(self.cfg["model"]) is not None
+
+    def model_identity(self) -> dict[str, Any]:
+        pretrained = self.cfg.get("pretrained", "")
+        if self._tiny() or pretrained == "random":
+            return model_identity(self.cfg["model"], seed=self.seed, init="random")
+        return model_identity(self.cfg["model"], pretrained or None)
+
+    def check(self) -> None:
+        pretrained = self.cfg.get("pretrained", "")
+        if self._tiny() or pretrained == "random":
+            return
+        if not (pretrained and Path(pretrained).is_file()):
+            raise DatasetError(
+                f"clip model {self.cfg['model']} weights not found at '{pretrained}'; pass "
+                "--set clip.pretrained=/path/to/open_clip_weights.bin (or =random for a "
+                "seeded random model, e.g. for benchmarks)"
+            )
+
+    def load(self) -> None:
+        import torch
+
+        from pipeline.models.clip_split import build_clip, encode_with_hidden
+
+        pretrained = self.cfg.get("pretrained", "")
+        model, self.pre = build_clip(
+            self.cfg["model"], "" if pretrained == "random" else pretrained, seed=self.seed
+        )
+        self.model = model.to(self.device)
+        self.k = int(self.cfg["adapted_blocks"])
+        self.torch, self.encode = torch, encode_with_hidden
+        self.autocast = self.device == "cuda" and self.cfg.get("dtype") == "bfloat16"
+        probe = torch.zeros(1, 3, *self.pre.size, device=self.device)
+        with torch.inference_mode():
+            pooled, hidden = encode_with_hidden(self.model, probe, self.k)
+        self.shapes = {"embeddings": tuple(pooled.shape[1:]), "hidden": tuple(hidden.shape[1:])}
+
+    def schema(self) -> pa.Schema:
+        return pa.schema([("frames", pa.int32()), ("reader", pa.string())])
+
+    def array_shape(self, name: str) -> tuple[int, ...]:
+        t = int(self.upstream_config["frames"]["num_frames"])
+        return (t, *self.shapes[name])
+
+    def _decode(self, item: dict[str, Any], frames_row: dict[str, Any]) -> tuple[np.ndarray, str]:
+        indices = [int(i) for i in frames_row["indices"]]
+        path = Path(item["path"])
+        try:
+            reader = open_video(path)
+            try:
+                frames = reader.frames(indices)
+            except VideoError:
+                raise
+            except Exception:  # noqa: BLE001 - decord trouble: PyAV instead
+                reader = PyAVReader(path)
+                frames = reader.frames(indices)
+        except VideoError as exc:
+            raise ItemError(exc.kind, str(exc)) from exc
+        pre = self.pre
+        return squash(frames, pre.size, pre.mean, pre.std, pre.interpolation), reader.name
+
+    def process_shard(self, items: list[dict[str, Any]], upstream: dict[str, pd.DataFrame]):
+        torch = self.torch
+        frames_rows = upstream["frames"]
+        results: list[dict[str, Any]] = []
+        pending: list[tuple[int, np.ndarray]] = []
+        for i, item in enumerate(items):
+            row = frames_rows.get(item["item_id"])
+            if row is None or row.get("status") != "ok":
+                results.append({"status": "upstream_error", "error": "no usable frames row"})
+                continue
+            try:
+                pixels, reader = self._decode(item, row)
+            except ItemError as exc:
+                results.append({"status": exc.kind, "error": str(exc)})
+                continue
+            results.append({"status": "ok", "error": None, "frames": len(pixels), "reader": reader})
+            pending.append((i, pixels))
+        batch: list[tuple[int, np.ndarray]] = []
+
+        def flush() -> None:
+            if not batch:
+                return
+            x = torch.from_numpy(np.concatenate([p for _, p in batch])).to(self.device)
+            with (
+                torch.inference_mode(),
+                torch.autocast("cuda", torch.bfloat16, enabled=self.autocast),
+            ):
+                pooled, hidden = self.encode(self.model, x, self.k)
+            pooled, hidden = pooled.float().cpu().numpy(), hidden.float().cpu().numpy()
+            start = 0
+            for i, p in batch:
+                results[i]["embeddings"] = pooled[start : start + len(p)]
+                results[i]["hidden"] = hidden[start : start + len(p)]
+                start += len(p)
+            batch.clear()
+
+        for i, pixels in pending:
+            if batch and sum(len(p) for _, p in batch) + len(pixels) > FRAMES_PER_FORWARD:
+                flush()
+            batch.append((i, pixels))
+        flush()
+        return self.assemble(items, results)

@@ -1,0 +1,126 @@
+"""The clip stage: chosen frames only, squashed and normalised, split features exact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cache.reader import open_stage
+from pipeline.config import load_preset
+from pipeline.models.clip_split import finish_from_hidden
+from pipeline.stages.clip import ClipStage, squash
+from pipeline.stages.frames import FramesStage
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> list[dict]:
+    from pipeline.demo.videos import clip_frames, encode_mp4
+
+    root = tmp_path_factory.mktemp("clips")
+    items = []
+    for i, content in enumerate(("ball", "zoom-rings", "pan-stripes")):
+        path = root / f"{content}.mp4"
+        encode_mp4(path, clip_frames(content, "ref", 0, np.random.default_rng(i)), crf=18)
+        items.append({"item_id": path.name, "path": str(path)})
+    return items
+
+
+def frames_rows(items: list[dict]) -> dict[str, dict]:
+    table, _ = FramesStage(load_preset("tiny")["frames"]).process_shard(items, {})
+    return {r["item_id"]: r for r in table.to_pylist()}
+
+
+def clip_stage(model: str) -> ClipStage:
+    stage = ClipStage({**load_preset("tiny")["clip"], "model": model}, seed=0)
+    stage.upstream_config = {"frames": load_preset("tiny")["frames"]}
+    stage.load()
+    return stage
+
+
+@pytest.mark.parametrize("model, tokens", [("tiny-pe", 17), ("tiny-vit", 17)])
+def test_hidden_states_reproduce_pooled_embedding(clips, model, tokens):
+    stage = clip_stage(model)
+    table, arrays = stage.process_shard(clips, {"frames": frames_rows(clips)})
+    assert table.column("status").to_pylist() == ["ok"] * 3
+    emb, hidden = arrays["embeddings"], arrays["hidden"]
+    assert emb.shape == (3, 8, 32) and hidden.shape == (3, 8, tokens, 64)
+    for i in range(3):
+        with torch.no_grad():
+            finished = finish_from_hidden(stage.model, torch.from_numpy(hidden[i]), stage.k)
+        np.testing.assert_allclose(finished.numpy(), emb[i], rtol=1e-4, atol=1e-6)
+    assert not np.allclose(emb[0], emb[1])  # different videos, different features
+
+
+def test_only_chosen_frames_are_decoded(clips, monkeypatch):
+    import pipeline.stages.clip as clip_module
+
+    requested = []
+    real = clip_module.open_video
+
+    def spy(path):
+        reader = real(path)
+        original = reader.frames
+
+        def frames(indices):
+            requested.append(list(indices))
+            return original(indices)
+
+        reader.frames = frames
+        return reader
+
+    monkeypatch.setattr(clip_module, "open_video", spy)
+    rows = frames_rows(clips[:1])
+    clip_stage("tiny-pe").process_shard(clips[:1], {"frames": rows})
+    assert requested == [list(rows[clips[0]["item_id"]]["indices"])]
+
+
+def test_squash_resizes_without_crop_and_normalises():
+    frame = np.zeros((1, 20, 60, 3), np.uint8)
+    frame[:, :, :30] = 255  # left half white
+    out = squash(frame, (32, 32), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bilinear")
+    assert out.shape == (1, 3, 32, 32)
+    assert out[0, 0, :, :14].min() == pytest.approx(1.0) and out[
+        0, 0, :, 18:
+    ].max() == pytest.approx(-1.0)
+
+
+def test_failed_frames_row_gives_upstream_error(clips):
+    rows = frames_rows(clips[:2])
+    rows[clips[1]["item_id"]] = {**rows[clips[1]["item_id"]], "status": "decode_error"}
+    table, arrays = clip_stage("tiny-pe").process_shard(clips[:2], {"frames": rows})
+    assert table.column("status").to_pylist() == ["ok", "upstream_error"]
+    assert not arrays["hidden"][1].any()
+
+
+def test_features_demo_video_computes_frames_and_clip(qfeat, tmp_path):
+    cache = tmp_path / "cache"
+    result = qfeat("features", "demo-video", "--cache-dir", str(cache), "--limit", "6",
+                   "--shard-size", "3", "--workers", "1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    clip = open_stage(cache, "demo-video", "clip")
+    frames = open_stage(cache, "demo-video", "frames")
+    assert clip.manifest["upstream"] == {"frames": frames.fingerprint}
+    emb, hidden = clip.array("embeddings"), clip.array("hidden")
+    assert emb.dtype == hidden.dtype == np.float16
+    assert emb.shape == (6, 8, 32) and hidden.shape == (6, 8, 17, 64)
+    stage = clip_stage("tiny")
+    with torch.no_grad():
+        finished = finish_from_hidden(
+            stage.model, torch.from_numpy(hidden[0].astype(np.float32)), 2
+        )
+    # from the fp16 cache: equal up to fp16 rounding of the stored tensors
+    np.testing.assert_allclose(finished.numpy(), emb[0].astype(np.float32), rtol=2e-2, atol=2e-3)
+
+
+def test_paper_preset_needs_weights(tmp_path):
+    from pipeline.datasets.base import DatasetError
+
+    with pytest.raises(DatasetError, match="clip.pretrained"):
+        ClipStage(load_preset("paper")["clip"]).check()
+    ClipStage({**load_preset("paper")["clip"], "pretrained": "random"}).check()
+    weights = Path(tmp_path / "pe.bin")
+    weights.write_bytes(b"x")
+    ClipStage({**load_preset("paper")["clip"], "pretrained": str(weights)}).check()
