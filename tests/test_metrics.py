@@ -1,0 +1,64 @@
+"""Metrics against scipy and hand-computed cases, and degenerate input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from trainers.metrics import evaluate, fit_logistic, krcc, logistic4, plcc, srcc
+
+
+def test_hand_computed():
+    pred = [1, 2, 3, 4]
+    mos = [1, 3, 2, 4]
+    assert srcc(pred, mos) == pytest.approx(1 - 6 * 2 / (4 * 15))  # d^2 = 0+1+1+0 -> 0.8
+    assert krcc(pred, mos) == pytest.approx((5 - 1) / 6)  # 5 concordant, 1 discordant pair
+    assert plcc(pred, mos) == pytest.approx(0.8)
+    assert srcc([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+
+
+def test_against_scipy_with_ties():
+    rng = np.random.default_rng(0)
+    mos = rng.integers(1, 6, 200).astype(float)  # many ties
+    pred = mos + rng.normal(0, 1, 200)
+    pred[:20] = 2.0  # ties in the predictions too
+    r = evaluate(pred, mos)
+    assert r["srcc"] == pytest.approx(stats.spearmanr(pred, mos)[0])
+    assert r["krcc"] == pytest.approx(stats.kendalltau(pred, mos)[0])
+    assert r["plcc_raw"] == pytest.approx(stats.pearsonr(pred, mos)[0])
+    assert r["logistic_fit"] == "ok" and r["note"] is None
+
+
+def test_logistic_mapping_recovers_a_monotone_nonlinearity():
+    x = np.linspace(-3, 3, 300)
+    mos = logistic4(x, 5.0, 1.0, 0.3, 0.35)
+    r = evaluate(x, mos)
+    assert r["plcc_raw"] < 0.97  # raw PLCC is hurt by the nonlinearity
+    assert r["plcc_logistic"] == pytest.approx(1.0, abs=1e-6)
+    assert r["rmse_logistic"] == pytest.approx(0.0, abs=1e-4)
+    assert r["srcc"] == pytest.approx(1.0)
+    params = fit_logistic(x, mos)
+    np.testing.assert_allclose(logistic4(x, *params), mos, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "pred, mos, note",
+    [
+        ([2.0] * 10, list(range(10)), "constant predictions"),
+        (list(range(10)), [3.0] * 10, "constant MOS"),
+        ([1.0, 2.0], [1.0, 2.0], "only 2 items"),
+        ([1.0, np.nan, 2.0], [1.0, 2.0, 3.0], "non-finite"),
+    ],
+)
+def test_degenerate_input_gives_nan_and_a_note(pred, mos, note):
+    r = evaluate(pred, mos)
+    assert note in r["note"]
+    assert math.isnan(r["srcc"]) and math.isnan(r["plcc_logistic"])
+
+
+def test_length_mismatch_is_an_error():
+    with pytest.raises(ValueError):
+        evaluate([1, 2, 3], [1, 2])

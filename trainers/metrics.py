@@ -1,0 +1,96 @@
+"""Evaluation metrics as pure functions of predictions and MOS (1-D arrays).
+
+SRCC and KRCC are rank correlations; PLCC is reported twice and always labelled: raw
+(``plcc_raw``) and after the 4-parameter logistic mapping of VQEG
+(``plcc_logistic``), ``f(x) = (b1 - b2) / (1 + exp(-(x - b3) / |b4|)) + b2``, fitted
+from predictions to MOS; RMSE is after that mapping. Degenerate input (constant
+predictions or MOS, fewer than 3 items) gives NaN with a ``note``, never an exception.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+from scipy import optimize, stats
+
+
+def logistic4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
+    z = np.clip(-(x - b3) / (abs(b4) + 1e-12), -60.0, 60.0)
+    return (b1 - b2) / (1.0 + np.exp(z)) + b2
+
+
+def fit_logistic(pred: np.ndarray, mos: np.ndarray) -> np.ndarray | None:
+    """Parameters ``[b1, b2, b3, b4]`` mapping predictions to MOS, or None if the fit fails."""
+    p0 = [float(mos.max()), float(mos.min()), float(np.mean(pred)), float(np.std(pred)) or 1.0]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            params, _ = optimize.curve_fit(logistic4, pred, mos, p0=p0, maxfev=20000)
+    except (RuntimeError, ValueError, optimize.OptimizeWarning):
+        return None
+    return params if np.all(np.isfinite(params)) else None
+
+
+def _corr(fn, a: np.ndarray, b: np.ndarray) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = fn(a, b)[0]
+    return float(value) if np.isfinite(value) else math.nan
+
+
+def srcc(pred, mos) -> float:
+    return _corr(stats.spearmanr, np.asarray(pred, float), np.asarray(mos, float))
+
+
+def krcc(pred, mos) -> float:
+    return _corr(stats.kendalltau, np.asarray(pred, float), np.asarray(mos, float))
+
+
+def plcc(pred, mos) -> float:
+    return _corr(stats.pearsonr, np.asarray(pred, float), np.asarray(mos, float))
+
+
+def evaluate(pred, mos) -> dict[str, Any]:
+    """All metrics: ``srcc``, ``krcc``, ``plcc_raw``, ``plcc_logistic``, ``rmse_logistic``,
+    ``n``, ``logistic_fit`` (ok / failed / skipped) and ``note`` (None unless degenerate)."""
+    pred = np.asarray(pred, dtype=np.float64).ravel()
+    mos = np.asarray(mos, dtype=np.float64).ravel()
+    if pred.shape != mos.shape:
+        raise ValueError(f"{pred.shape[0]} predictions for {mos.shape[0]} scores")
+    out: dict[str, Any] = {
+        "n": int(pred.size),
+        "srcc": math.nan,
+        "krcc": math.nan,
+        "plcc_raw": math.nan,
+        "plcc_logistic": math.nan,
+        "rmse_logistic": math.nan,
+        "logistic_fit": "skipped",
+        "note": None,
+    }
+    if pred.size < 3:
+        out["note"] = f"only {pred.size} items: correlations undefined"
+        return out
+    if not np.all(np.isfinite(pred)):
+        out["note"] = "non-finite predictions"
+        return out
+    if np.ptp(mos) == 0:
+        out["note"] = "constant MOS: correlations undefined"
+        return out
+    if np.ptp(pred) == 0:
+        out["note"] = "constant predictions: correlations undefined"
+        out["rmse_logistic"] = float(np.sqrt(np.mean((mos - mos.mean()) ** 2)))
+        return out
+    out["srcc"], out["krcc"], out["plcc_raw"] = srcc(pred, mos), krcc(pred, mos), plcc(pred, mos)
+    params = fit_logistic(pred, mos)
+    if params is None:
+        out["logistic_fit"] = "failed"
+        out["note"] = "logistic fit did not converge: plcc_logistic and rmse_logistic are NaN"
+        return out
+    mapped = logistic4(pred, *params)
+    out["logistic_fit"] = "ok"
+    out["plcc_logistic"] = plcc(mapped, mos)
+    out["rmse_logistic"] = float(np.sqrt(np.mean((mapped - mos) ** 2)))
+    return out
