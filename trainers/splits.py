@@ -1,0 +1,73 @@
+"""Train / validation / test splits for the evaluation protocol.
+
+Official splits are used where the item table has them (KonIQ-10k: train/val/test;
+LSVQ: train/test/test-1080p, every non-train/val label is a test set reported on its
+own). Otherwise ``n`` random 80/20 splits with fixed seeds, content-disjoint: all items
+of one group (reference image, source video) fall on the same side. A validation part
+is always carved from the training part (group-disjoint too) for early stopping and
+model selection; test items are never seen during training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+TRAIN, VAL = "train", "val"
+
+
+@dataclass(frozen=True)
+class Split:
+    """Row indices into the item table. ``test`` maps a test-set name to its rows."""
+
+    index: int
+    seed: int | None
+    train: np.ndarray
+    val: np.ndarray
+    test: dict[str, np.ndarray] = field(default_factory=dict)
+    official: bool = False
+
+
+def _groups(items: pd.DataFrame) -> np.ndarray:
+    groups = items["group"].where(items["group"].notna(), items["item_id"])
+    return groups.to_numpy(dtype=object)
+
+
+def _carve(rows: np.ndarray, groups: np.ndarray, frac: float, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``rows`` into (rest, part) with about ``frac`` of rows in ``part``, by group."""
+    unique = np.array(sorted(set(groups[rows])), dtype=object)
+    rng.shuffle(unique)
+    n_part = max(1, int(round(len(unique) * frac))) if len(unique) > 1 else 0
+    chosen = set(unique[:n_part])
+    in_part = np.array([g in chosen for g in groups[rows]], dtype=bool)
+    return rows[~in_part], rows[in_part]
+
+
+def make_splits(
+    items: pd.DataFrame,
+    n_splits: int = 10,
+    test_frac: float = 0.2,
+    val_frac: float = 0.1,
+    seed: int = 0,
+) -> list[Split]:
+    """The splits for ``items`` (columns item_id, split, group; row order = index space)."""
+    groups = _groups(items)
+    labels = items["split"]
+    rows = np.arange(len(items))
+    if labels.notna().any():
+        labels = labels.fillna("").to_numpy(dtype=object)
+        train = rows[labels == TRAIN]
+        val = rows[labels == VAL]
+        if not len(val):
+            train, val = _carve(train, groups, val_frac, np.random.default_rng(seed))
+        tests = {str(name): rows[labels == name] for name in sorted(set(labels) - {TRAIN, VAL, ""})}
+        return [Split(0, None, train, val, tests, official=True)]
+    splits = []
+    for i in range(n_splits):
+        rng = np.random.default_rng([seed, i])
+        rest, test = _carve(rows, groups, test_frac, rng)
+        train, val = _carve(rest, groups, val_frac, rng)
+        splits.append(Split(i, seed * 1000 + i, train, val, {"test": test}))
+    return splits
