@@ -1,9 +1,9 @@
 """Evaluation metrics as pure functions of predictions and MOS (1-D arrays).
 
-SRCC and KRCC are rank correlations; PLCC is reported twice and always labelled: raw
-(``plcc_raw``) and after the 4-parameter logistic mapping of VQEG
-(``plcc_logistic``), ``f(x) = (b1 - b2) / (1 + exp(-(x - b3) / |b4|)) + b2``, fitted
-from predictions to MOS; RMSE is after that mapping. Degenerate input (constant
+SRCC and KRCC are rank correlations; PLCC is reported twice and always labelled:
+``plcc`` is after the 4-parameter logistic mapping of VQEG,
+``f(x) = (b1 - b2) / (1 + exp(-(x - b3) / |b4|)) + b2`` fitted from predictions to MOS,
+and ``plcc_raw`` without it; ``rmse`` is after that mapping (in MOS units). Degenerate input (constant
 predictions or MOS, fewer than 3 items) gives NaN with a ``note``, never an exception.
 """
 
@@ -54,7 +54,7 @@ def plcc(pred, mos) -> float:
 
 
 def evaluate(pred, mos) -> dict[str, Any]:
-    """All metrics: ``srcc``, ``krcc``, ``plcc_raw``, ``plcc_logistic``, ``rmse_logistic``,
+    """All metrics: ``srcc``, ``krcc``, ``plcc`` (logistic), ``plcc_raw``, ``rmse``,
     ``n``, ``logistic_fit`` (ok / failed / skipped) and ``note`` (None unless degenerate)."""
     pred = np.asarray(pred, dtype=np.float64).ravel()
     mos = np.asarray(mos, dtype=np.float64).ravel()
@@ -65,8 +65,8 @@ def evaluate(pred, mos) -> dict[str, Any]:
         "srcc": math.nan,
         "krcc": math.nan,
         "plcc_raw": math.nan,
-        "plcc_logistic": math.nan,
-        "rmse_logistic": math.nan,
+        "plcc": math.nan,
+        "rmse": math.nan,
         "logistic_fit": "skipped",
         "note": None,
     }
@@ -81,16 +81,16 @@ def evaluate(pred, mos) -> dict[str, Any]:
         return out
     if np.ptp(pred) == 0:
         out["note"] = "constant predictions: correlations undefined"
-        out["rmse_logistic"] = float(np.sqrt(np.mean((mos - mos.mean()) ** 2)))
+        out["rmse"] = float(np.sqrt(np.mean((mos - mos.mean()) ** 2)))
         return out
     out["srcc"], out["krcc"], out["plcc_raw"] = srcc(pred, mos), krcc(pred, mos), plcc(pred, mos)
     params = fit_logistic(pred, mos)
     if params is None:
         out["logistic_fit"] = "failed"
-        out["note"] = "logistic fit did not converge: plcc_logistic and rmse_logistic are NaN"
+        out["note"] = "logistic fit did not converge: plcc and rmse are NaN"
         return out
     mapped = logistic4(pred, *params)
     out["logistic_fit"] = "ok"
-    out["plcc_logistic"] = plcc(mapped, mos)
-    out["rmse_logistic"] = float(np.sqrt(np.mean((mapped - mos) ** 2)))
+    out["plcc"] = plcc(mapped, mos)
+    out["rmse"] = float(np.sqrt(np.mean((mapped - mos) ** 2)))
     return out
