@@ -3,8 +3,9 @@
 SRCC and KRCC are rank correlations; PLCC is reported twice and always labelled:
 ``plcc`` is after the 4-parameter logistic mapping of VQEG,
 ``f(x) = (b1 - b2) / (1 + exp(-(x - b3) / |b4|)) + b2`` fitted from predictions to MOS,
-and ``plcc_raw`` without it; ``rmse`` is after that mapping (in MOS units). Degenerate input (constant
-predictions or MOS, fewer than 3 items) gives NaN with a ``note``, never an exception.
+and ``plcc_raw`` without it; ``rmse`` is after that mapping (in MOS units). Degenerate
+input (constant predictions or MOS, fewer than 3 items) gives NaN with a ``note``, never
+an exception.
 """
 
 from __future__ import annotations

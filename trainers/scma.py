@@ -1,0 +1,156 @@
+"""The Shared Cross-Modal Adapter (SCMA) of Q-CLIP, as its authors released it.
+
+Frozen CLIP towers; trainable parts only:
+
+* per adapted depth i (the last K blocks of each tower): down-projection D_i (d -> r),
+  up-projection U_i (r -> d) and LayerNorm LN_i(d), the same modules for the image and
+  the text tower at that depth;
+* one core MLP g (r -> r: Linear, GELU, Linear) shared by all depths and both towers;
+* after block i of a tower: ``x <- x + alpha_tower * LN_i(U_i(g(D_i(x))))``, scalar gates
+  ``alpha_img``, ``alpha_txt`` (init 0.1);
+* a projection adapter P (D -> r -> r -> GELU -> D) shared by both towers, added to the
+  projected output with scalar gates ``beta_img``, ``beta_txt`` (init 0.1);
+* prompts "X X X a video of {bad|poor|fair|good|excellent} quality": the three X
+  embeddings are learnable and shared by the five prompts (initialised from the embedding
+  of "X"); the level words stay frozen;
+* video embedding = mean of the T frame embeddings; score = w . s, where s_k is the
+  cosine similarity to prompt k and w a learned 5 -> 1 map (no softmax).
+
+The adapters are attached to the frozen blocks as forward hooks, so the same model runs
+from pixels (``encode_image``) and from cached hidden states
+(:func:`pipeline.models.clip_split.finish_from_hidden`) with identical results.
+``mode="projection"`` keeps only P, the prompts and w (for caches without hidden states).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from pipeline.models import clip_split
+
+LEVELS = ("bad", "poor", "fair", "good", "excellent")
+TEMPLATE = "X X X a video of {} quality"
+N_CONTEXT = 3
+
+
+def text_tower(model: nn.Module) -> tuple[nn.Module, nn.ModuleList]:
+    """``(token_embedding, resblocks)`` of a CLIP or CustomTextCLIP text tower."""
+    text = getattr(model, "text", None)
+    owner = text if text is not None else model
+    return owner.token_embedding, owner.transformer.resblocks
+
+
+class SCMA(nn.Module):
+    def __init__(self, width: int, embed_dim: int, k: int, r: int = 128, gate: float = 0.1):
+        super().__init__()
+        self.k = k
+        self.down = nn.ModuleList(nn.Linear(width, r) for _ in range(k))
+        self.up = nn.ModuleList(nn.Linear(r, width) for _ in range(k))
+        self.norm = nn.ModuleList(nn.LayerNorm(width) for _ in range(k))
+        self.core = nn.Sequential(nn.Linear(r, r), nn.GELU(), nn.Linear(r, r))
+        self.alpha = nn.ParameterDict({t: nn.Parameter(torch.tensor(gate)) for t in ("img", "txt")})
+        self.proj = nn.Sequential(
+            nn.Linear(embed_dim, r), nn.Linear(r, r), nn.GELU(), nn.Linear(r, embed_dim)
+        )
+        self.beta = nn.ParameterDict({t: nn.Parameter(torch.tensor(gate)) for t in ("img", "txt")})
+
+    def block(self, depth: int, x: Tensor, tower: str) -> Tensor:
+        delta = self.norm[depth](self.up[depth](self.core(self.down[depth](x))))
+        return x + self.alpha[tower] * delta
+
+    def project(self, z: Tensor, tower: str) -> Tensor:
+        return z + self.beta[tower] * self.proj(z)
+
+
+class QCLIP(nn.Module):
+    """A frozen open_clip model with SCMA, learnable prompt context and the 5 -> 1 map."""
+
+    def __init__(self, clip: nn.Module, tokenizer, k: int, r: int = 128, mode: str = "full"):
+        super().__init__()
+        if mode not in ("full", "projection"):
+            raise ValueError("mode must be full or projection")
+        self.clip, self.k, self.mode = clip.eval(), k, mode
+        for p in self.clip.parameters():
+            p.requires_grad_(False)
+        token_embedding, text_blocks = text_tower(clip)
+        vision_blocks = clip_split._blocks(clip_split._visual(clip))
+        width = clip_split.hidden_width(clip)
+        text_width = token_embedding.weight.shape[1]
+        if mode == "full" and text_width != width:
+            raise ValueError(
+                f"SCMA shares adapters between towers: vision width {width} != text width "
+                f"{text_width}"
+            )
+        if mode == "full" and not 1 <= k <= min(len(vision_blocks), len(text_blocks)):
+            raise ValueError(f"k={k} must be in [1, {min(len(vision_blocks), len(text_blocks))}]")
+        embed_dim = self._embed_dim(tokenizer)
+        self.scma = SCMA(width, embed_dim, k if mode == "full" else 0, r)
+        if mode == "projection":
+            del self.scma.down, self.scma.up, self.scma.norm, self.scma.core, self.scma.alpha
+        ids = tokenizer([TEMPLATE.format(level) for level in LEVELS])
+        x_id = int(tokenizer(["X"])[0][1])
+        positions = (ids[0] == x_id).nonzero().flatten()[:N_CONTEXT]
+        self.register_buffer("prompt_ids", ids, persistent=False)
+        self.register_buffer("ctx_positions", positions, persistent=False)
+        self.context = nn.Parameter(
+            token_embedding.weight[x_id].detach().clone().repeat(N_CONTEXT, 1)
+        )
+        self.head = nn.Linear(len(LEVELS), 1)
+        self._hooks = [token_embedding.register_forward_hook(self._inject_context)]
+        if mode == "full":
+            for depth, blk in enumerate(vision_blocks[len(vision_blocks) - k :]):
+                self._hooks.append(blk.register_forward_hook(self._block_hook(depth, "img")))
+            for depth, blk in enumerate(text_blocks[len(text_blocks) - k :]):
+                self._hooks.append(blk.register_forward_hook(self._block_hook(depth, "txt")))
+
+    def _embed_dim(self, tokenizer) -> int:
+        with torch.no_grad():
+            return int(self.clip.encode_text(tokenizer(["x"])).shape[-1])
+
+    def _block_hook(self, depth: int, tower: str):
+        def hook(module, args, output):
+            return self.scma.block(depth, output, tower)
+
+        return hook
+
+    def _inject_context(self, module, args, output):
+        ids = args[0]
+        if ids.shape != self.prompt_ids.shape or not torch.equal(ids, self.prompt_ids):
+            return output  # not our prompts (e.g. a probe): leave untouched
+        output = output.clone()
+        output[:, self.ctx_positions] = self.context.to(output.dtype)
+        return output
+
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    # -- embeddings ----------------------------------------------------------------------
+    def text_embeddings(self) -> Tensor:
+        """``[5, D]`` projected prompt embeddings (with adapters), before normalisation."""
+        z = self.clip.encode_text(self.prompt_ids)
+        return self.scma.project(z, "txt")
+
+    def video_from_hidden(self, hidden: Tensor) -> Tensor:
+        """``[B, T, tokens, width]`` cached hidden states -> ``[B, D]`` video embedding."""
+        b, t = hidden.shape[:2]
+        z = clip_split.finish_from_hidden(self.clip, hidden.flatten(0, 1), self.k)
+        return self.scma.project(z, "img").view(b, t, -1).mean(dim=1)
+
+    def video_from_pooled(self, pooled: Tensor) -> Tensor:
+        """``[B, T, D]`` cached pooled embeddings -> ``[B, D]`` (projection mode)."""
+        return self.scma.project(pooled, "img").mean(dim=1)
+
+    def video_from_pixels(self, pixels: Tensor) -> Tensor:
+        """``[B, T, 3, H, W]`` -> ``[B, D]``: the full model from pixels (tests, benchmarks)."""
+        b, t = pixels.shape[:2]
+        z = self.clip.encode_image(pixels.flatten(0, 1))
+        return self.scma.project(z, "img").view(b, t, -1).mean(dim=1)
+
+    def similarities(self, video: Tensor) -> Tensor:
+        """``[B, 5]`` cosine similarities of video embeddings to the five prompts."""
+        text = nn.functional.normalize(self.text_embeddings(), dim=-1)
+        return nn.functional.normalize(video, dim=-1) @ text.T
+
+    def score(self, video: Tensor) -> Tensor:
+        return self.head(self.similarities(video)).squeeze(-1)
