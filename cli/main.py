@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from cli import cache, datasets, features, version
+from cli import cache, datasets, features, train, version
 
 app = typer.Typer(
     name="qfeat",
@@ -19,6 +19,7 @@ app.registered_commands.extend(version.app.registered_commands)
 app.registered_commands.extend(features.app.registered_commands)
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(cache.app, name="cache")
+app.add_typer(train.app, name="train")
 
 
 @app.callback()

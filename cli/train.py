@@ -1,0 +1,86 @@
+"""`qfeat train scma DATASET`: train a quality head from the feature cache only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cli.errors import user_errors
+from pipeline.paths import cache_dir as default_cache_dir
+from pipeline.paths import runs_dir as default_runs_dir
+
+app = typer.Typer(help="Train quality heads from cached features.", no_args_is_help=True)
+console = Console(highlight=False, soft_wrap=True)
+
+
+def metrics_table(metrics: dict, title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("")
+    for key in ("srcc", "krcc", "plcc", "plcc_raw", "rmse"):
+        table.add_column(key + (" (logistic)" if key in ("plcc", "rmse") else ""))
+    for row in ("test", "median", "std"):
+        values = metrics[row]
+        table.add_row(
+            row,
+            *[
+                "-" if values[k] is None else f"{values[k]:.4f}"
+                for k in ("srcc", "krcc", "plcc", "plcc_raw", "rmse")
+            ],
+        )
+    return table
+
+
+@app.command("scma")
+def scma(
+    dataset: Annotated[str, typer.Argument(help="The name the features were cached under.")],
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir")] = None,
+    runs_dir: Annotated[Path | None, typer.Option("--runs-dir")] = None,
+    run: Annotated[str | None, typer.Option(help="Run folder name (default: timestamped).")] = None,
+    splits: Annotated[int, typer.Option(min=1, help="Random splits when none is official.")] = 10,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Override scma.epochs.")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override scma.key=value.")
+    ] = None,
+    preset: Annotated[str | None, typer.Option(help="Preset for trainer defaults.")] = None,
+    init: Annotated[str | None, typer.Option(help="Fine-tune from this earlier run.")] = None,
+    mode: Annotated[
+        str, typer.Option(help="full (hidden states) or projection (pooled).")
+    ] = "full",
+) -> None:
+    """Train SCMA (Q-CLIP) on a dataset's cached clip features, on every split."""
+    from pipeline.cluster import resolve_device
+    from trainers.scma_train import ScmaRequest, train_scma
+
+    with user_errors():
+        if mode not in ("full", "projection"):
+            from pipeline.datasets.base import OptionError
+
+            raise OptionError("--mode must be full or projection")
+        request = ScmaRequest(
+            dataset=dataset,
+            cache_dir=default_cache_dir(cache_dir),
+            runs_dir=default_runs_dir(runs_dir),
+            run=run,
+            splits=splits,
+            epochs=epochs,
+            seed=seed,
+            device=resolve_device(device),
+            sets=set_ or [],
+            preset=preset,
+            init=init,
+            mode=mode,
+        )
+        folder, metrics = train_scma(request, log=lambda line: console.print(line, style="dim"))
+    console.print(
+        metrics_table(metrics, f"scma ({mode}) on {dataset}: {len(metrics['splits'])} test results")
+    )
+    console.print(
+        f"trainable parameters: {metrics['trainable_params']:,} · "
+        f"{metrics['train_seconds']:.1f} s · run folder {folder}"
+    )

@@ -1,0 +1,194 @@
+"""`qfeat train scma`: the Q-CLIP adapter trained from the cache only.
+
+Reads ``items.parquet`` and the ``clip`` stage (hidden states entering block L-K, or
+pooled embeddings in ``--mode projection``), rebuilds the frozen CLIP model the cache
+was made with (refusing when its identity differs), and trains SCMA on every split.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cache.items import read_items
+from cache.reader import open_stage
+from pipeline.config import apply_overrides, default_preset, load_preset
+from pipeline.datasets.base import DatasetError
+from trainers.loop import LoopConfig, fit, predict
+from trainers.runfolder import split_metrics, write_run
+from trainers.splits import make_splits
+
+CHECKPOINT = "split-{:02d}.safetensors"
+
+
+@dataclass
+class ScmaRequest:
+    dataset: str
+    cache_dir: Path
+    runs_dir: Path
+    run: str | None = None
+    splits: int = 10
+    epochs: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+    sets: list[str] | None = None
+    preset: str | None = None
+    init: str | None = None
+    mode: str = "full"
+
+
+def load_clip_for(stage) -> tuple[torch.nn.Module, Any, dict]:
+    """The frozen CLIP model a cached clip stage was computed with."""
+    from pipeline.models.clip_split import build_clip
+    from pipeline.stages.clip import ClipStage
+
+    cfg = dict(stage.manifest["config"])
+    seed = int(cfg.pop("seed", 0))
+    identity = ClipStage(cfg, seed=seed).model_identity()
+    if identity != stage.manifest["model"]:
+        raise DatasetError(
+            f"the clip weights differ from those the cache was made with "
+            f"({stage.manifest['model']} vs {identity}); recompute the cache or point "
+            "clip.pretrained at the original file"
+        )
+    pretrained = cfg.get("pretrained", "")
+    model, pre = build_clip(cfg["model"], "" if pretrained == "random" else pretrained, seed=seed)
+    return model.eval(), pre, cfg
+
+
+def tokenizer_for(model_name: str):
+    import open_clip
+
+    from pipeline.models.clip_split import _OPEN_CLIP_NAMES, tiny_name
+
+    tiny = tiny_name(model_name)
+    return open_clip.get_tokenizer(_OPEN_CLIP_NAMES[tiny] if tiny else model_name)
+
+
+def train_scma(
+    req: ScmaRequest, log: Callable[[str], None] = lambda s: None
+) -> tuple[Path, dict[str, Any]]:
+    from safetensors.torch import load_file, save_file
+
+    from trainers.scma import QCLIP
+
+    t_start = time.perf_counter()
+    items = read_items(req.cache_dir, req.dataset)
+    clip_stage = open_stage(req.cache_dir, req.dataset, "clip")
+    preset = req.preset or default_preset(req.dataset)
+    tcfg = apply_overrides(load_preset(preset), req.sets or [])["scma"]
+    if req.epochs:
+        tcfg["epochs"] = req.epochs
+    base_clip, _, clip_cfg = load_clip_for(clip_stage)
+    k = int(clip_cfg["adapted_blocks"])
+    tokenizer = tokenizer_for(clip_cfg["model"])
+
+    table = clip_stage.table(["item_id", "status"])
+    table["row"] = np.arange(len(table))
+    data = items.merge(table[table["status"] == "ok"], on="item_id", how="inner")
+    if len(data) < 10:
+        raise DatasetError(f"only {len(data)} usable clip rows in {req.dataset}: too few to train")
+    name = "hidden" if req.mode == "full" else "embeddings"
+    features = clip_stage.array(name, mmap=(name == "hidden"))
+    cache_rows = data["row"].to_numpy()
+    mos = torch.tensor(data["mos"].to_numpy(), dtype=torch.float32)
+    device = torch.device(req.device)
+
+    init_state = None
+    if req.init:
+        init_dir = req.runs_dir / req.init
+        path = init_dir / CHECKPOINT.format(0)
+        if not path.is_file():
+            raise DatasetError(f"--init {req.init}: no checkpoint at {path}")
+        init_state = load_file(str(path))
+
+    run_name = req.run or f"scma-{req.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder = req.runs_dir / run_name
+    folder.mkdir(parents=True, exist_ok=True)
+    splits = make_splits(data, n_splits=req.splits, seed=req.seed)
+    per_split, frames, histories, params = [], [], [], 0
+    for split in splits:
+        torch.manual_seed(req.seed + split.index)
+        model = QCLIP(copy.deepcopy(base_clip), tokenizer, k=k, r=int(tcfg["r"]), mode=req.mode)
+        if init_state is not None:
+            missing = model.load_state_dict(init_state, strict=False)
+            if missing.unexpected_keys:
+                raise DatasetError(
+                    f"--init {req.init}: incompatible checkpoint ({missing.unexpected_keys[:3]})"
+                )
+        model.to(device)
+        params = model.trainable_parameters()
+
+        def score(rows: np.ndarray, model=model) -> torch.Tensor:
+            x = torch.from_numpy(np.asarray(features[cache_rows[rows]], dtype=np.float32)).to(
+                device
+            )
+            video = model.video_from_hidden(x) if req.mode == "full" else model.video_from_pooled(x)
+            return model.score(video)
+
+        cfg = LoopConfig(
+            epochs=int(tcfg["epochs"]),
+            batch_size=int(tcfg["batch_size"]),
+            lr=float(tcfg["lr"]),
+            weight_decay=float(tcfg["weight_decay"]),
+            warmup_epochs=float(tcfg["warmup_epochs"]),
+            rank_weight=float(tcfg["rank_weight"]),
+            patience=int(tcfg["patience"]),
+            seed=req.seed + split.index,
+        )
+
+        def on_epoch(r: dict, i: int = split.index) -> None:
+            loss, val = r["train_loss"], r["val_srcc"]
+            log(f"split {i} epoch {r['epoch']}: loss {loss:.4f}, val SRCC {val:.4f}")
+
+        best, history = fit(model, score, mos.to(device), split.train, split.val, cfg, on_epoch)
+        model.load_state_dict(best, strict=False)
+        save_file(
+            {k: v.contiguous().cpu() for k, v in best.items()},
+            str(folder / CHECKPOINT.format(split.index)),
+        )
+        histories.append(history)
+        for test_name, rows in split.test.items():
+            pred = predict(model, score, rows, cfg.batch_size)
+            record, frame = split_metrics(
+                split.index,
+                test_name,
+                data["item_id"].to_numpy()[rows],
+                data["mos"].to_numpy()[rows],
+                pred,
+            )
+            per_split.append(record)
+            frames.append(frame)
+            log(f"split {split.index} {test_name}: SRCC {record['srcc']}, PLCC {record['plcc']}")
+    config = {
+        "trainer": "scma",
+        "mode": req.mode,
+        "dataset": req.dataset,
+        "preset": preset,
+        "scma": tcfg,
+        "adapted_blocks": k,
+        "clip": clip_cfg,
+        "cache": {
+            "dir": str(req.cache_dir),
+            "clip": clip_stage.fingerprint,
+            **clip_stage.manifest["upstream"],
+        },
+        "splits": req.splits,
+        "official_splits": splits[0].official,
+        "seed": req.seed,
+        "init": req.init,
+        "device": str(device),
+    }
+    metrics = write_run(
+        folder, per_split, pd.concat(frames, ignore_index=True), config, histories, params,
+        time.perf_counter() - t_start, extra={"trainer": "scma", "mode": req.mode},
+    )  # fmt: skip
+    return folder, metrics
