@@ -17,6 +17,7 @@ app = typer.Typer(
 )
 app.registered_commands.extend(version.app.registered_commands)
 app.registered_commands.extend(features.app.registered_commands)
+app.registered_commands.extend(train.eval_app.registered_commands)
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(cache.app, name="cache")
 app.add_typer(train.app, name="train")

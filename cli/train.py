@@ -84,3 +84,31 @@ def scma(
         f"trainable parameters: {metrics['trainable_params']:,} · "
         f"{metrics['train_seconds']:.1f} s · run folder {folder}"
     )
+
+
+eval_app = typer.Typer()
+
+
+@eval_app.command("evaluate")
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run folder, or a run name under the runs dir.")],
+    dataset: Annotated[str, typer.Argument(help="Dataset name as cached.")],
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir")] = None,
+    runs_dir: Annotated[Path | None, typer.Option("--runs-dir")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Evaluate a trained run on another dataset's cache (cross-dataset)."""
+    import json
+
+    from pipeline.cluster import resolve_device
+    from trainers.evaluate import evaluate_run
+
+    folder = run if run.is_dir() else default_runs_dir(runs_dir) / run
+    with user_errors():
+        result = evaluate_run(folder, dataset, default_cache_dir(cache_dir), resolve_device(device))
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    console.print(metrics_table(result, f"{folder.name} on {dataset} ({result['items']} items)"))
+    console.print(f"written to {folder / f'eval-{dataset}.json'}")

@@ -102,3 +102,25 @@ def test_projection_mode_reports_itself(qfeat, cache, tmp_path):
 def test_missing_cache_names_the_command(qfeat, tmp_path):
     result = qfeat("train", "scma", "demo-video", "--cache-dir", str(tmp_path / "empty"))
     assert result.exit_code == 1 and "qfeat features demo-video" in result.output
+
+
+def test_evaluate_cross_dataset(qfeat, cache, tmp_path):
+    assert train(qfeat, cache, tmp_path, "--run", "src").exit_code == 0
+    result = qfeat(
+        "evaluate", str(tmp_path / "src"), "demo-video", "--cache-dir", str(cache), "--json"
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert set(report["test"]) == {"srcc", "krcc", "plcc", "plcc_raw", "rmse"}
+    assert len(report["splits"]) == 2 and report["items"] == 52
+    assert (tmp_path / "src" / "eval-demo-video.json").is_file()
+    assert isinstance(report["splits"][0]["srcc"], float)  # a real number was computed
+
+
+def test_evaluate_refuses_a_different_clip_cache(qfeat, cache, tmp_path):
+    assert train(qfeat, cache, tmp_path, "--run", "src").exit_code == 0
+    config = json.loads((tmp_path / "src" / "config.json").read_text())
+    config["clip"]["adapted_blocks"] = 3
+    (tmp_path / "src" / "config.json").write_text(json.dumps(config))
+    result = qfeat("evaluate", str(tmp_path / "src"), "demo-video", "--cache-dir", str(cache))
+    assert result.exit_code == 1 and "adapted_blocks" in result.output

@@ -29,6 +29,7 @@ def _clean(x: Any) -> Any:
 
 
 def summarise(per_split: list[dict[str, Any]], test_name: str = "test") -> dict[str, Any]:
+    """``{"test": means, "median": ..., "std": ...}`` over the splits of ``test_name``."""
     """Mean, median and std over splits of one test set's metrics."""
     rows = [s for s in per_split if s["test_set"] == test_name]
     out: dict[str, dict[str, float | None]] = {"test": {}, "median": {}, "std": {}}
