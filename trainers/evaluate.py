@@ -41,7 +41,7 @@ def _evaluate_scma(run_dir: Path, config: dict, dataset: str, cache_dir: Path, d
     from safetensors.torch import load_file
 
     from trainers.scma import QCLIP
-    from trainers.scma_train import CHECKPOINT, load_clip_for, tokenizer_for
+    from trainers.scma_train import CHECKPOINT, load_clip_for, tokenizer_for, usable_data
 
     stage = open_stage(cache_dir, dataset, "clip")
     trained_on = config["clip"]
@@ -56,13 +56,8 @@ def _evaluate_scma(run_dir: Path, config: dict, dataset: str, cache_dir: Path, d
     base, _, clip_cfg = load_clip_for(stage)
     k = int(clip_cfg["adapted_blocks"])
     tokenizer = tokenizer_for(clip_cfg["model"])
-    items = read_items(cache_dir, dataset)
-    table = stage.table(["item_id", "status"])
-    table["row"] = np.arange(len(table))
-    data = items.merge(table[table["status"] == "ok"], on="item_id", how="inner")
     mode = config["mode"]
-    features = stage.array("hidden" if mode == "full" else "embeddings", mmap=(mode == "full"))
-    cache_rows = data["row"].to_numpy()
+    data, features, cache_rows = usable_data(read_items(cache_dir, dataset), stage, mode)
     checkpoints = sorted(run_dir.glob(CHECKPOINT.replace("{:02d}", "*")))
     if not checkpoints:
         raise DatasetError(f"{run_dir} has no checkpoints")

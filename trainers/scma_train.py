@@ -73,6 +73,28 @@ def tokenizer_for(model_name: str):
     return open_clip.get_tokenizer(_OPEN_CLIP_NAMES[tiny] if tiny else model_name)
 
 
+def usable_data(items: pd.DataFrame, stage, mode: str):
+    """``(data, features, cache_rows)``: items with an ok clip row, the cached array the
+    mode trains on (hidden states memory-mapped), and each item's row in that array."""
+    table = stage.table(["item_id", "status"])
+    table["row"] = np.arange(len(table))
+    data = items.merge(table[table["status"] == "ok"], on="item_id", how="inner")
+    name = "hidden" if mode == "full" else "embeddings"
+    features = stage.array(name, mmap=(name == "hidden"))
+    return data, features, data["row"].to_numpy()
+
+
+def scorer(model, features, cache_rows: np.ndarray, mode: str, device) -> Callable:
+    """``score(rows) -> [len(rows)]`` scores of the items at ``rows`` of the data table."""
+
+    def score(rows: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.asarray(features[cache_rows[rows]], dtype=np.float32)).to(device)
+        video = model.video_from_hidden(x) if mode == "full" else model.video_from_pooled(x)
+        return model.score(video)
+
+    return score
+
+
 def train_scma(
     req: ScmaRequest, log: Callable[[str], None] = lambda s: None
 ) -> tuple[Path, dict[str, Any]]:
@@ -91,14 +113,9 @@ def train_scma(
     k = int(clip_cfg["adapted_blocks"])
     tokenizer = tokenizer_for(clip_cfg["model"])
 
-    table = clip_stage.table(["item_id", "status"])
-    table["row"] = np.arange(len(table))
-    data = items.merge(table[table["status"] == "ok"], on="item_id", how="inner")
+    data, features, cache_rows = usable_data(items, clip_stage, req.mode)
     if len(data) < 10:
         raise DatasetError(f"only {len(data)} usable clip rows in {req.dataset}: too few to train")
-    name = "hidden" if req.mode == "full" else "embeddings"
-    features = clip_stage.array(name, mmap=(name == "hidden"))
-    cache_rows = data["row"].to_numpy()
     mos = torch.tensor(data["mos"].to_numpy(), dtype=torch.float32)
     device = torch.device(req.device)
 
