@@ -66,7 +66,6 @@ class RichProgress:
             stage, total=items, shards=f"{done_shards}/{shards} shards", rate=""
         )
         self.bar.update(self.tasks[stage], completed=0)
-        self._skipped = 0
 
     def shard_finished(self, stage: str, rows: int) -> None:
         done = self.shards[stage]

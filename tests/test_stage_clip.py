@@ -55,10 +55,10 @@ def test_hidden_states_reproduce_pooled_embedding(clips, model, tokens):
 
 
 def test_only_chosen_frames_are_decoded(clips, monkeypatch):
-    import pipeline.stages.clip as clip_module
+    import pipeline.video.reader as reader_module
 
     requested = []
-    real = clip_module.open_video
+    real = reader_module.open_video
 
     def spy(path):
         reader = real(path)
@@ -71,7 +71,7 @@ def test_only_chosen_frames_are_decoded(clips, monkeypatch):
         reader.frames = frames
         return reader
 
-    monkeypatch.setattr(clip_module, "open_video", spy)
+    monkeypatch.setattr(reader_module, "open_video", spy)
     rows = frames_rows(clips[:1])
     clip_stage("tiny-pe").process_shard(clips[:1], {"frames": rows})
     assert requested == [list(rows[clips[0]["item_id"]]["indices"])]

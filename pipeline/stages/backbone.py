@@ -67,7 +67,6 @@ class BackboneStage(Stage):
             self.cfg["model"], self.cfg.get("weights", ""), self.seed
         )
         self.model.to(self.device)
-        self.grid = int(self.cfg["input_size"]) // 32
         self.torch = torch
 
     def schema(self) -> pa.Schema:
@@ -75,8 +74,7 @@ class BackboneStage(Stage):
 
     def array_shape(self, name: str) -> tuple[int, ...]:
         size = int(self.cfg["input_size"])
-        channels = {"tiny": 512, "resnet18": 512, "resnet50": 2048}[self.cfg["model"]]
-        return (channels, size // 32, size // 32)
+        return (self.channels, size // 32, size // 32)  # set by load(), from the builder
 
     def process_shard(self, items: list[dict[str, Any]], upstream: dict[str, pd.DataFrame]):
         size = int(self.cfg["input_size"])

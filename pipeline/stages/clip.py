@@ -20,7 +20,7 @@ import pyarrow as pa
 from cache.fingerprint import model_identity
 from pipeline.datasets.base import DatasetError
 from pipeline.stages.base import ItemError, Stage
-from pipeline.video.reader import PyAVReader, VideoError, open_video
+from pipeline.video.reader import VideoError, read_video
 
 FRAMES_PER_FORWARD = 64
 
@@ -101,14 +101,7 @@ class ClipStage(Stage):
         indices = [int(i) for i in frames_row["indices"]]
         path = Path(item["path"])
         try:
-            reader = open_video(path)
-            try:
-                frames = reader.frames(indices)
-            except VideoError:
-                raise
-            except Exception:  # noqa: BLE001 - decord trouble: PyAV instead
-                reader = PyAVReader(path)
-                frames = reader.frames(indices)
+            frames, reader = read_video(path, lambda r: r.frames(indices))
         except VideoError as exc:
             raise ItemError(exc.kind, str(exc)) from exc
         pre = self.pre

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.stages.base import ItemError, Stage
-from pipeline.video.reader import PyAVReader, VideoError, open_video
+from pipeline.video.reader import VideoError, read_video
 from pipeline.video.sampling import STRATEGIES, frame_differences, sample
 
 
@@ -55,15 +55,9 @@ class FramesStage(Stage):
 
     def process_item(self, item: dict[str, Any], upstream: dict[str, Any]) -> dict[str, Any]:
         path = Path(item["path"])
+        lowres = int(self.cfg["lowres"])
         try:
-            reader = open_video(path)
-            try:
-                luma = reader.lowres_luma(int(self.cfg["lowres"]))
-            except VideoError:
-                raise
-            except Exception:  # noqa: BLE001 - decord trouble: decode with PyAV instead
-                reader = PyAVReader(path)
-                luma = reader.lowres_luma(int(self.cfg["lowres"]))
+            luma, reader = read_video(path, lambda r: r.lowres_luma(lowres))
         except VideoError as exc:
             raise ItemError(exc.kind, str(exc)) from exc
         if len(luma) == 0:

@@ -162,3 +162,20 @@ def open_video(path: Path, prefer: str = "decord"):
     if reader.info.n_frames == 0:
         raise VideoError("no_frames", f"{path.name}: no video frames")
     return reader
+
+
+def read_video(path: Path, op):
+    """``(op(reader), reader)`` with decord first; when decord fails inside ``op`` (not
+    with a VideoError, which is about the file itself), the same ``op`` runs on PyAV."""
+    path = Path(path)
+    reader = open_video(path)
+    try:
+        return op(reader), reader
+    except VideoError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - decord trouble: decode with PyAV instead
+        if isinstance(reader, PyAVReader):
+            raise VideoError("decode_error", f"{path.name}: {exc}") from exc
+        log.debug("decord failed reading %s (%s); using PyAV", path, exc)
+        reader = PyAVReader(path)
+        return op(reader), reader
