@@ -63,7 +63,14 @@ def connect(scheduler: str | None, resources: Resources, dashboard: bool = False
             "distributed.core",
         ):
             logging.getLogger(name).setLevel(logging.WARNING)
-    with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+    # worker-saturation 1.0: a worker holds only the shard it is running. With the default
+    # (1.1, i.e. two tasks on a one-thread worker) a worker killed by one bad shard also
+    # charged a failure to the innocent shard queued behind it.
+    settings = {
+        "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+        "distributed.scheduler.worker-saturation": 1.0,
+    }
+    with dask.config.set(settings):
         if scheduler:
             try:
                 client = Client(scheduler, timeout="10s")
