@@ -1,0 +1,1 @@
+"""The describe stage's parts: prompt and region view (``prompt``), answer parser (``parse``)."""
