@@ -1,12 +1,24 @@
-"""Frozen image backbones that return a feature map ``[C, h, w]``.
+"""Frozen image backbones that return a feature map ``[C, h, w]``: a small registry.
 
-``tiny``: torchvision's ResNet class with one BasicBlock per stage and seeded random
-weights. ``resnet50`` / ``resnet18``: torchvision architectures, weights from a local
-file (``backbone.weights``) loaded with ``weights_only=True``; never downloaded.
+Names (``backbone.model``):
+
+- ``tiny``: torchvision's ResNet class with one BasicBlock per stage, seeded random.
+- ``resnet18`` / ``resnet50``: torchvision architectures, layer4 output.
+- ``clip:<open_clip name>`` (e.g. ``clip:ViT-B-16``, ``clip:tiny-vit``): the vision
+  tower's final patch tokens (after the last block and its norm, prefix tokens dropped)
+  laid out on the patch grid. Images go in at the model's own input size.
+- ``timm:<timm name>`` (e.g. ``timm:convnext_tiny``, ``timm:vit_small_patch16_224``):
+  ``forward_features``; token outputs are laid out on the patch grid.
+
+Weights (``backbone.weights``) come from a local file only, loaded with
+``weights_only=True`` or safetensors; ``random`` asks for seeded random weights
+(benchmarks, tests). Nothing is ever downloaded.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -14,32 +26,144 @@ from torch import nn
 
 from pipeline.datasets.base import DatasetError
 
-BUILDERS = ("tiny", "resnet18", "resnet50")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+FIXED = ("tiny", "resnet18", "resnet50")
+PREFIXES = ("clip:", "timm:")
+BUILDERS = (*FIXED, "clip:<open_clip name>", "timm:<timm name>")
 
 
-def _trunk(model: nn.Module) -> nn.Module:
-    """The ResNet up to layer4 (no pooling, no classifier)."""
-    return nn.Sequential(*list(model.children())[:-2])
+@dataclass
+class Backbone:
+    """A frozen extractor: ``module(pixels [B, 3, S, S]) -> [B, C, h, w]``."""
+
+    module: nn.Module
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    channels: int = 0
+    grid: tuple[int, int] = (0, 0)
 
 
-def build_backbone(name: str, weights: str = "", seed: int = 0) -> tuple[nn.Module, int]:
-    """``(trunk, channels)`` in eval mode."""
+def needs_weights(name: str, weights: str) -> bool:
+    """Whether ``name`` needs a weights file that ``weights`` does not give."""
+    if name == "tiny" or weights == "random" or name.startswith("clip:tiny"):
+        return False
+    return not (weights and Path(weights).is_file())
+
+
+def _load_state(path: str) -> dict[str, torch.Tensor]:
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    return state.get("state_dict", state) if isinstance(state, dict) else state
+
+
+class _ResNetTrunk(nn.Sequential):
+    """A torchvision ResNet up to layer4 (no pooling, no classifier)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__(*list(model.children())[:-2])
+
+
+def _torchvision(name: str, weights: str, seed: int, size: int) -> Backbone:
     from torchvision.models import resnet
     from torchvision.models.resnet import BasicBlock
 
     if name == "tiny":
-        torch.manual_seed(seed)
         model = resnet.ResNet(BasicBlock, [1, 1, 1, 1])
-        channels = 512
-    elif name in ("resnet18", "resnet50"):
+    else:
         model = getattr(resnet, name)(weights=None)
-        channels = 512 if name == "resnet18" else 2048
-        if not weights:
-            raise DatasetError(
-                f"backbone {name} needs local weights: --set backbone.weights=/path/{name}.pth"
-            )
-        state = torch.load(Path(weights), map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+        if weights != "random":
+            model.load_state_dict(_load_state(weights))
+    return Backbone(_ResNetTrunk(model), size, IMAGENET_MEAN, IMAGENET_STD)
+
+
+class _TokenGrid(nn.Module):
+    """``[B, N, C]`` tokens (``prefix`` leading class/register tokens) -> ``[B, C, h, w]``."""
+
+    def __init__(self, forward_tokens: Callable, prefix: int, modules: nn.Module):
+        super().__init__()
+        self.inner = modules
+        self.forward_tokens = forward_tokens
+        self.prefix = prefix
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = self.forward_tokens(pixels)
+        if x.ndim == 4:  # already a map (CNNs)
+            return x
+        x = x[:, self.prefix :]
+        side = int(round(x.shape[1] ** 0.5))
+        if side * side != x.shape[1]:
+            raise ValueError(f"{x.shape[1]} patch tokens do not form a square grid")
+        return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], side, side)
+
+
+def _open_clip(name: str, weights: str, seed: int, size: int) -> Backbone:
+    from pipeline.models.clip_split import _blocks, _kind, _oc_run_blocks, build_clip
+
+    model, pre = build_clip(name, "" if weights in ("", "random") else weights, seed=seed)
+    visual = model.visual
+    if _kind(visual) == "openclip":
+
+        def tokens(pixels: torch.Tensor) -> torch.Tensor:
+            x = _oc_run_blocks(visual, visual._embeds(pixels), 0, len(_blocks(visual)))
+            return visual.ln_post(x)
+
+        prefix = 0 if getattr(visual, "no_cls", False) else 1
+    else:  # timm trunk (PE-style)
+        tokens, prefix = visual.trunk.forward_features, visual.trunk.num_prefix_tokens
+    return Backbone(_TokenGrid(tokens, prefix, visual), pre.size[0], pre.mean, pre.std)
+
+
+def _timm(name: str, weights: str, seed: int, size: int) -> Backbone:
+    import timm
+
+    kwargs = {"pretrained": False, "num_classes": 0}
+    try:
+        model = timm.create_model(name, img_size=size, **kwargs)
+    except TypeError:  # CNNs take no img_size
+        model = timm.create_model(name, **kwargs)
+    if weights != "random":
+        missing = model.load_state_dict(_load_state(weights), strict=False)
+        wrong = [k for k in missing.missing_keys if not k.startswith(("head", "fc."))]
+        if wrong:
+            raise DatasetError(f"timm:{name} weights {weights} lack {wrong[:3]} ...")
+    cfg = model.pretrained_cfg or {}
+    prefix = int(getattr(model, "num_prefix_tokens", 0))
+    return Backbone(
+        _TokenGrid(model.forward_features, prefix, model),
+        size,
+        tuple(cfg.get("mean", IMAGENET_MEAN)),
+        tuple(cfg.get("std", IMAGENET_STD)),
+    )
+
+
+def build_backbone(name: str, weights: str = "", seed: int = 0, input_size: int = 224) -> Backbone:
+    """The frozen extractor ``name`` in eval mode, with its channels and grid filled in.
+
+    Raises DatasetError for an unknown name or missing weights (see ``needs_weights``).
+    """
+    if needs_weights(name, weights):
+        raise DatasetError(
+            f"backbone {name} weights not found at '{weights}'; pass "
+            "--set backbone.weights=/path/to/weights (or =random for seeded random weights)"
+        )
+    if name in FIXED:
+        builder, arch = _torchvision, name
+    elif name.startswith("clip:"):
+        builder, arch = _open_clip, name.removeprefix("clip:")
+    elif name.startswith("timm:"):
+        builder, arch = _timm, name.removeprefix("timm:")
     else:
         raise DatasetError(f"unknown backbone '{name}' (known: {', '.join(BUILDERS)})")
-    return _trunk(model).eval(), channels
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        backbone = builder(arch, weights, seed, int(input_size))
+    backbone.module.eval().requires_grad_(False)
+    with torch.no_grad():
+        probe = backbone.module(torch.zeros(1, 3, backbone.input_size, backbone.input_size))
+    backbone.channels, backbone.grid = int(probe.shape[1]), (probe.shape[2], probe.shape[3])
+    return backbone

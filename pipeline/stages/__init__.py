@@ -10,20 +10,25 @@ from pipeline.stages.backbone import BackboneStage
 from pipeline.stages.base import ItemError, Stage
 from pipeline.stages.clip import ClipStage
 from pipeline.stages.frames import FramesStage
+from pipeline.stages.text import TextStage
 
-STAGES: dict[str, type[Stage]] = {cls.name: cls for cls in (FramesStage, ClipStage, BackboneStage)}
+STAGES: dict[str, type[Stage]] = {
+    cls.name: cls for cls in (FramesStage, ClipStage, BackboneStage, TextStage)
+}
 ORDER = {
     "image": ("regions", "describe", "text", "backbone"),
     "video": ("frames", "clip"),
 }
-PLANNED = {"regions", "describe", "text"}
+PLANNED = {"regions", "describe"}
 
 __all__ = ["ORDER", "PLANNED", "STAGES", "ItemError", "Stage", "available", "get_stage"]
 
 
 def available(modality: str) -> list[str]:
-    """Implemented stages of a modality, in dependency order."""
-    return [s for s in ORDER[modality] if s in STAGES]
+    """Implemented stages of a modality (whose upstream stages exist too), in order."""
+    return [
+        s for s in ORDER[modality] if s in STAGES and all(u in STAGES for u in STAGES[s].upstream)
+    ]
 
 
 def get_stage(name: str) -> type[Stage]:

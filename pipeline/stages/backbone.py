@@ -1,8 +1,11 @@
 """``backbone``: a frozen feature map per image, cached once for the RSA head.
 
-HDF5 array ``features`` ``[items, C, h, w]`` fp16 at a fixed square input size
-(``backbone.input_size``); images squashed to it and ImageNet-normalised. Columns:
-``width``, ``height`` (the original image size).
+HDF5 array ``features`` ``[items, C, h, w]`` fp16. Images are read by
+:func:`pipeline.images.open_image` (every format and mode becomes 8-bit RGB, EXIF
+applied), squashed to the backbone's fixed square input size (``backbone.input_size``;
+``clip:`` backbones use their model's own size) and normalised with the backbone's
+mean/std. Columns: ``width``, ``height`` (the image size after EXIF orientation).
+The registry of backbones is :mod:`pipeline.models.backbones`.
 """
 
 from __future__ import annotations
@@ -16,27 +19,21 @@ import pyarrow as pa
 
 from cache.fingerprint import model_identity
 from pipeline.datasets.base import DatasetError
+from pipeline.images import open_image
 from pipeline.stages.base import ItemError, Stage
 
-MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-STD = np.array([0.229, 0.224, 0.225], np.float32)
 BATCH = 16
+MAX_SIDE = 4096  # decode-time bound for huge images (JPEG draft); then squashed
 
 
-def load_rgb(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """``([3, size, size] float32 normalised, (width, height))``."""
-    from PIL import Image, UnidentifiedImageError
+def squash_normalise(rgb: np.ndarray, size: int, mean, std) -> np.ndarray:
+    """uint8 ``[H, W, 3]`` -> float32 ``[3, size, size]``, bicubic, ``(x/255 - mean)/std``."""
+    from PIL import Image
 
-    try:
-        with Image.open(path) as img:
-            original = img.size
-            rgb = img.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
-    except FileNotFoundError as exc:
-        raise ItemError("missing", f"{path} does not exist") from exc
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ItemError("decode_error", f"{path.name}: {exc}") from exc
-    x = (np.asarray(rgb, np.float32) / 255.0 - MEAN) / STD
-    return x.transpose(2, 0, 1), original
+    img = Image.fromarray(rgb).resize((size, size), Image.Resampling.BICUBIC)
+    x = np.asarray(img, np.float32) / 255.0
+    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return x.transpose(2, 0, 1)
 
 
 class BackboneStage(Stage):
@@ -46,16 +43,27 @@ class BackboneStage(Stage):
     arrays = ("features",)
 
     def model_identity(self) -> dict[str, Any]:
-        if self.cfg["model"] == "tiny":
+        name, weights = self.cfg["model"], self.cfg.get("weights", "")
+        if name == "tiny":
             return model_identity("tiny-resnet", seed=self.seed)
-        return model_identity(self.cfg["model"], self.cfg.get("weights") or None)
+        if weights == "random" or (not weights and name.startswith("clip:tiny")):
+            return model_identity(name, seed=self.seed, init="random")
+        return model_identity(name, weights or None)
 
     def check(self) -> None:
-        weights = self.cfg.get("weights")
-        if self.cfg["model"] != "tiny" and not (weights and Path(weights).is_file()):
+        from pipeline.models.backbones import BUILDERS, FIXED, PREFIXES, needs_weights
+
+        name, weights = self.cfg["model"], self.cfg.get("weights", "")
+        if name not in FIXED and not name.startswith(PREFIXES):
             raise DatasetError(
-                f"backbone {self.cfg['model']} weights not found at '{weights}'; "
-                "pass --set backbone.weights=/path/to/weights.pth"
+                f"unknown backbone '{name}' (known: {', '.join(BUILDERS)}); "
+                "pass --set backbone.model=..."
+            )
+        if needs_weights(name, weights):
+            raise DatasetError(
+                f"backbone {name} weights not found at '{weights}'; pass "
+                "--set backbone.weights=/path/to/weights (or set backbone.weights in the "
+                "preset; =random for seeded random weights)"
             )
 
     def load(self) -> None:
@@ -63,31 +71,31 @@ class BackboneStage(Stage):
 
         from pipeline.models.backbones import build_backbone
 
-        self.model, self.channels = build_backbone(
-            self.cfg["model"], self.cfg.get("weights", ""), self.seed
+        self.backbone = build_backbone(
+            self.cfg["model"], self.cfg.get("weights", ""), self.seed, self.cfg["input_size"]
         )
-        self.model.to(self.device)
+        self.model = self.backbone.module.to(self.device)
         self.torch = torch
 
     def schema(self) -> pa.Schema:
         return pa.schema([("width", pa.int32()), ("height", pa.int32())])
 
     def array_shape(self, name: str) -> tuple[int, ...]:
-        size = int(self.cfg["input_size"])
-        return (self.channels, size // 32, size // 32)  # set by load(), from the builder
+        return (self.backbone.channels, *self.backbone.grid)  # probed by build_backbone
 
     def process_shard(self, items: list[dict[str, Any]], upstream: dict[str, pd.DataFrame]):
-        size = int(self.cfg["input_size"])
+        bb = self.backbone
         results: list[dict[str, Any]] = []
         pixels: list[tuple[int, np.ndarray]] = []
         for i, item in enumerate(items):
             try:
-                x, (w, h) = load_rgb(Path(item["path"]), size)
+                rgb = open_image(Path(item["path"]), MAX_SIDE)
             except ItemError as exc:
                 results.append({"status": exc.kind, "error": str(exc)})
                 continue
+            h, w = rgb.shape[:2]
             results.append({"status": "ok", "error": None, "width": w, "height": h})
-            pixels.append((i, x))
+            pixels.append((i, squash_normalise(rgb, bb.input_size, bb.mean, bb.std)))
         torch = self.torch
         for start in range(0, len(pixels), BATCH):
             chunk = pixels[start : start + BATCH]

@@ -99,10 +99,12 @@ class Stage:
         arrays = {}
         for name in self.arrays:
             shape = self.array_shape(name)
+            ok = [np.asarray(r[name]) for r in results if r["status"] == "ok"]
+            dtype = ok[0].dtype if ok else np.float32  # masks stay integer
             arrays[name] = (
                 np.stack(
                     [
-                        np.asarray(r[name]) if r["status"] == "ok" else np.zeros(shape, np.float32)
+                        np.asarray(r[name]) if r["status"] == "ok" else np.zeros(shape, dtype)
                         for r in results
                     ]
                 )

@@ -1,0 +1,152 @@
+"""``text``: the open_clip text tower embeds each region's description and ratings.
+
+Per region the text is ``"<content>. colour: good, noise: poor, artifact: fair, blur:
+good, overall: fair"`` (``unknown`` for a missing rating; no content sentence when the
+describe stage ran in ``logprob`` mode). HDF5 arrays: ``embeddings`` ``[items, K+1, D]``
+fp16 (projected, not L2-normalised; slot = the region's ``region_id``, the rest region
+is slot K) and ``mask`` ``[items, K+1]`` uint8 (1 where a region exists). Column:
+``regions`` (number of embedded regions). ``K`` is the regions stage's ``max_regions``,
+which is why ``regions`` is an upstream stage too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from cache.fingerprint import model_identity
+from pipeline.datasets.base import DatasetError
+from pipeline.stages.base import Stage
+
+DIMENSIONS = ("colour", "noise", "artifact", "blur", "overall")
+LEVELS = ("bad", "poor", "fair", "good", "excellent")
+TINY_TEXT_MODEL = "tiny-vit"  # the classic CLIP text tower (77-token context) at toy size
+BATCH = 256
+
+
+def _rating_word(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "unknown"
+    value = int(value)
+    return LEVELS[value - 1] if 1 <= value <= 5 else "unknown"
+
+
+def region_text(content: Any, ratings: dict[str, Any]) -> str:
+    """The sentence embedded for one region (see the module docstring)."""
+    parts = ", ".join(f"{d}: {_rating_word(ratings.get(d))}" for d in DIMENSIONS)
+    content = str(content).strip().rstrip(".") if isinstance(content, str) else ""
+    return f"{content}. {parts}" if content else parts
+
+
+def region_texts(row: dict[str, Any]) -> list[tuple[int, str]]:
+    """``[(region_id, text)]`` of a describe row (list columns, one entry per region)."""
+    ids = list(row["region_id"])
+    content = row.get("content")
+    contents = list(content) if content is not None else [None] * len(ids)
+    columns = {d: list(row[d]) for d in DIMENSIONS}
+    return [
+        (int(rid), region_text(contents[j], {d: columns[d][j] for d in DIMENSIONS}))
+        for j, rid in enumerate(ids)
+    ]
+
+
+class TextStage(Stage):
+    name = "text"
+    version = 1
+    modality = "image"
+    upstream = ("regions", "describe")
+    arrays = ("embeddings", "mask")
+
+    def _model_name(self) -> str:
+        return TINY_TEXT_MODEL if self.cfg["model"] == "tiny" else self.cfg["model"]
+
+    def _random(self) -> bool:
+        from pipeline.models.clip_split import tiny_name
+
+        return tiny_name(self._model_name()) is not None or self.cfg.get("pretrained") == "random"
+
+    def model_identity(self) -> dict[str, Any]:
+        if self._random():
+            return model_identity(self._model_name(), seed=self.seed, init="random")
+        return model_identity(self._model_name(), self.cfg.get("pretrained") or None)
+
+    def check(self) -> None:
+        pretrained = self.cfg.get("pretrained", "")
+        if self._random():
+            return
+        if not (pretrained and Path(pretrained).is_file()):
+            raise DatasetError(
+                f"text model {self.cfg['model']} weights not found at '{pretrained}'; pass "
+                "--set text.pretrained=/path/to/open_clip_weights.bin (or set "
+                "text.pretrained in the preset; =random for seeded random weights)"
+            )
+
+    def load(self) -> None:
+        import open_clip
+        import torch
+
+        from pipeline.models.clip_split import _OPEN_CLIP_NAMES, build_clip, tiny_name
+
+        pretrained = self.cfg.get("pretrained", "")
+        name = self._model_name()
+        model, _ = build_clip(name, "" if pretrained == "random" else pretrained, seed=self.seed)
+        model.visual = None  # only the text tower is used here
+        self.model = model.to(self.device).eval()
+        tiny = tiny_name(name)
+        self.tokenizer = open_clip.get_tokenizer(_OPEN_CLIP_NAMES[tiny] if tiny else name)
+        self.torch = torch
+        with torch.inference_mode():
+            self.dim = int(self.model.encode_text(self.tokenizer(["probe"])).shape[-1])
+
+    def schema(self) -> pa.Schema:
+        return pa.schema([("regions", pa.int32())])
+
+    def slots(self) -> int:
+        return int(self.upstream_config["regions"]["max_regions"]) + 1
+
+    def array_shape(self, name: str) -> tuple[int, ...]:
+        return (self.slots(), self.dim) if name == "embeddings" else (self.slots(),)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """``[len(texts), D]`` float32 projected text embeddings."""
+        torch = self.torch
+        out = []
+        for start in range(0, len(texts), BATCH):
+            tokens = self.tokenizer(texts[start : start + BATCH]).to(self.device)
+            with torch.inference_mode():
+                out.append(self.model.encode_text(tokens).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+    def process_shard(self, items: list[dict[str, Any]], upstream: dict[str, pd.DataFrame]):
+        slots = self.slots()
+        results, texts, where = [], [], []
+        for i, item in enumerate(items):
+            ups = {k: v.get(item["item_id"]) for k, v in upstream.items()}
+            bad = [k for k, v in ups.items() if v is None or v.get("status") != "ok"]
+            if bad:
+                results.append({"status": "upstream_error", "error": f"no usable {bad[0]} row"})
+                continue
+            pairs = region_texts(ups["describe"])
+            if any(not 0 <= rid < slots for rid, _ in pairs):
+                results.append({"status": "error", "error": f"region id outside 0..{slots - 1}"})
+                continue
+            results.append(
+                {
+                    "status": "ok",
+                    "error": None,
+                    "regions": len(pairs),
+                    "embeddings": np.zeros((slots, self.dim), np.float32),
+                    "mask": np.zeros(slots, np.uint8),
+                }
+            )
+            for rid, text in pairs:
+                texts.append(text)
+                where.append((i, rid))
+        for (i, rid), emb in zip(where, self.encode(texts), strict=True):
+            results[i]["embeddings"][rid] = emb
+            results[i]["mask"][rid] = 1
+        return self.assemble(items, results)

@@ -1,0 +1,110 @@
+"""The backbone registry and the backbone stage: shapes, exactness, weights, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipeline.datasets.base import DatasetError
+from pipeline.models.backbones import build_backbone
+from pipeline.stages.backbone import BackboneStage
+
+
+@pytest.mark.parametrize(
+    "name, weights, channels, grid, size",
+    [
+        ("tiny", "", 512, (4, 4), 128),
+        ("resnet18", "random", 512, (4, 4), 128),
+        ("clip:tiny-vit", "", 64, (4, 4), 32),
+        ("clip:tiny-pe", "", 64, (4, 4), 32),
+        ("timm:resnet10t", "random", 512, (4, 4), 128),
+        ("timm:vit_tiny_patch16_224", "random", 192, (8, 8), 128),
+    ],
+)
+def test_registry_shapes(name, weights, channels, grid, size):
+    bb = build_backbone(name, weights, seed=0, input_size=128)
+    assert (bb.channels, bb.grid, bb.input_size) == (channels, grid, size)
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        out = bb.module(x)
+    assert out.shape == (2, channels, *grid)
+    assert not any(p.requires_grad for p in bb.module.parameters())
+
+
+def test_seeded_builds_are_identical_and_seed_matters():
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        a = build_backbone("tiny", seed=3, input_size=64).module(x)
+        b = build_backbone("tiny", seed=3, input_size=64).module(x)
+        c = build_backbone("tiny", seed=4, input_size=64).module(x)
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+
+
+def test_clip_patch_tokens_are_open_clips_own_tokens():
+    from pipeline.models.clip_split import build_clip
+
+    bb = build_backbone("clip:tiny-vit", seed=0)
+    model, _ = build_clip("tiny-vit", seed=0)
+    model.visual.output_tokens = True
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        _, tokens = model.visual(x)  # [B, 16, width] after ln_post, class token dropped
+        grid = bb.module(x)
+    expected = tokens.transpose(1, 2).reshape(2, 64, 4, 4)
+    torch.testing.assert_close(grid, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_torchvision_weights_from_a_local_file(tmp_path):
+    from torchvision.models import resnet18
+
+    torch.manual_seed(7)
+    reference = resnet18(weights=None).eval()
+    path = tmp_path / "resnet18.pth"
+    torch.save(reference.state_dict(), path)
+    bb = build_backbone("resnet18", str(path), input_size=64)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        want = torch.nn.Sequential(*list(reference.children())[:-2])(x)
+        torch.testing.assert_close(bb.module(x), want)
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    """weights_only=True: a checkpoint carrying arbitrary objects is not unpickled."""
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": {}, "payload": DatasetError("x")}, path)
+    with pytest.raises(Exception, match="(?i)weights_only|unsupported|global"):
+        build_backbone("resnet18", str(path), input_size=64)
+
+
+def test_missing_weights_and_unknown_names_are_clear(tmp_path):
+    with pytest.raises(DatasetError, match="--set backbone.weights"):
+        build_backbone("resnet50", str(tmp_path / "nope.pth"))
+    stage = BackboneStage({"model": "resnet50", "weights": "", "input_size": 64})
+    with pytest.raises(DatasetError, match="--set backbone.weights"):
+        stage.check()
+    with pytest.raises(DatasetError, match="unknown backbone 'vgg'"):
+        BackboneStage({"model": "vgg", "weights": "", "input_size": 64}).check()
+
+
+def test_stage_rows_arrays_and_bad_files(tmp_path):
+    rng = np.random.default_rng(0)
+    items = []
+    for i in range(3):
+        path = tmp_path / f"ok{i}.png"
+        Image.fromarray(rng.integers(0, 255, (40 + 10 * i, 60, 3), np.uint8)).save(path)
+        items.append({"item_id": path.name, "path": str(path)})
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8garbage")
+    items.insert(1, {"item_id": "bad.jpg", "path": str(tmp_path / "bad.jpg")})
+    stage = BackboneStage({"model": "clip:tiny-vit", "weights": "", "input_size": 64})
+    stage.check()
+    stage.load()
+    table, arrays = stage.process_shard(items, {})
+    rows = table.to_pylist()
+    assert [r["status"] for r in rows] == ["ok", "decode_error", "ok", "ok"]
+    assert "bad.jpg" in rows[1]["error"]
+    assert [r["height"] for r in rows if r["status"] == "ok"] == [40, 50, 60]
+    feats = arrays["features"]
+    assert feats.shape == (4, 64, 4, 4)
+    assert not feats[1].any() and feats[0].any() and not np.allclose(feats[0], feats[2])

@@ -1,0 +1,76 @@
+"""The text stage: one open_clip text embedding per region, in the region's slot."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.config import load_preset
+from pipeline.datasets.base import DatasetError
+from pipeline.stages.text import TextStage, region_text, region_texts
+
+K = 4
+
+
+def describe_row(ids, contents, rating):
+    n = len(ids)
+    return {
+        "status": "ok",
+        "region_id": np.array(ids),
+        "content": np.array(contents, dtype=object),
+        **{d: np.array([rating] * n, dtype=object) for d in ("colour", "noise", "artifact")},
+        "blur": np.array([None] * n, dtype=object),
+        "overall": np.array([5] * n, dtype=object),
+    }
+
+
+@pytest.fixture(scope="module")
+def stage():
+    s = TextStage(load_preset("tiny")["text"], seed=0)
+    s.upstream_config = {"regions": {"max_regions": K}}
+    s.load()
+    return s
+
+
+def test_region_text_words_and_unknowns():
+    text = region_text("a dog on grass.", {"colour": 4, "noise": 2, "blur": None, "overall": 9})
+    assert text == (
+        "a dog on grass. colour: good, noise: poor, artifact: unknown, blur: unknown, "
+        "overall: unknown"
+    )
+    assert region_text(None, {"overall": 1}).startswith("colour: unknown")
+    assert region_text(float("nan"), {"overall": 1}).endswith("overall: bad")
+
+
+def test_embeddings_fill_region_slots(stage):
+    rows = {
+        "a": describe_row([0, 1, K], ["a red ball", "blue sky", "rest"], 3),
+        "b": describe_row([0], ["a red ball"], 1),
+    }
+    items = [{"item_id": i, "path": ""} for i in ("a", "b", "c")]
+    upstream = {"regions": {i: {"status": "ok"} for i in rows}, "describe": rows}
+    table, arrays = stage.process_shard(items, upstream)
+    status = table.column("status").to_pylist()
+    assert status == ["ok", "ok", "upstream_error"]
+    emb, mask = arrays["embeddings"], arrays["mask"]
+    assert emb.shape == (3, K + 1, stage.dim) and mask.dtype == np.uint8
+    assert mask.tolist() == [[1, 1, 0, 0, 1], [1, 0, 0, 0, 0], [0, 0, 0, 0, 0]]
+    assert table.column("regions").to_pylist()[:2] == [3, 1]
+    want = stage.encode([t for _, t in region_texts(rows["a"])])
+    np.testing.assert_allclose(emb[0][[0, 1, K]], want, rtol=1e-5, atol=1e-6)
+    assert not emb[0, 2].any()
+    # same description, different ratings -> different embedding
+    assert not np.allclose(emb[0, 0], emb[1, 0])
+
+
+def test_region_id_outside_slots_is_an_error_row(stage):
+    rows = {"a": describe_row([K + 1], ["x"], 3)}
+    upstream = {"regions": {"a": {"status": "ok"}}, "describe": rows}
+    table, _ = stage.process_shard([{"item_id": "a", "path": ""}], upstream)
+    assert table.column("status").to_pylist() == ["error"]
+
+
+def test_missing_weights_named():
+    with pytest.raises(DatasetError, match="--set text.pretrained"):
+        TextStage({"model": "ViT-B-16", "pretrained": ""}).check()
+    TextStage({"model": "ViT-B-16", "pretrained": "random"}).check()
