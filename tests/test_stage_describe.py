@@ -1,0 +1,424 @@
+"""The describe stage with the seeded tiny Qwen2-VL: rows, modes, batching, views, checks."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from cache.fingerprint import model_identity
+from pipeline.datasets.base import DatasetError
+from pipeline.describe.parse import DIMENSIONS
+from pipeline.describe.prompt import (
+    GREY,
+    PROMPT_VERSION,
+    prompt_texts,
+    region_view,
+    resize_mask,
+)
+from pipeline.models import vlm
+from pipeline.stages.describe import DescribeStage
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+K = 8  # max_regions of the fake regions stage: the rest region's id
+GOLDEN = Path(__file__).parent / "golden" / "describe_tiny.json"
+TINY_CFG = {
+    "model": "tiny",
+    "dtype": "float32",
+    "mode": "generate",
+    "max_new_tokens": 8,
+    "batch_size": 32,
+}
+REGIONS_SCHEMA = pa.schema(
+    [
+        ("status", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("region_id", pa.list_(pa.int32())),
+        ("rle", pa.list_(pa.string())),
+        ("bbox", pa.list_(pa.list_(pa.int32()))),
+        ("area_frac", pa.list_(pa.float32())),
+    ]
+)
+
+
+@pytest.fixture(scope="module")
+def models_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("QFEAT_MODELS_DIR", str(root))
+        yield root
+
+
+@pytest.fixture(scope="module")
+def stage(models_root) -> DescribeStage:
+    stage = DescribeStage(dict(TINY_CFG), seed=0)
+    stage.upstream_config = {"regions": {"max_side": 1024, "max_regions": K}}
+    stage.load()
+    return stage
+
+
+def configured(stage: DescribeStage, **cfg) -> DescribeStage:
+    """The loaded stage with other settings (shares the model)."""
+    other = copy.copy(stage)
+    other.cfg = {**stage.cfg, **cfg}
+    return other
+
+
+# -- fake images and regions rows ---------------------------------------------------------
+def picture(seed: int, height: int = 72, width: int = 96) -> np.ndarray:
+    """``uint8 [H, W, 3]``: a colour gradient with a dark disc and a bright bar."""
+    y, x = np.mgrid[0:height, 0:width] / np.array([height, width])[:, None, None]
+    rng = np.random.default_rng(seed)
+    img = np.stack([x, y, 1 - x * y], -1) * 200 + rng.normal(0, 8, (height, width, 3))
+    img[(x - 0.7) ** 2 + (y - 0.6) ** 2 < 0.04] = (20, 30, 40)
+    img[int(height * 0.1) : int(height * 0.25), int(width * 0.05) : int(width * 0.6)] = 240
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def region_masks(height: int, width: int) -> list[np.ndarray]:
+    """Three hand-made regions (a wide bar, a disc, a small square) and the rest."""
+    y, x = np.mgrid[0:height, 0:width] / np.array([height, width])[:, None, None]
+    bar = (y >= 0.1) & (y < 0.25) & (x >= 0.05) & (x < 0.6)
+    disc = ((x - 0.7) ** 2 + (y - 0.6) ** 2 < 0.04) & ~bar
+    square = (x >= 0.05) & (x < 0.17) & (y >= 0.4) & (y < 0.56)
+    return [bar, disc, square, ~(bar | disc | square)]
+
+
+def regions_row(height: int, width: int) -> dict:
+    """A regions row as the worker hands it over (through pandas: numpy list cells)."""
+    from pycocotools import mask as mask_utils
+
+    masks = region_masks(height, width)
+    rles = [mask_utils.encode(np.asfortranarray(m.astype(np.uint8))) for m in masks]
+    row = {
+        "status": "ok",
+        "width": width,
+        "height": height,
+        "region_id": [0, 1, 2, K],
+        "rle": [r["counts"].decode() for r in rles],
+        "bbox": [[int(v) for v in mask_utils.toBbox(r)] for r in rles],
+        "area_frac": [float(m.mean()) for m in masks],
+    }
+    return pa.Table.from_pylist([row], REGIONS_SCHEMA).to_pandas().to_dict("records")[0]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> tuple[list[dict], dict[str, dict]]:
+    root = tmp_path_factory.mktemp("images")
+    items, rows = [], {}
+    for i in range(3):
+        path = root / f"good{i}.png"
+        Image.fromarray(picture(i)).save(path)
+        items.append({"item_id": path.name, "path": str(path)})
+        rows[path.name] = regions_row(72, 96)
+    (root / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    (root / "empty.png").write_bytes(b"")
+    for name in ("corrupt.png", "empty.png", "missing.png"):
+        items.append({"item_id": name, "path": str(root / name)})
+        rows[name] = regions_row(72, 96)
+    items.append({"item_id": "no-regions.png", "path": str(root / "good0.png")})
+    items.append({"item_id": "failed-regions.png", "path": str(root / "good0.png")})
+    rows["failed-regions.png"] = {"status": "decode_error", "error": "bad"}
+    return items, rows
+
+
+# -- schema and rows ----------------------------------------------------------------------
+def test_schema_is_the_contract():
+    assert DescribeStage({}).schema() == pa.schema(
+        [
+            ("region_id", pa.list_(pa.int32())),
+            ("content", pa.list_(pa.string())),
+            ("colour", pa.list_(pa.int8())),
+            ("noise", pa.list_(pa.int8())),
+            ("artifact", pa.list_(pa.int8())),
+            ("blur", pa.list_(pa.int8())),
+            ("overall", pa.list_(pa.int8())),
+            ("raw", pa.list_(pa.string())),
+            ("parse_ok", pa.list_(pa.bool_())),
+            ("prompt_version", pa.string()),
+        ]
+    )
+    assert (DescribeStage.name, DescribeStage.modality) == ("describe", "image")
+    assert (DescribeStage.upstream, DescribeStage.arrays) == (("regions",), ())
+
+
+def test_generate_rows_good_and_bad_items(stage, dataset, tmp_path):
+    items, rows = dataset
+    table, arrays = stage.process_shard(items, {"regions": rows})
+    assert arrays == {}
+    pq.write_table(table, tmp_path / "shard.parquet")  # writes as Parquet as it is
+    out = {r["item_id"]: r for r in pq.read_table(tmp_path / "shard.parquet").to_pylist()}
+    assert [r for r in table.column("item_id").to_pylist()] == [i["item_id"] for i in items]
+    status = {k: (r["status"], r["error"]) for k, r in out.items()}
+    assert status["corrupt.png"][0] == "decode_error" and "corrupt.png" in status["corrupt.png"][1]
+    assert status["empty.png"][0] == "empty_file"
+    assert status["missing.png"][0] == "missing" and "does not exist" in status["missing.png"][1]
+    assert status["no-regions.png"] == ("upstream_error", "no usable regions row")
+    assert status["failed-regions.png"][0] == "upstream_error"
+    for name in ("corrupt.png", "no-regions.png"):
+        assert out[name]["region_id"] is None and out[name]["raw"] is None
+    for i in range(3):
+        row = out[f"good{i}.png"]
+        assert row["status"] == "ok" and row["error"] is None
+        assert row["region_id"] == [0, 1, 2, K]
+        assert row["prompt_version"] == PROMPT_VERSION
+        for key in ("content", *DIMENSIONS, "raw", "parse_ok"):
+            assert len(row[key]) == 4, key
+        assert all(isinstance(t, str) for t in row["raw"])
+        assert all(isinstance(ok, bool) for ok in row["parse_ok"])
+        for d in DIMENSIONS:
+            assert all(v is None or 1 <= v <= 5 for v in row[d])
+
+
+def test_random_model_text_is_kept_raw_and_not_parsed(stage, dataset):
+    items, rows = dataset
+    table, _ = configured(stage, min_new_tokens=6).process_shard(items[:1], {"regions": rows})
+    row = table.to_pylist()[0]
+    assert all(len(t) > 0 for t in row["raw"])  # six tokens of random text, verbatim
+    assert row["parse_ok"] == [False] * 4  # garbage is never a strict JSON answer
+
+
+def test_logprob_mode(stage, dataset):
+    items, rows = dataset
+    table, _ = configured(stage, mode="logprob").process_shard(items[:2], {"regions": rows})
+    for row in table.to_pylist():
+        assert row["content"] == [None] * 4 and row["parse_ok"] == [True] * 4
+        for j, raw in enumerate(row["raw"]):
+            data = json.loads(raw)
+            for d in DIMENSIONS:
+                probs = np.asarray(data["probs"][d])
+                assert probs.shape == (5,) and abs(probs.sum() - 1) < 1e-4
+                assert row[d][j] == int(np.argmax(probs)) + 1
+                assert 0 < data["mass"][d] <= 1
+
+
+def test_batched_generation_equals_one_by_one(stage, dataset):
+    """Left padding is right: views of different token counts share a batch."""
+    items, rows = dataset
+    views = stage.region_views(items[0], rows[items[0]["item_id"]])
+    grids = stage.processor.image_processor(images=views)["image_grid_thw"]
+    assert len({int(g.prod()) for g in grids}) > 1  # different lengths, so padding happens
+    one = configured(stage, batch_size=1, min_new_tokens=8)
+    many = configured(stage, batch_size=12, min_new_tokens=8)
+    a, _ = one.process_shard(items[:3], {"regions": rows})
+    b, _ = many.process_shard(items[:3], {"regions": rows})
+    assert a.column("raw").to_pylist() == b.column("raw").to_pylist()
+    a, _ = configured(one, mode="logprob").process_shard(items[:2], {"regions": rows})
+    b, _ = configured(many, mode="logprob").process_shard(items[:2], {"regions": rows})
+    for ra, rb in zip(a.column("raw").to_pylist(), b.column("raw").to_pylist(), strict=True):
+        for x, y in zip(ra, rb, strict=True):
+            pa_, pb = json.loads(x)["probs"], json.loads(y)["probs"]
+            np.testing.assert_allclose(
+                [pa_[d] for d in DIMENSIONS], [pb[d] for d in DIMENSIONS], atol=1e-4
+            )
+
+
+def test_failing_batch_is_retried_then_marks_the_item(stage, dataset, monkeypatch):
+    items, rows = dataset
+    broken = configured(stage, batch_size=16)
+    calls = []
+    real = broken._generate
+
+    def flaky(images):
+        calls.append(len(images))
+        if len(images) > 1 or images[0].size == calls_size[0]:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(images)
+
+    views = stage.region_views(items[0], rows[items[0]["item_id"]])
+    calls_size = [Image.fromarray(views[1]).size]  # the disc region of every image fails
+    monkeypatch.setattr(broken, "_generate", flaky)
+    table, _ = broken.process_shard(items[:2], {"regions": rows})
+    assert calls[0] == 8 and len(calls) == 9  # one batch, then one by one
+    for row in table.to_pylist():
+        assert row["status"] == "model_error" and "out of memory" in row["error"]
+        assert row["raw"] is None
+
+
+# -- region view --------------------------------------------------------------------------
+def test_region_view_greys_outside_the_mask():
+    img = picture(0)
+    bar, disc, _, rest = region_masks(*img.shape[:2])
+    view = region_view(img, disc, max_side=448, margin=0.1)
+    ys, xs = np.nonzero(disc)
+    pad = round(0.1 * max(np.ptp(xs) + 1, np.ptp(ys) + 1)) + 2
+    y0, x0 = max(0, ys.min() - pad), max(0, xs.min() - pad)
+    y1, x1 = min(img.shape[0], ys.max() + 1 + pad), min(img.shape[1], xs.max() + 1 + pad)
+    assert view.shape == (y1 - y0, x1 - x0, 3) and view.dtype == np.uint8
+    crop, inside = img[y0:y1, x0:x1], disc[y0:y1, x0:x1]
+    assert (view[~inside] == GREY).all()
+    np.testing.assert_array_equal(view[inside], crop[inside])
+    assert (region_view(img, rest) != GREY).any()  # the rest region spans the image
+
+
+def test_region_view_sizes():
+    img = np.full((400, 1000, 3), 7, np.uint8)
+    mask = np.ones((400, 1000), bool)
+    assert region_view(img, mask, max_side=100).shape == (40, 100, 3)
+    assert region_view(img, mask, max_side=2000).shape == (400, 1000, 3)  # never upscaled
+    strip = np.zeros((400, 1000), bool)
+    strip[200, 100:900] = True
+    view = region_view(img, strip, margin=0.0)
+    assert max(view.shape[:2]) <= 20 * min(view.shape[:2])  # padded to a sane aspect ratio
+    empty = region_view(img, np.zeros((400, 1000), bool), bbox=(10, 10, 30, 20))
+    assert (empty == GREY).all() and empty.shape[0] > 0
+
+
+def test_resize_mask_nearest():
+    mask = np.zeros((4, 6), bool)
+    mask[1:3, 2:4] = True
+    big = resize_mask(mask, 8, 12)
+    assert big.shape == (8, 12) and big.sum() == 16
+    np.testing.assert_array_equal(resize_mask(big, 4, 6), mask)
+
+
+def test_regions_at_another_size_are_resized(stage, tmp_path):
+    path = tmp_path / "big.png"
+    Image.fromarray(picture(5, 144, 192)).save(path)
+    item = {"item_id": "big.png", "path": str(path)}
+    views = stage.region_views(item, regions_row(72, 96))
+    assert len(views) == 4 and all(v.ndim == 3 for v in views)
+    assert views[1].shape[0] > 30  # the disc crop is at image scale, not mask scale
+
+
+# -- identity, checks, loading ------------------------------------------------------------
+def test_model_identity(models_root, tmp_path):
+    assert DescribeStage(dict(TINY_CFG), seed=3).model_identity() == model_identity(
+        "tiny-qwen2-vl", seed=3
+    )
+    (tmp_path / "config.json").write_text("{}")
+    local = DescribeStage({**TINY_CFG, "model": str(tmp_path)}).model_identity()
+    assert local["name"] == tmp_path.name and set(local["sha256"]) == {"config.json"}
+    hub = DescribeStage({**TINY_CFG, "model": "Qwen/Qwen2.5-VL-7B-Instruct"}).model_identity()
+    assert hub == {"name": "Qwen/Qwen2.5-VL-7B-Instruct", "revision": "main"}
+    pinned = DescribeStage({**TINY_CFG, "model": "org/m", "revision": "abc123"})
+    assert pinned.model_identity()["revision"] == "abc123"
+
+
+def test_check_messages(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    for ok in ("tiny", str(tmp_path), "Qwen/Qwen2.5-VL-7B-Instruct"):
+        DescribeStage({**TINY_CFG, "model": ok}).check()
+    for bad in ("/no/such/folder", "qwen-vl", "not a model/at all", "../x/y"):
+        with pytest.raises(DatasetError) as err:
+            DescribeStage({**TINY_CFG, "model": bad}).check()
+        assert f"describe model '{bad}' not found" in str(err.value)
+        assert "--set describe.model=/path/to/local/model_folder or a hub id" in str(err.value)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DatasetError, match="HF_HUB_OFFLINE=1"):
+        DescribeStage({**TINY_CFG, "model": "Qwen/Qwen2.5-VL-7B-Instruct"}).check()
+    snapshot = tmp_path / "hub" / "models--org--cached" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("abc")
+    DescribeStage({**TINY_CFG, "model": "org/cached"}).check()
+    for key, value, hint in (
+        ("mode", "sample", "describe.mode"),
+        ("dtype", "int8", "describe.dtype"),
+        ("batch_size", 0, "describe.batch_size"),
+        ("max_new_tokens", "8", "describe.max_new_tokens"),
+    ):
+        with pytest.raises(DatasetError, match=hint):
+            DescribeStage({**TINY_CFG, key: value}).check()
+
+
+def test_tiny_model_is_built_once_and_deterministic(models_root, stage, tmp_path):
+    folder = vlm.tiny_model_dir(0)
+    assert folder.parent == models_root and folder.name == "tiny-qwen2-vl-seed0"
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert vlm.ensure_tiny_vlm(0) == folder
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before  # reused
+    again = vlm.ensure_tiny_vlm(0, root=tmp_path / "other")
+
+    def digest(d: Path) -> dict[str, str]:
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.iterdir())}
+
+    assert digest(again) == digest(folder)  # a pure function of the seed
+    assert [p.name for p in (tmp_path / "other").iterdir()] == [folder.name]  # no temp left
+    (again / vlm.MARKER).write_text("{}")  # a stale recipe is rebuilt
+    assert vlm.ensure_tiny_vlm(0, root=tmp_path / "other") == again
+    assert digest(again) == digest(folder)
+    assert vlm.ensure_tiny_vlm(1, root=tmp_path / "other").name == "tiny-qwen2-vl-seed1"
+    assert (
+        digest(vlm.tiny_model_dir(1, tmp_path / "other"))["model.safetensors"]
+        != (digest(folder)["model.safetensors"])
+    )
+
+
+def test_offline_loading_of_the_tiny_folder(models_root, stage, dataset):
+    """A fresh process with HF_HUB_OFFLINE=1 loads the folder and describes an image."""
+    items, rows = dataset
+    code = (
+        "import pickle, sys\n"
+        "from pipeline.stages.describe import DescribeStage\n"
+        "items, rows = pickle.loads(sys.stdin.buffer.read())\n"
+        f"s = DescribeStage({TINY_CFG!r}, seed=0)\n"
+        "s.check(); s.load()\n"
+        "t, _ = s.process_shard(items, {'regions': rows})\n"
+        "print(t.column('status').to_pylist())\n"
+    )
+    import pickle
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "QFEAT_MODELS_DIR": str(models_root)}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        input=pickle.dumps((items[:1], rows)),
+        capture_output=True,
+        env=env,
+        cwd=Path(__file__).parent.parent,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert done.stdout.decode().strip().endswith("['ok']")
+
+
+# -- versions and golden outputs ----------------------------------------------------------
+PROMPT_SHA256 = "921335a5a51af1c9"
+
+
+def test_prompt_change_bumps_versions():
+    digest = hashlib.sha256(prompt_texts().encode()).hexdigest()[:16]
+    assert (digest, PROMPT_VERSION, DescribeStage.version) == (PROMPT_SHA256, "describe-v1", 1), (
+        "the prompt wording changed: bump PROMPT_VERSION and DescribeStage.version, then "
+        "update PROMPT_SHA256 here and the golden file (QFEAT_UPDATE_GOLDEN=1)"
+    )
+
+
+def test_golden_outputs(stage, tmp_path):
+    """Seeded tiny model, fixed picture and regions -> stored outputs."""
+    path = tmp_path / "golden.png"
+    Image.fromarray(picture(42)).save(path)
+    items = [{"item_id": "golden.png", "path": str(path)}]
+    rows = {"golden.png": regions_row(72, 96)}
+    gen, _ = configured(stage, min_new_tokens=8).process_shard(items, {"regions": rows})
+    lp, _ = configured(stage, mode="logprob").process_shard(items, {"regions": rows})
+    got = {
+        "generate_raw": gen.column("raw").to_pylist()[0],
+        "logprob": {d: lp.column(d).to_pylist()[0] for d in DIMENSIONS},
+        "logprob_probs": [json.loads(r)["probs"] for r in lp.column("raw").to_pylist()[0]],
+    }
+    if os.environ.get("QFEAT_UPDATE_GOLDEN") == "1":
+        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+        GOLDEN.write_text(json.dumps(got, indent=1, ensure_ascii=False) + "\n")
+    want = json.loads(GOLDEN.read_text())
+    assert got["generate_raw"] == want["generate_raw"]
+    assert got["logprob"] == want["logprob"]
+    for g, w in zip(got["logprob_probs"], want["logprob_probs"], strict=True):
+        for d in DIMENSIONS:
+            np.testing.assert_allclose(g[d], w[d], atol=2e-4)
