@@ -1,0 +1,249 @@
+"""``regions``: SAM automatic masks turned into at most K disjoint regions plus "rest".
+
+Parquet only, one row per image (columns of :meth:`RegionsStage.schema`). The image is
+read with :func:`pipeline.images.open_image` (at most ``regions.max_side`` pixels on its
+long side, default 1024); ``width``/``height`` are of the image as segmented, and every
+mask is a COCO compressed RLE at that size. Regions ``0..n-1`` (n <= K) are SAM masks,
+largest owned area first; the rest region, id K (``max_regions``), holds every pixel
+left over and is present whenever one is. ``region_id`` is thus a slot in ``[0, K]``.
+
+Per shard, images are read, the image encoder runs on batches of ``batch_size`` of them
+and segment-anything's automatic mask generator decodes each image from its embedding
+(``batched = false`` in the config runs the stock generator image by image instead).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from cache.fingerprint import model_identity
+from pipeline.datasets.base import DatasetError
+from pipeline.regions import (
+    OVERLAP_RULES,
+    SAM_CHECKPOINTS,
+    SAM_MODELS,
+    encode_rle,
+    partition_masks,
+)
+from pipeline.stages.base import ItemError, Stage
+
+if TYPE_CHECKING:
+    from pipeline.models.sam import MaskParams
+
+log = logging.getLogger(__name__)
+
+
+class RegionsStage(Stage):
+    name = "regions"
+    version = 1
+    modality = "image"
+    upstream = ()
+    arrays = ()
+
+    # -- settings ------------------------------------------------------------------------
+    def _on_cuda(self) -> bool:
+        return str(self.device).startswith("cuda")
+
+    @property
+    def max_regions(self) -> int:
+        return int(self.cfg["max_regions"])
+
+    def _params(self) -> MaskParams:
+        from pipeline.models.sam import MaskParams
+
+        default_batch = 256 if self._on_cuda() else 64
+        return MaskParams(
+            points_per_side=int(self.cfg["points_per_side"]),
+            points_per_batch=int(self.cfg.get("points_per_batch", default_batch)),
+            pred_iou_thresh=float(self.cfg["pred_iou_thresh"]),
+            stability_score_thresh=float(self.cfg["stability_score_thresh"]),
+            box_nms_thresh=float(self.cfg["box_nms_thresh"]),
+        )
+
+    # -- identity and checks -------------------------------------------------------------
+    def model_identity(self) -> dict[str, Any]:
+        model = self.cfg["model"]
+        if model == "tiny":
+            return model_identity("tiny-sam", seed=self.seed)
+        return model_identity(f"sam_{model}", self.cfg.get("checkpoint") or None)
+
+    def check(self) -> None:
+        model = self.cfg.get("model")
+        if model not in SAM_MODELS:
+            raise DatasetError(
+                f"unknown regions.model '{model}'; use one of {', '.join(SAM_MODELS)} "
+                "(--set regions.model=vit_h)"
+            )
+        checkpoint = str(self.cfg.get("checkpoint") or "")
+        if model != "tiny" and not (checkpoint and Path(checkpoint).is_file()):
+            raise DatasetError(
+                f"SAM checkpoint not found at '{checkpoint}'; pass "
+                f"--set regions.checkpoint=/path/{SAM_CHECKPOINTS[model]} "
+                "(or set regions.checkpoint in the preset)"
+            )
+        self._check_numbers()
+
+    def _check_numbers(self) -> None:
+        cfg = self.cfg
+
+        def bad(key: str, want: str) -> DatasetError:
+            return DatasetError(
+                f"regions.{key} = {cfg.get(key)!r} is invalid: it must be {want} "
+                f"(--set regions.{key}=...)"
+            )
+
+        try:
+            if int(cfg["points_per_side"]) < 1:
+                raise bad("points_per_side", "an integer >= 1")
+            if int(cfg["max_regions"]) < 1:
+                raise bad("max_regions", "an integer >= 1")
+            for key in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh"):
+                if not 0.0 <= float(cfg[key]) <= 1.0:
+                    raise bad(key, "a number in [0, 1]")
+            if not 0.0 <= float(cfg["min_area_frac"]) < 1.0:
+                raise bad("min_area_frac", "a number in [0, 1)")
+            for key in ("points_per_batch", "batch_size", "max_side"):
+                if key in cfg and int(cfg[key]) < 1:
+                    raise bad(key, "an integer >= 1")
+        except KeyError as exc:
+            raise DatasetError(f"the preset has no regions.{exc.args[0]}") from exc
+        except (TypeError, ValueError) as exc:
+            raise DatasetError(f"a regions setting is not a number: {exc}") from exc
+        if cfg.get("overlap", OVERLAP_RULES[0]) not in OVERLAP_RULES:
+            raise DatasetError(
+                f"regions.overlap = {cfg.get('overlap')!r}; use one of {', '.join(OVERLAP_RULES)}"
+            )
+
+    # -- work ----------------------------------------------------------------------------
+    def load(self) -> None:
+        from pipeline.models.sam import MaskGenerator, build_sam
+
+        self.model = build_sam(
+            self.cfg["model"], str(self.cfg.get("checkpoint") or ""), self.seed
+        ).to(self.device)
+        self.params = self._params()
+        self.generator = MaskGenerator(self.model, self.params)
+
+    def schema(self) -> pa.Schema:
+        return pa.schema(
+            [
+                ("width", pa.int32()),
+                ("height", pa.int32()),
+                ("region_id", pa.list_(pa.int32())),
+                ("rle", pa.list_(pa.string())),
+                ("bbox", pa.list_(pa.list_(pa.int32()))),
+                ("area_frac", pa.list_(pa.float32())),
+                ("predicted_iou", pa.list_(pa.float32())),
+                ("stability_score", pa.list_(pa.float32())),
+            ]
+        )
+
+    def process_shard(
+        self, items: list[dict[str, Any]], upstream: dict[str, pd.DataFrame]
+    ) -> tuple[pa.Table, dict[str, np.ndarray]]:
+        """Read the images, encode them ``batch_size`` at a time, then mask each one."""
+        import torch
+
+        from pipeline.images import open_image
+
+        max_side = int(self.cfg.get("max_side", 1024))
+        batch_size = int(self.cfg.get("batch_size", 4))
+        results: list[dict[str, Any]] = [{} for _ in items]
+        batch: list[tuple[int, np.ndarray]] = []  # (row, uint8 [H, W, 3]) awaiting SAM
+        timer = {"read": 0.0, "encode": 0.0, "masks": 0.0}
+        with torch.inference_mode():
+            for i, item in enumerate(items):
+                t0 = time.perf_counter()
+                try:
+                    batch.append((i, open_image(Path(item["path"]), max_side=max_side)))
+                except ItemError as exc:
+                    results[i] = {"status": exc.kind, "error": str(exc)}
+                except Exception as exc:  # noqa: BLE001 - one bad item must not stop the shard
+                    log.warning("regions could not read %s: %s", item["item_id"], exc)
+                    results[i] = {"status": "decode_error", "error": f"{type(exc).__name__}: {exc}"}
+                timer["read"] += time.perf_counter() - t0
+                if batch and (len(batch) == batch_size or i == len(items) - 1):
+                    self._segment(batch, items, results, timer)
+                    batch = []
+        log.info(
+            "regions: %d items, read %.2fs, encode %.2fs, masks+partition %.2fs",
+            len(items),
+            timer["read"],
+            timer["encode"],
+            timer["masks"],
+        )
+        return self.assemble(items, results)
+
+    def _segment(
+        self,
+        batch: list[tuple[int, np.ndarray]],
+        items: list[dict[str, Any]],
+        results: list[dict[str, Any]],
+        timer: dict[str, float],
+    ) -> None:
+        """Fill ``results[row]`` for every image of ``batch``."""
+        from pipeline.models.sam import encode_images, generate_stock
+
+        batched = bool(self.cfg.get("batched", True))
+        t0 = time.perf_counter()
+        embeddings: list[Any] = [None] * len(batch)
+        if batched:
+            try:
+                embeddings = encode_images(self.model, [image for _, image in batch])
+            except Exception as exc:  # noqa: BLE001 - e.g. out of memory: fail this batch only
+                log.warning("regions: image encoder failed on a batch: %s", exc)
+                for row, _ in batch:
+                    results[row] = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
+                return
+        t1 = time.perf_counter()
+        for (row, image), embedding in zip(batch, embeddings, strict=True):
+            try:
+                if embedding is None:
+                    records = generate_stock(self.model, image, self.params)
+                else:
+                    records = self.generator.generate_from(image, embedding)
+                results[row] = {"status": "ok", "error": None, **self.regions_row(image, records)}
+            except Exception as exc:  # noqa: BLE001 - one bad item must not stop the shard
+                log.warning("regions failed on %s: %s", items[row]["item_id"], exc)
+                results[row] = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
+        timer["encode"] += t1 - t0
+        timer["masks"] += time.perf_counter() - t1
+
+    def regions_row(self, image: np.ndarray, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """The stage's columns for one image from segment-anything's mask records.
+
+        ``image``: ``uint8 [H, W, 3]``; ``records``: ``generate()`` output with
+        uncompressed RLE ``segmentation`` (see :class:`pipeline.models.sam.MaskParams`).
+        """
+        from pipeline.models.sam import record_mask
+
+        h, w = image.shape[:2]
+        partition = partition_masks(
+            [record_mask(r) for r in records],
+            [float(r["predicted_iou"]) for r in records],
+            (h, w),
+            self.max_regions,
+            float(self.cfg["min_area_frac"]),
+            rule=str(self.cfg.get("overlap", OVERLAP_RULES[0])),
+        )
+        regions = partition.regions
+        sources = [None if r.source is None else records[r.source] for r in regions]
+        return {
+            "width": w,
+            "height": h,
+            "region_id": [r.region_id for r in regions],
+            "rle": [encode_rle(partition.mask(r.region_id)) for r in regions],
+            "bbox": [list(r.bbox) for r in regions],
+            "area_frac": [r.area_frac for r in regions],
+            "predicted_iou": [None if s is None else float(s["predicted_iou"]) for s in sources],
+            "stability_score": [
+                None if s is None else float(s["stability_score"]) for s in sources
+            ],
+        }
