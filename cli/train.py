@@ -1,4 +1,4 @@
-"""`qfeat train scma DATASET`: train a quality head from the feature cache only."""
+"""`qfeat train rsa|scma DATASET`, `qfeat evaluate`: quality heads from the feature cache."""
 
 from __future__ import annotations
 
@@ -77,9 +77,57 @@ def scma(
             mode=mode,
         )
         folder, metrics = train_scma(request, log=lambda line: console.print(line, style="dim"))
-    console.print(
-        metrics_table(metrics, f"scma ({mode}) on {dataset}: {len(metrics['splits'])} test results")
-    )
+    print_run(metrics, f"scma ({mode}) on {dataset}: {len(metrics['splits'])} test results", folder)
+
+
+@app.command("rsa")
+def rsa(
+    dataset: Annotated[str, typer.Argument(help="The name the features were cached under.")],
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir")] = None,
+    runs_dir: Annotated[Path | None, typer.Option("--runs-dir")] = None,
+    run: Annotated[str | None, typer.Option(help="Run folder name (default: timestamped).")] = None,
+    splits: Annotated[int, typer.Option(min=1, help="Random splits when none is official.")] = 10,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Override rsa.epochs.")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override rsa.key=value.")] = None,
+    preset: Annotated[str | None, typer.Option(help="Preset for trainer defaults.")] = None,
+    attention: Annotated[
+        str, typer.Option(help="rsa (learned region weights), uniform or global (ablations).")
+    ] = "rsa",
+    no_text: Annotated[bool, typer.Option("--no-text", help="Ablation: no descriptions.")] = False,
+    no_ratings: Annotated[
+        bool, typer.Option("--no-ratings", help="Ablation: no distortion ratings.")
+    ] = False,
+) -> None:
+    """Train the RSA head (RSFIQA) on a dataset's cached image features, on every split."""
+    from pipeline.cluster import resolve_device
+    from trainers.rsa_train import RsaRequest, train_rsa
+
+    with user_errors():
+        request = RsaRequest(
+            dataset=dataset,
+            cache_dir=default_cache_dir(cache_dir),
+            runs_dir=default_runs_dir(runs_dir),
+            run=run,
+            splits=splits,
+            epochs=epochs,
+            seed=seed,
+            device=resolve_device(device),
+            sets=set_ or [],
+            preset=preset,
+            attention=attention,
+            use_text=not no_text,
+            use_ratings=not no_ratings,
+        )
+        folder, metrics = train_rsa(request, log=lambda line: console.print(line, style="dim"))
+    ablation = "".join([" no-text" * no_text, " no-ratings" * no_ratings])
+    title = f"rsa ({attention}{ablation}) on {dataset}: {len(metrics['splits'])} test results"
+    print_run(metrics, title, folder)
+
+
+def print_run(metrics: dict, title: str, folder: Path) -> None:
+    console.print(metrics_table(metrics, title))
     console.print(
         f"trainable parameters: {metrics['trainable_params']:,} · "
         f"{metrics['train_seconds']:.1f} s · run folder {folder}"

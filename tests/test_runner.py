@@ -302,5 +302,5 @@ def test_backbone_on_demo_images(qfeat, tmp_path):
     assert result.exit_code == 0, result.output
     stage = open_stage(cache, "demo", "backbone")
     feats = stage.array("features")
-    assert feats.shape == (10, 512, 4, 4) and feats.dtype == np.float16
+    assert feats.shape == (10, 128, 16, 16) and feats.dtype == np.float16
     assert np.isfinite(feats).all() and feats.std() > 0

@@ -10,16 +10,17 @@ from pipeline.stages.backbone import BackboneStage
 from pipeline.stages.base import ItemError, Stage
 from pipeline.stages.clip import ClipStage
 from pipeline.stages.frames import FramesStage
+from pipeline.stages.regions import RegionsStage
 from pipeline.stages.text import TextStage
 
 STAGES: dict[str, type[Stage]] = {
-    cls.name: cls for cls in (FramesStage, ClipStage, BackboneStage, TextStage)
+    cls.name: cls for cls in (FramesStage, ClipStage, RegionsStage, BackboneStage, TextStage)
 }
 ORDER = {
     "image": ("regions", "describe", "text", "backbone"),
     "video": ("frames", "clip"),
 }
-PLANNED = {"regions", "describe"}
+PLANNED = {"describe"}
 
 __all__ = ["ORDER", "PLANNED", "STAGES", "ItemError", "Stage", "available", "get_stage"]
 

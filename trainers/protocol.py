@@ -1,0 +1,79 @@
+"""The evaluation protocol shared by every trainer: one model per split, trained on the
+split's training part, selected on its validation part, scored on its test part(s).
+
+Test rows never reach :func:`trainers.loop.fit`. Each split's best weights go to
+``split-NN.safetensors`` in the run folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from trainers.loop import LoopConfig, fit, predict
+from trainers.runfolder import split_metrics
+
+CHECKPOINT = "split-{:02d}.safetensors"
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    return sorted(run_dir.glob(CHECKPOINT.replace("{:02d}", "*")))
+
+
+def run_splits(
+    data: pd.DataFrame,
+    splits: list,
+    build: Callable[[int], nn.Module],
+    make_score: Callable[[nn.Module], Callable[[np.ndarray], torch.Tensor]],
+    loop: LoopConfig,
+    folder: Path,
+    device: torch.device,
+    log: Callable[[str], None] = lambda s: None,
+) -> tuple[list[dict[str, Any]], pd.DataFrame, list[list[dict[str, Any]]], int]:
+    """Train and test on every split; ``(per_split records, predictions, histories, params)``.
+
+    ``build(split_index)`` returns a fresh model (seeded by the caller's seed + index);
+    ``make_score(model)(rows)`` maps rows of ``data`` to differentiable scores.
+    """
+    from safetensors.torch import save_file
+
+    mos = torch.tensor(data["mos"].to_numpy(), dtype=torch.float32, device=device)
+    per_split, frames, histories, params = [], [], [], 0
+    for split in splits:
+        torch.manual_seed(loop.seed + split.index)
+        model = build(split.index).to(device)
+        params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        score = make_score(model)
+        cfg = replace(loop, seed=loop.seed + split.index)
+
+        def on_epoch(r: dict, i: int = split.index) -> None:
+            loss, val = r["train_loss"], r["val_srcc"]
+            log(f"split {i} epoch {r['epoch']}: loss {loss:.4f}, val SRCC {val:.4f}")
+
+        best, history = fit(model, score, mos, split.train, split.val, cfg, on_epoch)
+        model.load_state_dict(best, strict=False)
+        save_file(
+            {k: v.contiguous().cpu() for k, v in best.items()},
+            str(folder / CHECKPOINT.format(split.index)),
+        )
+        histories.append(history)
+        for test_name, rows in split.test.items():
+            pred = predict(model, score, rows, cfg.batch_size)
+            record, frame = split_metrics(
+                split.index,
+                test_name,
+                data["item_id"].to_numpy()[rows],
+                data["mos"].to_numpy()[rows],
+                pred,
+            )
+            per_split.append(record)
+            frames.append(frame)
+            log(f"split {split.index} {test_name}: SRCC {record['srcc']}, PLCC {record['plcc']}")
+    return per_split, pd.concat(frames, ignore_index=True), histories, params

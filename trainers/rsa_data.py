@@ -1,0 +1,196 @@
+"""Everything the RSA head reads, loaded from the cache once (never from pixels).
+
+- ``backbone``: ``features`` ``[N, C, h, w]``, read once (memory-mapped) and reduced to
+  per-region moments, the only thing the head uses of the map;
+- ``regions``: COCO RLE masks, decoded once and averaged onto the backbone's ``h x w``
+  grid as area fractions (the backbone squashes the image to a square, so cell (i, j)
+  covers the same share of the image either way);
+- ``describe``: the five ratings per region (0 = unknown);
+- ``text``: ``embeddings`` ``[N, K+1, D]`` and ``mask``.
+
+Which stages are needed depends on the ablation: ``global`` needs only ``backbone``;
+``--no-text`` skips ``text``; ``--no-ratings`` skips ``describe``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cache.items import read_items
+from cache.reader import CacheMissing, open_stage
+from pipeline.stages.text import DIMENSIONS
+from trainers.rsa import region_moments
+
+
+def needed_stages(attention: str, use_text: bool, use_ratings: bool) -> list[str]:
+    if attention == "global":
+        return ["backbone"]
+    return ["backbone", "regions"] + ["describe"] * use_ratings + ["text"] * use_text
+
+
+def open_needed(cache_dir: Path, dataset: str, stages: list[str]) -> dict[str, Any]:
+    out = {}
+    for name in stages:
+        try:
+            out[name] = open_stage(cache_dir, dataset, name)
+        except CacheMissing as exc:
+            raise CacheMissing(
+                f"the RSA trainer needs the '{name}' stage of {dataset}, which is not cached; "
+                f"make it with `qfeat features {dataset}` (or `qfeat stage {name} {dataset}`)"
+            ) from exc
+    return out
+
+
+def grid_masks(row: dict[str, Any], slots: int, grid: tuple[int, int]) -> np.ndarray:
+    """``[slots, h, w]`` float32 area fractions of each region (slot = region_id)."""
+    from pycocotools import mask as mask_utils
+
+    height, width = int(row["height"]), int(row["width"])
+    out = np.zeros((slots, *grid), np.float32)
+    for rid, counts in zip(row["region_id"], row["rle"], strict=True):
+        full = mask_utils.decode({"size": [height, width], "counts": counts.encode()})
+        pooled = torch.nn.functional.adaptive_avg_pool2d(
+            torch.from_numpy(full.astype(np.float32))[None], grid
+        )
+        out[int(rid)] = pooled[0].numpy()
+    return out
+
+
+def ratings_of(row: dict[str, Any], slots: int) -> np.ndarray:
+    """``[slots, 5]`` int64 levels 1..5, 0 where unknown or no region."""
+    out = np.zeros((slots, len(DIMENSIONS)), np.int64)
+    for j, rid in enumerate(row["region_id"]):
+        for d, name in enumerate(DIMENSIONS):
+            value = row[name][j]
+            if value is not None and not (isinstance(value, float) and np.isnan(value)):
+                out[int(rid), d] = int(value) if 1 <= int(value) <= 5 else 0
+    return out
+
+
+@dataclass
+class RSAData:
+    """Usable items (``data``: item_id, mos, split, group, ...) and their inputs by row.
+
+    The backbone map enters only through its per-region moments (see
+    :func:`trainers.rsa.region_moments`): ``mean``/``square`` ``[N, R, C]``, ``area``
+    ``[N, R]``; in ``global`` mode R = 1, a region covering the whole map.
+    """
+
+    data: pd.DataFrame
+    mean: torch.Tensor
+    square: torch.Tensor
+    area: torch.Tensor
+    valid: torch.Tensor  # [N, R]
+    text: torch.Tensor  # [N, R, D]
+    text_valid: torch.Tensor  # [N, R]
+    ratings: torch.Tensor  # [N, R, 5]
+    grid: tuple[int, int] = (0, 0)
+    stages: dict[str, Any] = field(default_factory=dict)
+    dropped: int = 0
+
+    @property
+    def channels(self) -> int:
+        return int(self.mean.shape[-1])
+
+    @property
+    def text_dim(self) -> int:
+        return int(self.text.shape[-1])
+
+    def batch(self, rows: np.ndarray, device) -> tuple[torch.Tensor, ...]:
+        idx = torch.as_tensor(rows)
+        return tuple(
+            t[idx].to(device)
+            for t in (
+                self.mean,
+                self.square,
+                self.area,
+                self.valid,
+                self.text,
+                self.text_valid,
+                self.ratings,
+            )
+        )
+
+
+def moments(features, rows: np.ndarray, masks: torch.Tensor, chunk: int = 64):
+    """:func:`trainers.rsa.region_moments` of every item, read from the (memory-mapped)
+    feature array a chunk at a time."""
+    parts = []
+    for start in range(0, len(rows), chunk):
+        x = torch.from_numpy(np.asarray(features[rows[start : start + chunk]], np.float32))
+        parts.append(region_moments(x, masks[start : start + chunk]))
+    if not parts:
+        c = int(features.shape[1])
+        return (
+            torch.zeros(0, masks.shape[1], c),
+            torch.zeros(0, masks.shape[1], c),
+            torch.zeros(0, masks.shape[1]),
+        )
+    return tuple(torch.cat(p) for p in zip(*parts, strict=True))
+
+
+def _ok_rows(stage, columns: list[str] | None = None) -> pd.DataFrame:
+    table = stage.table(columns)
+    table["_row"] = np.arange(len(table))
+    return table[table["status"] == "ok"]
+
+
+def load_rsa_data(cache_dir: Path, dataset: str, stages: list[str]) -> RSAData:
+    opened = open_needed(cache_dir, dataset, stages)
+    items = read_items(cache_dir, dataset)
+    backbone = _ok_rows(opened["backbone"], ["item_id", "status"])
+    data = items.merge(backbone.rename(columns={"_row": "feature_row"})[["item_id", "feature_row"]])
+    tables = {n: _ok_rows(opened[n]).set_index("item_id") for n in stages if n != "backbone"}
+    for table in tables.values():
+        data = data[data["item_id"].isin(table.index)]
+    data = data.reset_index(drop=True)
+    features = opened["backbone"].array("features", mmap=True)
+    grid = tuple(int(v) for v in features.shape[2:])
+    n = len(data)
+    slots = (
+        int(opened["regions"].manifest["config"]["max_regions"]) + 1 if "regions" in opened else 1
+    )
+    masks = np.zeros((n, slots, *grid), np.float32)
+    valid = np.zeros((n, slots), np.float32)
+    ratings = np.zeros((n, slots, len(DIMENSIONS)), np.int64)
+    if "regions" not in tables:  # global pooling: one region, the whole map
+        masks[:], valid[:] = 1.0, 1.0
+    for i, item_id in enumerate(data["item_id"]):
+        if "regions" in tables:
+            row = tables["regions"].loc[item_id]
+            masks[i] = grid_masks(row, slots, grid)
+            valid[i, [int(r) for r in row["region_id"]]] = 1.0
+        if "describe" in tables:
+            ratings[i] = ratings_of(tables["describe"].loc[item_id], slots)
+    text_dim = 1
+    if "text" in opened:
+        emb = opened["text"].array("embeddings")
+        tmask = opened["text"].array("mask")
+        text_dim = emb.shape[-1]
+        rows = tables["text"].loc[data["item_id"], "_row"].to_numpy()
+        text, text_valid = emb[rows].astype(np.float32), tmask[rows].astype(np.float32)
+    else:
+        text, text_valid = (
+            np.zeros((n, slots, text_dim), np.float32),
+            np.zeros((n, slots), np.float32),
+        )
+    mean, square, area = moments(features, data["feature_row"].to_numpy(), torch.from_numpy(masks))
+    return RSAData(
+        data=data,
+        mean=mean,
+        square=square,
+        area=area,
+        grid=grid,
+        valid=torch.from_numpy(valid),
+        text=torch.from_numpy(text),
+        text_valid=torch.from_numpy(text_valid),
+        ratings=torch.from_numpy(ratings),
+        stages=opened,
+        dropped=len(items) - n,
+    )

@@ -1,0 +1,157 @@
+"""`qfeat train rsa`: the RSA head trained on every split from the cache only.
+
+Reads ``items.parquet`` and the cached ``backbone`` / ``regions`` / ``describe`` /
+``text`` stages (only those the ablation needs), trains one head per split with the
+protocol of :mod:`trainers.protocol` and writes the run folder of
+:mod:`trainers.runfolder`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline.config import apply_overrides, default_preset, load_preset
+from pipeline.datasets.base import DatasetError, OptionError
+from trainers.loop import LoopConfig
+from trainers.protocol import run_splits
+from trainers.rsa import ATTENTION, RSAHead
+from trainers.rsa_data import RSAData, load_rsa_data, needed_stages
+from trainers.runfolder import write_run
+from trainers.splits import make_splits
+
+
+@dataclass
+class RsaRequest:
+    dataset: str
+    cache_dir: Path
+    runs_dir: Path
+    run: str | None = None
+    splits: int = 10
+    epochs: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+    sets: list[str] | None = None
+    preset: str | None = None
+    attention: str = "rsa"
+    use_text: bool = True
+    use_ratings: bool = True
+
+
+def loop_config(tcfg: dict[str, Any], seed: int) -> LoopConfig:
+    return LoopConfig(
+        epochs=int(tcfg["epochs"]),
+        batch_size=int(tcfg["batch_size"]),
+        lr=float(tcfg["lr"]),
+        weight_decay=float(tcfg["weight_decay"]),
+        warmup_epochs=float(tcfg["warmup_epochs"]),
+        rank_weight=float(tcfg["rank_weight"]),
+        patience=int(tcfg["patience"]),
+        seed=seed,
+    )
+
+
+def build_head(data: RSAData, head_cfg: dict[str, Any]) -> RSAHead:
+    """An RSA head sized for ``data`` from the run config's ``head`` section."""
+    return RSAHead(
+        channels=data.channels,
+        text_dim=data.text_dim,
+        hidden=int(head_cfg["hidden"]),
+        attention=head_cfg["attention"],
+        use_text=bool(head_cfg["use_text"]),
+        use_ratings=bool(head_cfg["use_ratings"]),
+        rating_dim=int(head_cfg["rating_dim"]),
+    )
+
+
+def head_scorer(data: RSAData, device) -> Callable:
+    """``make_score(model)`` for :func:`trainers.protocol.run_splits` and evaluation."""
+
+    def make_score(model: RSAHead) -> Callable[[np.ndarray], torch.Tensor]:
+        return lambda rows: model(*data.batch(rows, device))
+
+    return make_score
+
+
+def stage_record(stages: dict[str, Any]) -> dict[str, Any]:
+    """Fingerprint, model identity and config of every cached stage the run read."""
+    return {
+        name: {
+            "fingerprint": s.fingerprint,
+            "model": s.manifest["model"],
+            "config": s.manifest["config"],
+        }
+        for name, s in stages.items()
+    }
+
+
+def train_rsa(
+    req: RsaRequest, log: Callable[[str], None] = lambda s: None
+) -> tuple[Path, dict[str, Any]]:
+    t_start = time.perf_counter()
+    if req.attention not in ATTENTION:
+        raise OptionError(f"--attention must be one of {', '.join(ATTENTION)}")
+    preset = req.preset or default_preset(req.dataset)
+    tcfg = apply_overrides(load_preset(preset), req.sets or [])["rsa"]
+    if req.epochs:
+        tcfg["epochs"] = req.epochs
+    stages = needed_stages(req.attention, req.use_text, req.use_ratings)
+    data = load_rsa_data(req.cache_dir, req.dataset, stages)
+    if len(data.data) < 10:
+        raise DatasetError(
+            f"only {len(data.data)} items of {req.dataset} have usable {', '.join(stages)} "
+            "rows: too few to train (see `qfeat cache errors`)"
+        )
+    if data.dropped:
+        log(f"{data.dropped} items without usable rows in every needed stage are left out")
+    head_cfg = {
+        "attention": req.attention,
+        "use_text": req.use_text,
+        "use_ratings": req.use_ratings,
+        "hidden": int(tcfg["hidden"]),
+        "rating_dim": int(tcfg["rating_dim"]),
+    }
+    device = torch.device(req.device)
+    run_name = req.run or f"rsa-{req.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder = req.runs_dir / run_name
+    folder.mkdir(parents=True, exist_ok=True)
+    splits = make_splits(data.data, n_splits=req.splits, seed=req.seed)
+    if device.type == "cpu":
+        # the head's matmuls are tiny: one thread avoids thread-pool overhead that made
+        # steps 3-6x slower on 2 cores under load (measured on the demo set)
+        torch.set_num_threads(1)
+    per_split, predictions, histories, params = run_splits(
+        data.data,
+        splits,
+        lambda _: build_head(data, head_cfg),
+        head_scorer(data, device),
+        loop_config(tcfg, req.seed),
+        folder,
+        device,
+        log,
+    )
+    config = {
+        "trainer": "rsa",
+        "dataset": req.dataset,
+        "preset": preset,
+        "rsa": tcfg,
+        "head": head_cfg,
+        "stages": stage_record(data.stages),
+        "cache": {"dir": str(req.cache_dir), **{n: s.fingerprint for n, s in data.stages.items()}},
+        "splits": req.splits,
+        "official_splits": splits[0].official,
+        "seed": req.seed,
+        "device": str(device),
+        "items": len(data.data),
+    }
+    metrics = write_run(
+        folder, per_split, predictions, config, histories, params,
+        time.perf_counter() - t_start, extra={"trainer": "rsa", "attention": req.attention},
+    )  # fmt: skip
+    return folder, metrics
