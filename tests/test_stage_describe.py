@@ -29,7 +29,6 @@ from pipeline.describe.prompt import (
 from pipeline.models import vlm
 from pipeline.stages.describe import DescribeStage
 
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 K = 8  # max_regions of the fake regions stage: the rest region's id
 GOLDEN = Path(__file__).parent / "golden" / "describe_tiny.json"
 TINY_CFG = {
@@ -181,6 +180,17 @@ def test_generate_rows_good_and_bad_items(stage, dataset, tmp_path):
             assert all(v is None or 1 <= v <= 5 for v in row[d])
 
 
+def test_item_without_regions_is_ok_with_empty_lists(stage, dataset):
+    items, rows = dataset
+    row = {**rows["good0.png"], "region_id": [], "rle": [], "bbox": [], "area_frac": []}
+    table, _ = stage.process_shard(items[:1], {"regions": {"good0.png": row}})
+    out = table.to_pylist()[0]
+    assert out["status"] == "ok" and out["region_id"] == [] and out["raw"] == []
+    bad = {**rows["good0.png"], "rle": list(rows["good0.png"]["rle"])[:2]}
+    table, _ = stage.process_shard(items[:1], {"regions": {"good0.png": bad}})
+    assert table.column("status").to_pylist() == ["upstream_error"]
+
+
 def test_random_model_text_is_kept_raw_and_not_parsed(stage, dataset):
     items, rows = dataset
     table, _ = configured(stage, min_new_tokens=6).process_shard(items[:1], {"regions": rows})
@@ -244,6 +254,42 @@ def test_failing_batch_is_retried_then_marks_the_item(stage, dataset, monkeypatc
     for row in table.to_pylist():
         assert row["status"] == "model_error" and "out of memory" in row["error"]
         assert row["raw"] is None
+
+
+def test_worker_shard_through_the_cache(stage, dataset, tmp_path, monkeypatch):
+    """Regions rows read back from a cache shard (pandas cells) -> a written describe shard."""
+    from cache.writer import ShardWriter
+    from pipeline import worker
+
+    items, rows = dataset
+    regions_dir, describe_dir = tmp_path / "regions", tmp_path / "describe"
+    regions_dir.mkdir()
+    describe_dir.mkdir()
+    manifest = {"stage": "regions", "config": {"max_side": 1024, "max_regions": K}}
+    (regions_dir / "manifest.json").write_text(json.dumps({**manifest, "shards_total": 1}))
+    schema = pa.schema([("item_id", pa.string()), ("error", pa.string()), *REGIONS_SCHEMA])
+    records = [
+        {"item_id": k, **{f: v for f, v in r.items() if f in schema.names}} for k, r in rows.items()
+    ]
+    for r in records:
+        r.setdefault("error", None)
+    ShardWriter(regions_dir, 0).write(pa.Table.from_pylist(records, schema))
+    monkeypatch.setattr(worker, "get_stage", lambda name: DescribeStage)
+    done = worker.run_shard(
+        "describe",
+        TINY_CFG,
+        0,
+        "cpu",
+        0,
+        str(describe_dir),
+        0,
+        items,
+        {"regions": str(regions_dir)},
+    )
+    assert done["rows"] == len(items) and done["ok"] == 3
+    out = pq.read_table(next(describe_dir.glob("shard-*.parquet")))
+    assert out.schema.field("colour").type == pa.list_(pa.int8())
+    assert out.column("status").to_pylist()[:3] == ["ok"] * 3
 
 
 # -- region view --------------------------------------------------------------------------
@@ -333,6 +379,8 @@ def test_check_messages(tmp_path, monkeypatch):
         ("dtype", "int8", "describe.dtype"),
         ("batch_size", 0, "describe.batch_size"),
         ("max_new_tokens", "8", "describe.max_new_tokens"),
+        ("max_side", 0, "describe.max_side"),
+        ("margin", -1, "describe.margin"),
     ):
         with pytest.raises(DatasetError, match=hint):
             DescribeStage({**TINY_CFG, key: value}).check()

@@ -313,11 +313,14 @@ def load_vlm(
             f"describe.dtype '{dtype}' is not one of {', '.join(dtypes)}; "
             "pass --set describe.dtype=bfloat16"
         )
-    local = Path(source).expanduser().is_dir()
-    kwargs: dict[str, Any] = {"local_files_only": True} if local else {"revision": revision}
+    local = Path(source).expanduser()
+    if local.is_dir():
+        source, kwargs = str(local), {"local_files_only": True}
+    else:
+        source, kwargs = str(source), {"revision": revision}
     torch_dtype = dtypes[dtype] if device.startswith("cuda") else torch.float32
-    processor = AutoProcessor.from_pretrained(str(source), **kwargs)
-    model = AutoModelForImageTextToText.from_pretrained(str(source), dtype=torch_dtype, **kwargs)
+    processor = AutoProcessor.from_pretrained(source, **kwargs)
+    model = AutoModelForImageTextToText.from_pretrained(source, dtype=torch_dtype, **kwargs)
     processor.tokenizer.padding_side = "left"
     if processor.tokenizer.pad_token is None:
         processor.tokenizer.pad_token = processor.tokenizer.eos_token

@@ -54,6 +54,7 @@ import inspect
 import json
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,12 @@ class DescribeStage(Stage):
                     f"describe.{key} must be a positive integer, got {value!r}; "
                     f"pass --set describe.{key}=16"
                 )
+        margin = self.cfg.get("margin", 0.1)
+        if isinstance(margin, bool) or not isinstance(margin, int | float) or margin < 0:
+            raise DatasetError(
+                f"describe.margin must be a number >= 0, got {margin!r}; "
+                "pass --set describe.margin=0.1"
+            )
         check_source(self.model_name, self.cfg.get("revision") or None)
 
     # -- work (worker side) --------------------------------------------------------------
@@ -147,7 +154,7 @@ class DescribeStage(Stage):
             tokenizer(word, add_special_tokens=False)["input_ids"][0]
             for word in LEVEL_CONTINUATIONS
         ]
-        if len(set(self.level_ids)) != len(self.level_ids):
+        if self.mode == "logprob" and len(set(self.level_ids)) != len(self.level_ids):
             raise DatasetError(
                 f"describe model '{self.model_name}': the level words start with shared "
                 f"tokens {self.level_ids}, so logprob mode cannot tell them apart"
@@ -181,7 +188,9 @@ class DescribeStage(Stage):
         views = []
         for s, box in zip(counts, boxes, strict=True):
             text = s.decode() if isinstance(s, bytes) else str(s)
-            mask = mask_utils.decode({"size": [height, width], "counts": text.encode()})
+            with warnings.catch_warnings():  # pycocotools' numpy-2 copy=False notice
+                warnings.simplefilter("ignore", DeprecationWarning)
+                mask = mask_utils.decode({"size": [height, width], "counts": text.encode()})
             mask = resize_mask(mask.astype(bool), *image.shape[:2])
             sx, sy = image.shape[1] / width, image.shape[0] / height
             x, y, w, h = (float(v) for v in box)
