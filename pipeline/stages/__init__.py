@@ -9,18 +9,20 @@ from __future__ import annotations
 from pipeline.stages.backbone import BackboneStage
 from pipeline.stages.base import ItemError, Stage
 from pipeline.stages.clip import ClipStage
+from pipeline.stages.describe import DescribeStage
 from pipeline.stages.frames import FramesStage
 from pipeline.stages.regions import RegionsStage
 from pipeline.stages.text import TextStage
 
 STAGES: dict[str, type[Stage]] = {
-    cls.name: cls for cls in (FramesStage, ClipStage, RegionsStage, BackboneStage, TextStage)
+    cls.name: cls
+    for cls in (FramesStage, ClipStage, RegionsStage, DescribeStage, TextStage, BackboneStage)
 }
 ORDER = {
     "image": ("regions", "describe", "text", "backbone"),
     "video": ("frames", "clip"),
 }
-PLANNED = {"describe"}
+PLANNED: set[str] = set()
 
 __all__ = ["ORDER", "PLANNED", "STAGES", "ItemError", "Stage", "available", "get_stage"]
 
