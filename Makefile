@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.qfeat-installed
 DATASET ?= demo
 
 .DEFAULT_GOAL := help
-.PHONY: help install features test lint format bench clean
+.PHONY: help install demo features train test lint format bench clean
 
 help: ## show this list (one line per target)
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -24,8 +24,16 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
+demo: $(STAMP) ## the whole flow on the built-in demo images: features, then the RSA head
+	$(MAKE) --no-print-directory features DATASET=demo
+	$(MAKE) --no-print-directory train DATASET=demo
+
 features: $(STAMP) ## compute cached features of DATASET (default demo): make features DATASET=koniq
 	$(BIN)/qfeat features $(DATASET)
+
+# rsa for image datasets, scma for video datasets (the adapter knows its modality)
+train: $(STAMP) ## train on DATASET's cache (rsa for images, scma for videos): make train DATASET=demo-video
+	$(BIN)/qfeat train $$($(BIN)/python -c "import sys; from pipeline.datasets import get_adapter; print({'image': 'rsa', 'video': 'scma'}[get_adapter(sys.argv[1]).modality])" $(DATASET)) $(DATASET)
 
 test: $(STAMP) ## run the test suite
 	$(BIN)/python -m pytest -q

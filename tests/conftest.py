@@ -2,8 +2,24 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from typer.testing import CliRunner
+
+
+@pytest.fixture(scope="session", autouse=True)
+def models_dir(tmp_path_factory):
+    """Tiny models built locally (the describe stage's VLM folder) go to one temporary
+    folder per session, never to ~/.cache; Dask workers inherit the variable."""
+    folder = tmp_path_factory.mktemp("models")
+    previous = os.environ.get("QFEAT_MODELS_DIR")
+    os.environ["QFEAT_MODELS_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("QFEAT_MODELS_DIR", None)
+    else:
+        os.environ["QFEAT_MODELS_DIR"] = previous
 
 
 @pytest.fixture(autouse=True)

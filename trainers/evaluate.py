@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from cache.items import read_items
 from cache.reader import open_stage
 from pipeline.datasets.base import DatasetError
 from trainers.loop import predict
+from trainers.protocol import checkpoints
 from trainers.runfolder import KEYS, split_metrics, summarise
 
 
@@ -30,18 +31,73 @@ def evaluate_run(
     if not config_path.is_file():
         raise DatasetError(f"{run_dir} is not a qfeat run folder (no config.json)")
     config = json.loads(config_path.read_text())
-    if config.get("trainer") != "scma":
-        raise DatasetError(
-            f"evaluate supports scma runs; {run_dir} is a {config.get('trainer')} run"
-        )
-    return _evaluate_scma(run_dir, config, dataset, cache_dir, device)
+    trainer = config.get("trainer")
+    if trainer == "scma":
+        return _evaluate_scma(run_dir, config, dataset, cache_dir, device)
+    if trainer == "rsa":
+        return _evaluate_rsa(run_dir, config, dataset, cache_dir, device)
+    raise DatasetError(f"{run_dir} is a run of an unknown trainer ({trainer!r})")
+
+
+def _score_checkpoints(
+    run_dir: Path, dataset: str, data, build: Callable, make_score: Callable
+) -> dict[str, Any]:
+    """Every split's checkpoint scores every usable item of ``dataset``; the summary is
+    written to ``<run>/eval-<dataset>.json`` and returned."""
+    from safetensors.torch import load_file
+
+    paths = checkpoints(run_dir)
+    if not paths:
+        raise DatasetError(f"{run_dir} has no checkpoints")
+    per_split = []
+    for index, path in enumerate(paths):
+        model = build()
+        model.load_state_dict(load_file(str(path)), strict=False)
+        pred = predict(model, make_score(model), np.arange(len(data)), 64)
+        record, _ = split_metrics(index, dataset, data["item_id"], data["mos"].to_numpy(), pred)
+        per_split.append(record)
+    result = summarise(per_split, dataset)
+    result.update(
+        {"splits": per_split, "dataset": dataset, "run": run_dir.name, "items": len(data)}
+    )
+    (run_dir / f"eval-{dataset}.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _evaluate_rsa(run_dir: Path, config: dict, dataset: str, cache_dir: Path, device: str):
+    from trainers.rsa_data import load_rsa_data, needed_stages
+    from trainers.rsa_train import build_head, head_scorer
+
+    head = config["head"]
+    stages = needed_stages(head["attention"], head["use_text"], head["use_ratings"])
+    data = load_rsa_data(cache_dir, dataset, stages)
+    for name in ("backbone", "text"):
+        if name not in stages:
+            continue
+        trained, target = config["stages"][name], data.stages[name].manifest
+        same_config = {k: v for k, v in trained["config"].items() if k != "seed"} == {
+            k: v for k, v in target["config"].items() if k != "seed"
+        }
+        if trained["model"] != target["model"] or not same_config:
+            raise DatasetError(
+                f"{dataset}'s {name} cache was made with another model or settings "
+                f"({target['model'].get('name')}, {target['fingerprint']}) than the run was "
+                f"trained on ({trained['model'].get('name')}, {trained['fingerprint']}); "
+                f"recompute it with the run's settings: qfeat stage {name} {dataset} --set "
+                f"{name}.model=... (see {run_dir / 'config.json'})"
+            )
+    return _score_checkpoints(
+        run_dir,
+        dataset,
+        data.data,
+        lambda: build_head(data, head).to(device),
+        head_scorer(data, device),
+    )
 
 
 def _evaluate_scma(run_dir: Path, config: dict, dataset: str, cache_dir: Path, device: str):
-    from safetensors.torch import load_file
-
     from trainers.scma import QCLIP
-    from trainers.scma_train import CHECKPOINT, load_clip_for, tokenizer_for, usable_data
+    from trainers.scma_train import load_clip_for, scorer, tokenizer_for, usable_data
 
     stage = open_stage(cache_dir, dataset, "clip")
     trained_on = config["clip"]
@@ -58,31 +114,16 @@ def _evaluate_scma(run_dir: Path, config: dict, dataset: str, cache_dir: Path, d
     tokenizer = tokenizer_for(clip_cfg["model"])
     mode = config["mode"]
     data, features, cache_rows = usable_data(read_items(cache_dir, dataset), stage, mode)
-    checkpoints = sorted(run_dir.glob(CHECKPOINT.replace("{:02d}", "*")))
-    if not checkpoints:
-        raise DatasetError(f"{run_dir} has no checkpoints")
-    per_split = []
-    for index, path in enumerate(checkpoints):
-        model = QCLIP(copy.deepcopy(base), tokenizer, k=k, r=int(config["scma"]["r"]), mode=mode)
-        model.load_state_dict(load_file(str(path)), strict=False)
-        model.to(device)
 
-        def score(rows, model=model):
-            x = torch.from_numpy(np.asarray(features[cache_rows[rows]], dtype=np.float32)).to(
-                device
-            )
-            video = model.video_from_hidden(x) if mode == "full" else model.video_from_pooled(x)
-            return model.score(video)
+    def build():
+        return QCLIP(copy.deepcopy(base), tokenizer, k=k, r=int(config["scma"]["r"]), mode=mode).to(
+            device
+        )
 
-        pred = predict(model, score, np.arange(len(data)), 16)
-        record, _ = split_metrics(index, dataset, data["item_id"], data["mos"].to_numpy(), pred)
-        per_split.append(record)
-    result = summarise(per_split, dataset)
-    result.update(
-        {"splits": per_split, "dataset": dataset, "run": run_dir.name, "items": len(data)}
-    )
-    (run_dir / f"eval-{dataset}.json").write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    def make_score(model):
+        return scorer(model, features, cache_rows, mode, device)
+
+    return _score_checkpoints(run_dir, dataset, data, build, make_score)
 
 
 __all__ = ["KEYS", "evaluate_run"]

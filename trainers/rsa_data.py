@@ -103,7 +103,7 @@ class RSAData:
         return int(self.text.shape[-1])
 
     def batch(self, rows: np.ndarray, device) -> tuple[torch.Tensor, ...]:
-        idx = torch.as_tensor(rows)
+        idx = torch.tensor(np.asarray(rows))
         return tuple(
             t[idx].to(device)
             for t in (

@@ -22,11 +22,10 @@ from cache.items import read_items
 from cache.reader import open_stage
 from pipeline.config import apply_overrides, default_preset, load_preset
 from pipeline.datasets.base import DatasetError
-from trainers.loop import LoopConfig, fit, predict
-from trainers.runfolder import split_metrics, write_run
+from trainers.loop import LoopConfig
+from trainers.protocol import CHECKPOINT, run_splits
+from trainers.runfolder import write_run
 from trainers.splits import make_splits
-
-CHECKPOINT = "split-{:02d}.safetensors"
 
 
 @dataclass
@@ -98,7 +97,7 @@ def scorer(model, features, cache_rows: np.ndarray, mode: str, device) -> Callab
 def train_scma(
     req: ScmaRequest, log: Callable[[str], None] = lambda s: None
 ) -> tuple[Path, dict[str, Any]]:
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     from trainers.scma import QCLIP
 
@@ -116,7 +115,6 @@ def train_scma(
     data, features, cache_rows = usable_data(items, clip_stage, req.mode)
     if len(data) < 10:
         raise DatasetError(f"only {len(data)} usable clip rows in {req.dataset}: too few to train")
-    mos = torch.tensor(data["mos"].to_numpy(), dtype=torch.float32)
     device = torch.device(req.device)
 
     init_state = None
@@ -131,9 +129,8 @@ def train_scma(
     folder = req.runs_dir / run_name
     folder.mkdir(parents=True, exist_ok=True)
     splits = make_splits(data, n_splits=req.splits, seed=req.seed)
-    per_split, frames, histories, params = [], [], [], 0
-    for split in splits:
-        torch.manual_seed(req.seed + split.index)
+
+    def build(_: int) -> QCLIP:
         model = QCLIP(copy.deepcopy(base_clip), tokenizer, k=k, r=int(tcfg["r"]), mode=req.mode)
         if init_state is not None:
             missing = model.load_state_dict(init_state, strict=False)
@@ -141,17 +138,14 @@ def train_scma(
                 raise DatasetError(
                     f"--init {req.init}: incompatible checkpoint ({missing.unexpected_keys[:3]})"
                 )
-        model.to(device)
-        params = model.trainable_parameters()
+        return model
 
-        def score(rows: np.ndarray, model=model) -> torch.Tensor:
-            x = torch.from_numpy(np.asarray(features[cache_rows[rows]], dtype=np.float32)).to(
-                device
-            )
-            video = model.video_from_hidden(x) if req.mode == "full" else model.video_from_pooled(x)
-            return model.score(video)
-
-        cfg = LoopConfig(
+    per_split, predictions, histories, params = run_splits(
+        data,
+        splits,
+        build,
+        lambda model: scorer(model, features, cache_rows, req.mode, device),
+        LoopConfig(
             epochs=int(tcfg["epochs"]),
             batch_size=int(tcfg["batch_size"]),
             lr=float(tcfg["lr"]),
@@ -159,32 +153,12 @@ def train_scma(
             warmup_epochs=float(tcfg["warmup_epochs"]),
             rank_weight=float(tcfg["rank_weight"]),
             patience=int(tcfg["patience"]),
-            seed=req.seed + split.index,
-        )
-
-        def on_epoch(r: dict, i: int = split.index) -> None:
-            loss, val = r["train_loss"], r["val_srcc"]
-            log(f"split {i} epoch {r['epoch']}: loss {loss:.4f}, val SRCC {val:.4f}")
-
-        best, history = fit(model, score, mos.to(device), split.train, split.val, cfg, on_epoch)
-        model.load_state_dict(best, strict=False)
-        save_file(
-            {k: v.contiguous().cpu() for k, v in best.items()},
-            str(folder / CHECKPOINT.format(split.index)),
-        )
-        histories.append(history)
-        for test_name, rows in split.test.items():
-            pred = predict(model, score, rows, cfg.batch_size)
-            record, frame = split_metrics(
-                split.index,
-                test_name,
-                data["item_id"].to_numpy()[rows],
-                data["mos"].to_numpy()[rows],
-                pred,
-            )
-            per_split.append(record)
-            frames.append(frame)
-            log(f"split {split.index} {test_name}: SRCC {record['srcc']}, PLCC {record['plcc']}")
+            seed=req.seed,
+        ),
+        folder,
+        device,
+        log,
+    )
     config = {
         "trainer": "scma",
         "mode": req.mode,
@@ -205,7 +179,7 @@ def train_scma(
         "device": str(device),
     }
     metrics = write_run(
-        folder, per_split, pd.concat(frames, ignore_index=True), config, histories, params,
+        folder, per_split, predictions, config, histories, params,
         time.perf_counter() - t_start, extra={"trainer": "scma", "mode": req.mode},
     )  # fmt: skip
     return folder, metrics

@@ -1,0 +1,157 @@
+"""`qfeat train rsa` on a real (small) demo cache of all four image stages, and
+`qfeat evaluate` of the run: run-folder contract, metrics that agree with
+predictions.csv, checkpoint round trip, ablations, refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats
+from typer.testing import CliRunner
+
+from cli.main import app
+
+LIMIT = 60
+
+
+def qfeat(*args: str):
+    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    return result
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("rsa")
+    cache = root / "cache"
+    result = qfeat("features", "demo", "--root", str(root / "data"), "--cache-dir", str(cache),
+                   "--limit", str(LIMIT), "--shard-size", "30", "--workers", "1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return cache
+
+
+def train(cache: Path, runs: Path, name: str, *extra: str):
+    result = qfeat("train", "rsa", "demo", "--cache-dir", str(cache), "--runs-dir", str(runs),
+                   "--run", name, "--splits", "2", "--epochs", "3", "--device", "cpu",
+                   *extra)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return runs / name
+
+
+@pytest.fixture(scope="module")
+def run(cache, tmp_path_factory) -> Path:
+    return train(cache, tmp_path_factory.mktemp("runs"), "r1")
+
+
+def test_run_folder_contract(run):
+    for name in ("metrics.json", "predictions.csv", "config.json", "scatter.png", "curves.png"):
+        assert (run / name).is_file(), name
+    assert sorted(p.name for p in run.glob("*.safetensors")) == [
+        "split-00.safetensors",
+        "split-01.safetensors",
+    ]
+    metrics = json.loads((run / "metrics.json").read_text())
+    keys = {"srcc", "krcc", "plcc", "plcc_raw", "rmse"}
+    assert keys <= set(metrics["test"]) and keys <= set(metrics["median"])
+    assert keys <= set(metrics["std"])
+    assert [s["split"] for s in metrics["splits"]] == [0, 1]
+    assert metrics["trainable_params"] > 0 and metrics["train_seconds"] > 0
+    config = json.loads((run / "config.json").read_text())
+    assert set(config["stages"]) == {"backbone", "regions", "describe", "text"}
+    assert all(len(s["fingerprint"]) == 16 for s in config["stages"].values())
+    preds = pd.read_csv(run / "predictions.csv")
+    assert list(preds.columns) == ["item_id", "split", "mos", "pred"]
+
+
+def test_metrics_agree_with_predictions(run):
+    metrics = json.loads((run / "metrics.json").read_text())
+    preds = pd.read_csv(run / "predictions.csv")
+    srcc, krcc, plcc_raw = [], [], []
+    for _, group in preds.groupby("split"):
+        srcc.append(stats.spearmanr(group["pred"], group["mos"])[0])
+        krcc.append(stats.kendalltau(group["pred"], group["mos"])[0])
+        plcc_raw.append(stats.pearsonr(group["pred"], group["mos"])[0])
+    assert metrics["test"]["srcc"] == pytest.approx(np.mean(srcc), abs=1e-6)
+    assert metrics["test"]["krcc"] == pytest.approx(np.mean(krcc), abs=1e-6)
+    assert metrics["test"]["plcc_raw"] == pytest.approx(np.mean(plcc_raw), abs=1e-6)
+    assert metrics["median"]["srcc"] == pytest.approx(np.median(srcc), abs=1e-6)
+
+
+def test_checkpoint_round_trip(run, cache):
+    from safetensors.torch import load_file
+
+    from trainers.loop import predict
+    from trainers.rsa_data import load_rsa_data
+    from trainers.rsa_train import build_head, head_scorer
+
+    config = json.loads((run / "config.json").read_text())
+    data = load_rsa_data(cache, "demo", list(config["stages"]))
+    model = build_head(data, config["head"])
+    model.load_state_dict(load_file(str(run / "split-01.safetensors")), strict=False)
+    preds = pd.read_csv(run / "predictions.csv")
+    mine = preds[preds["split"] == "test@1"]
+    rows = data.data.reset_index().set_index("item_id").loc[mine["item_id"], "index"].to_numpy()
+    got = predict(model, head_scorer(data, torch.device("cpu"))(model), rows, 16)
+    np.testing.assert_allclose(got, mine["pred"].to_numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_same_command_same_numbers(run, cache, tmp_path):
+    again = train(cache, tmp_path, "r1")
+    a = json.loads((run / "metrics.json").read_text())
+    b = json.loads((again / "metrics.json").read_text())
+    assert a["splits"] == b["splits"]
+
+
+def test_ablations_change_the_model(cache, tmp_path):
+    params = {}
+    for name, extra in {
+        "rsa": (),
+        "uniform": ("--attention", "uniform"),
+        "global": ("--attention", "global"),
+        "no-text": ("--no-text",),
+        "no-ratings": ("--no-ratings",),
+    }.items():
+        folder = train(cache, tmp_path, name, *extra)
+        params[name] = json.loads((folder / "metrics.json").read_text())["trainable_params"]
+        config = json.loads((folder / "config.json").read_text())
+        if name == "global":
+            assert list(config["stages"]) == ["backbone"]
+        if name == "no-text":
+            assert "text" not in config["stages"]
+    assert params["global"] < params["uniform"] < params["rsa"]
+    assert params["no-text"] < params["rsa"] and params["no-ratings"] < params["rsa"]
+
+
+def test_evaluate_on_a_cache_and_refusal(run, cache, tmp_path):
+    result = qfeat("evaluate", str(run), "demo", "--cache-dir", str(cache), "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["items"] == LIMIT and len(out["splits"]) == 2
+    assert {"srcc", "plcc", "rmse"} <= set(out["test"])
+    assert (run / "eval-demo.json").is_file()
+    # the target dataset cached with another backbone setting: refused, saying what to do
+    other_cache = tmp_path / "other"
+    other = qfeat("features", "demo", "--root", str(tmp_path / "data"), "--cache-dir",
+                  str(other_cache), "--limit", "12", "--workers", "1", "--stages", "backbone",
+                  "--set", "backbone.input_size=64")  # fmt: skip
+    assert other.exit_code == 0, other.output
+    global_run = train(cache, tmp_path / "runs", "g", "--attention", "global")
+    refused = CliRunner().invoke(
+        app, ["evaluate", str(global_run), "demo", "--cache-dir", str(other_cache)]
+    )
+    assert refused.exit_code != 0
+    assert "backbone" in refused.output and "qfeat stage backbone demo" in refused.output
+
+
+def test_missing_stage_names_the_command(tmp_path):
+    cache = tmp_path / "cache"
+    made = qfeat("features", "demo", "--root", str(tmp_path / "data"), "--cache-dir",
+                 str(cache), "--limit", "12", "--workers", "1", "--stages", "backbone")  # fmt: skip
+    assert made.exit_code == 0, made.output
+    result = CliRunner().invoke(app, ["train", "rsa", "demo", "--cache-dir", str(cache)])
+    assert result.exit_code != 0
+    assert "qfeat features demo" in result.output and "regions" in result.output
