@@ -15,7 +15,7 @@ from pipeline.stages.backbone import BackboneStage
 @pytest.mark.parametrize(
     "name, weights, channels, grid, size",
     [
-        ("tiny", "", 128, (16, 16), 128),
+        ("tiny", "", 64, (32, 32), 128),
         ("resnet18", "random", 512, (4, 4), 128),
         ("clip:tiny-vit", "", 64, (4, 4), 32),
         ("clip:tiny-pe", "", 64, (4, 4), 32),

@@ -257,10 +257,12 @@ def test_real_cluster_survives_a_killed_worker(video_root, tmp_path):
             "does not exist",
         ),
         (["features", "demo-video", "--stages", "regions"], 2, "do not apply"),
-        (["features", "demo", "--stages", "regions"], 1, "not implemented yet"),
+        (["features", "demo", "--stages", "text"], 1, "qfeat stage regions demo"),
         (["features", "demo-video", "--stages", "clip"], 1, "qfeat stage frames demo-video"),
         (["features", "demo-video", "--preset", "paper"], 1, "clip.pretrained"),
-        (["features", "demo", "--preset", "paper"], 1, "backbone.weights"),
+        (["features", "demo", "--preset", "paper"], 1, "regions.checkpoint"),
+        (["features", "demo", "--preset", "paper", "--stages", "backbone"], 1, "backbone.weights"),
+        (["features", "demo", "--preset", "paper", "--stages", "text"], 1, "text.pretrained"),
         (["features", "demo", "--set", "backbone.inputsize=3"], 2, "did you mean"),
         (["stage", "frames", "demo-video", "--set", "frames.strategy=best"], 2, "frames.strategy"),
         (["features", "demo", "--device", "cuda"], 1, "no CUDA GPU"),
@@ -302,5 +304,5 @@ def test_backbone_on_demo_images(qfeat, tmp_path):
     assert result.exit_code == 0, result.output
     stage = open_stage(cache, "demo", "backbone")
     feats = stage.array("features")
-    assert feats.shape == (10, 128, 16, 16) and feats.dtype == np.float16
+    assert feats.shape == (10, 64, 32, 32) and feats.dtype == np.float16
     assert np.isfinite(feats).all() and feats.std() > 0

@@ -87,6 +87,7 @@ class RSAData:
     square: torch.Tensor
     area: torch.Tensor
     valid: torch.Tensor  # [N, R]
+    masks: torch.Tensor  # [N, R, h, w] area fractions on the backbone grid
     text: torch.Tensor  # [N, R, D]
     text_valid: torch.Tensor  # [N, R]
     ratings: torch.Tensor  # [N, R, 5]
@@ -188,6 +189,7 @@ def load_rsa_data(cache_dir: Path, dataset: str, stages: list[str]) -> RSAData:
         area=area,
         grid=grid,
         valid=torch.from_numpy(valid),
+        masks=torch.from_numpy(masks),
         text=torch.from_numpy(text),
         text_valid=torch.from_numpy(text_valid),
         ratings=torch.from_numpy(ratings),

@@ -45,7 +45,7 @@ class BackboneStage(Stage):
     def model_identity(self) -> dict[str, Any]:
         name, weights = self.cfg["model"], self.cfg.get("weights", "")
         if name == "tiny":
-            return model_identity("tiny-resnet-layer2", seed=self.seed)
+            return model_identity("tiny-resnet-layer1", seed=self.seed)
         if weights == "random" or (not weights and name.startswith("clip:tiny")):
             return model_identity(name, seed=self.seed, init="random")
         return model_identity(name, weights or None)
