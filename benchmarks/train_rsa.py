@@ -6,8 +6,9 @@ from the cache (region moments computed once at load, what ``qfeat train rsa`` d
 and end to end, where every step reads the batch's images from disk, runs the frozen
 backbone and computes the region moments again (regions, descriptions and text still
 come from the cache: the backbone is what published code recomputes every epoch).
-``train_rsa_cache_vs_e2e`` = end-to-end seconds per epoch / cache seconds per epoch.
-The cache side includes its one-off load (moments) spread over the epochs.
+``train_rsa_cache_vs_e2e`` = end-to-end seconds per epoch / cache seconds per epoch
+(the training loop only); ``train_rsa_cache_vs_e2e_total`` also charges the cache side
+its one-off load (reading the stages, decoding region masks, region moments).
 """
 
 from __future__ import annotations
@@ -98,27 +99,35 @@ def run(items: int, epochs: int) -> dict[str, float]:
             t0 = time.perf_counter()
             fit(model, make_score(model), mos, train, val, loop_config(tcfg, 0))
             timings[name] = (time.perf_counter() - t0) / epochs
-        timings["cache"] += t_load / epochs
     return {
         "items": len(data.data),
+        "epochs": epochs,
+        "cache_load_s": t_load,
         "cache_s_per_epoch": timings["cache"],
         "e2e_s_per_epoch": timings["e2e"],
         "train_rsa_cache_vs_e2e": timings["e2e"] / timings["cache"],
+        "train_rsa_cache_vs_e2e_total": timings["e2e"]
+        * epochs
+        / (timings["cache"] * epochs + t_load),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=10)
     args = parser.parse_args()
     r = run(args.items, args.epochs)
     record("ratios", {"train_rsa_cache_vs_e2e": round(r["train_rsa_cache_vs_e2e"], 1)})
+    record("ratios", {"train_rsa_cache_vs_e2e_total": round(r["train_rsa_cache_vs_e2e_total"], 1)})
     record("train_rsa", {k: round(v, 4) for k, v in r.items()})
     print(f"RSA on {r['items']} demo images, tiny preset, {args.epochs} epochs:")
-    print(f"  from the cache: {r['cache_s_per_epoch']:.3f} s/epoch (load included)")
+    print(
+        f"  from the cache: {r['cache_s_per_epoch']:.3f} s/epoch + {r['cache_load_s']:.2f} s load"
+    )
     print(f"  end to end:     {r['e2e_s_per_epoch']:.3f} s/epoch")
-    print(f"train_rsa_cache_vs_e2e = {r['train_rsa_cache_vs_e2e']:.1f}")
+    print(f"train_rsa_cache_vs_e2e = {r['train_rsa_cache_vs_e2e']:.1f} per epoch, "
+          f"{r['train_rsa_cache_vs_e2e_total']:.1f} with the load")  # fmt: skip
 
 
 if __name__ == "__main__":
