@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -108,3 +112,38 @@ def test_stage_rows_arrays_and_bad_files(tmp_path):
     feats = arrays["features"]
     assert feats.shape == (4, 64, 4, 4)
     assert not feats[1].any() and feats[0].any() and not np.allclose(feats[0], feats[2])
+
+
+GOLDEN = Path(__file__).parent / "golden" / "backbone_text_tiny.json"
+
+
+def test_golden_backbone_and_text_outputs():
+    """Seeded tiny backbone and text tower on a fixed image / sentence give stored numbers.
+
+    Regenerate with ``QFEAT_UPDATE_GOLDEN=1 .venv/bin/python -m pytest
+    tests/test_backbones.py -k golden``.
+    """
+    from pipeline.stages.backbone import squash_normalise
+    from pipeline.stages.text import TextStage
+
+    y, x = np.mgrid[0:96, 0:128]
+    image = np.stack([x * 2 % 256, y * 2 % 256, (x + y) % 256], axis=2).astype(np.uint8)
+    bb = build_backbone("tiny", seed=0, input_size=128)
+    pixels = torch.from_numpy(squash_normalise(image, 128, bb.mean, bb.std))[None]
+    with torch.no_grad():
+        fmap = bb.module(pixels)[0]
+    text = TextStage({"model": "tiny", "pretrained": ""}, seed=0)
+    text.load()
+    emb = text.encode(["a red ball on grass. colour: good, noise: poor"])[0]
+    got = {
+        "backbone_channel_means": fmap.mean((1, 2))[:8].tolist(),
+        "backbone_sum": float(fmap.sum()),
+        "text_first": emb[:8].tolist(),
+        "text_norm": float(np.linalg.norm(emb)),
+    }
+    if os.environ.get("QFEAT_UPDATE_GOLDEN"):
+        GOLDEN.write_text(json.dumps(got, indent=1) + "\n")
+        pytest.skip(f"wrote {GOLDEN}")
+    want = json.loads(GOLDEN.read_text())
+    for key, value in want.items():
+        np.testing.assert_allclose(got[key], value, rtol=1e-4, atol=1e-5, err_msg=key)

@@ -297,11 +297,20 @@ def test_stage_command_runs_one_stage(qfeat, video_root, tmp_path):
     assert len(open_stage(cache, "demo-video", "frames").table()) == 8
 
 
-def test_backbone_on_demo_images(qfeat, tmp_path):
+def test_all_image_stages_on_demo_images(qfeat, tmp_path):
     cache = tmp_path / "cache"
     result = qfeat("features", "demo", "--cache-dir", str(cache), "--limit", "10",
                    "--shard-size", "5", "--workers", "1")  # fmt: skip
     assert result.exit_code == 0, result.output
+    for name in ("regions", "describe", "text", "backbone"):
+        table = open_stage(cache, "demo", name).table()
+        assert len(table) == 10 and (table["status"] == "ok").all(), name
+    regions = open_stage(cache, "demo", "regions").table()
+    describe = open_stage(cache, "demo", "describe").table()
+    for r, d in zip(regions["region_id"], describe["region_id"], strict=True):
+        assert list(r) == list(d)  # one description per region, same order
+    mask = open_stage(cache, "demo", "text").array("mask")
+    assert mask.sum() == sum(len(r) for r in regions["region_id"])
     stage = open_stage(cache, "demo", "backbone")
     feats = stage.array("features")
     assert feats.shape == (10, 64, 32, 32) and feats.dtype == np.float16
