@@ -49,7 +49,8 @@ format: $(STAMP) ## ruff: fix what can be fixed and format
 bench: $(STAMP) ## benchmarks on this machine -> benchmarks/results/latest.json
 	$(BIN)/python -m benchmarks.cache_read
 	$(BIN)/python -m benchmarks.frames
-	$(BIN)/python -m benchmarks.image_stages
+	$(BIN)/python -m benchmarks.stages
+	$(BIN)/python -m benchmarks.sam
 	$(BIN)/python -m benchmarks.train_rsa
 
 clean: ## remove build artefacts only (never data/, qfeat-cache/ or runs/)

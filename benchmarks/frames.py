@@ -3,8 +3,8 @@
 Four generated 1280x720 H.264 clips of 90 frames (moving content). Both passes decode
 every frame with decord and compute the same mean-absolute luma difference curve; the
 low-resolution pass lets the decoder scale to a 64-pixel short side.
-``frames_lowres_vs_fullres`` = full-resolution time / low-resolution time. Also reports
-the frames stage's videos/s on the demo-video set.
+``frames_lowres_vs_fullres`` = full-resolution time / low-resolution time. (Per-stage
+throughput on the demo sets: ``benchmarks/stages.py``.)
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import record
-from pipeline.config import load_preset
 from pipeline.demo.videos import encode_mp4
-from pipeline.stages.frames import FramesStage
 from pipeline.video.reader import DecordReader, to_luma
 from pipeline.video.sampling import frame_differences
 
@@ -66,55 +64,16 @@ def run(clips: int = 4) -> dict[str, float]:
     }
 
 
-def demo_throughput(limit: int = 48) -> dict[str, float]:
-    """frames and clip stage videos/s on the demo-video set (tiny preset, in-process)."""
-    from pipeline.datasets import open_dataset
-    from pipeline.stages.clip import ClipStage
-
-    preset = load_preset("tiny")
-    with tempfile.TemporaryDirectory() as tmp:
-        adapter = open_dataset("demo-video", Path(tmp) / "demo-video")
-        adapter.prepare()
-        items = [{"item_id": i.item_id, "path": str(i.path)} for i in adapter.list_items().items]
-        items = items[:limit]
-        t0 = time.perf_counter()
-        table, _ = FramesStage(preset["frames"]).process_shard(items, {})
-        t_frames = time.perf_counter() - t0
-        clip = ClipStage(preset["clip"])
-        clip.upstream_config = {"frames": preset["frames"]}
-        clip.load()
-        rows = {r["item_id"]: r for r in table.to_pylist()}
-        t0 = time.perf_counter()
-        clip.process_shard(items, {"frames": rows})
-        t_clip = time.perf_counter() - t0
-    return {
-        "demo_frames_videos_per_s": len(items) / t_frames,
-        "demo_clip_videos_per_s": len(items) / t_clip,
-        "demo_frames_clip_videos_per_s": len(items) / (t_frames + t_clip),
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=4)
     args = parser.parse_args()
     r = run(args.clips)
-    r.update(demo_throughput())
     record("ratios", {"frames_lowres_vs_fullres": round(r["frames_lowres_vs_fullres"], 2)})
-    record(
-        "stages",
-        {
-            "frames": {"items_per_s": round(r["demo_frames_videos_per_s"], 1)},
-            "clip": {"items_per_s": round(r["demo_clip_videos_per_s"], 1)},
-        },
-    )
     record("frames", {k: round(v, 3) for k, v in r.items()})
     print(f"720p difference pass, low-res: {r['lowres_videos_per_s']:.2f} videos/s")
     print(f"720p difference pass, full-res: {r['fullres_videos_per_s']:.2f} videos/s")
     print(f"frames_lowres_vs_fullres = {r['frames_lowres_vs_fullres']:.2f}")
-    print(f"frames stage on demo-video: {r['demo_frames_videos_per_s']:.1f} videos/s")
-    print(f"clip stage (tiny) on demo-video: {r['demo_clip_videos_per_s']:.1f} videos/s")
-    print(f"frames + clip: {r['demo_frames_clip_videos_per_s']:.1f} videos/s")
 
 
 if __name__ == "__main__":

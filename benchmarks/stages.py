@@ -1,8 +1,9 @@
-"""Image stages on the demo set: items/s and peak resident memory per stage.
+"""Every stage on the demo sets: items/s and peak resident memory per stage.
 
-The first ``--items`` demo images go through regions -> describe -> text and backbone
-with the tiny preset, in this process (no Dask), one stage after the other, shards of
-32 as the runner would give them. Time includes building the model. Peak memory is the
+The first ``--items`` demo images go through regions -> describe -> text and backbone,
+and the first ``--videos`` demo-video clips through frames -> clip, with the tiny
+preset, in this process (no Dask), one stage after the other, shards of 32 as the
+runner would give them. Time includes building the model. Peak memory is the
 process's peak RSS while the stage ran (Linux: reset through /proc/self/clear_refs
 before each stage), so it includes the Python interpreter and libraries (~0.5 GB).
 """
@@ -18,7 +19,7 @@ from typing import Any
 
 from benchmarks.common import record
 
-ORDER = ("regions", "describe", "text", "backbone")
+DATASETS = {"image": "demo", "video": "demo-video"}
 SHARD = 32
 
 
@@ -34,21 +35,21 @@ def _peak_mb() -> float:
     return float("nan")
 
 
-def run(items: int) -> dict[str, dict[str, Any]]:
+def run(modality: str, items: int) -> dict[str, dict[str, Any]]:
     from pipeline.config import load_preset
     from pipeline.datasets import open_dataset
-    from pipeline.stages import get_stage
+    from pipeline.stages import available, get_stage
 
     preset = load_preset("tiny")
     out: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        adapter = open_dataset("demo", Path(tmp) / "demo")
+        adapter = open_dataset(DATASETS[modality], Path(tmp) / "data")
         adapter.prepare()
         listing = [
             {"item_id": i.item_id, "path": str(i.path)} for i in adapter.list_items().items[:items]
         ]
         rows: dict[str, dict[str, dict]] = {}
-        for name in ORDER:
+        for name in available(modality):
             cls = get_stage(name)
             _reset_peak()
             t0 = time.perf_counter()
@@ -80,11 +81,12 @@ def run(items: int) -> dict[str, dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=128)
+    parser.add_argument("--videos", type=int, default=64)
     args = parser.parse_args()
-    stages = run(args.items)
+    stages = {**run("image", args.items), **run("video", args.videos)}
     record("stages", {k: {"items_per_s": v["items_per_s"], "peak_rss_mb": v["peak_rss_mb"]}
                       for k, v in stages.items()})  # fmt: skip
-    record("image_stages", {"items": args.items, **stages})
+    record("stage_details", {"images": args.items, "videos": args.videos, **stages})
 
 
 if __name__ == "__main__":
