@@ -52,6 +52,7 @@ bench: $(STAMP) ## benchmarks on this machine -> benchmarks/results/latest.json
 	$(BIN)/python -m benchmarks.stages
 	$(BIN)/python -m benchmarks.sam
 	$(BIN)/python -m benchmarks.train_rsa
+	$(BIN)/python -m benchmarks.train_scma
 
 clean: ## remove build artefacts only (never data/, qfeat-cache/ or runs/)
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

@@ -19,12 +19,13 @@ import pandas as pd
 import torch
 
 from cache.items import read_items
-from cache.reader import open_stage
+from cache.reader import CacheMissing, open_stage
 from pipeline.config import apply_overrides, default_preset, load_preset
 from pipeline.datasets.base import DatasetError
 from trainers.loop import LoopConfig
 from trainers.protocol import CHECKPOINT, run_splits
 from trainers.runfolder import write_run
+from trainers.runinfo import mos_range, stage_record
 from trainers.splits import make_splits
 
 
@@ -94,6 +95,19 @@ def scorer(model, features, cache_rows: np.ndarray, mode: str, device) -> Callab
     return score
 
 
+def video_stages(cache_dir: Path, dataset: str, clip_stage) -> dict[str, Any]:
+    """The clip stage and the frames stage it was computed from (when still cached), for
+    the run's ``stages`` record (what ``qfeat predict`` reruns live)."""
+    out = {}
+    try:
+        fingerprint = clip_stage.manifest["upstream"]["frames"]
+        out["frames"] = open_stage(cache_dir, dataset, "frames", fingerprint)
+    except (KeyError, CacheMissing):
+        pass
+    out["clip"] = clip_stage
+    return out
+
+
 def train_scma(
     req: ScmaRequest, log: Callable[[str], None] = lambda s: None
 ) -> tuple[Path, dict[str, Any]]:
@@ -140,6 +154,8 @@ def train_scma(
                 )
         return model
 
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # small adapter steps: see trainers/rsa_train.py
     per_split, predictions, histories, params = run_splits(
         data,
         splits,
@@ -177,6 +193,8 @@ def train_scma(
         "seed": req.seed,
         "init": req.init,
         "device": str(device),
+        "stages": stage_record(video_stages(req.cache_dir, req.dataset, clip_stage)),
+        "mos_range": mos_range(items),
     }
     metrics = write_run(
         folder, per_split, predictions, config, histories, params,
