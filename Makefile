@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.qfeat-installed
 DATASET ?= demo
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo features train test lint format bench clean
+.PHONY: help install demo features train test lint format bench bench-gpu clean
 
 help: ## show this list (one line per target)
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ bench: $(STAMP) ## benchmarks on this machine -> benchmarks/results/latest.json
 	$(BIN)/python -m benchmarks.sam
 	$(BIN)/python -m benchmarks.train_rsa
 	$(BIN)/python -m benchmarks.train_scma
+
+bench-gpu: $(STAMP) ## real-size models on a CUDA GPU -> benchmarks/results/gpu.json
+	$(BIN)/python -m benchmarks.gpu
 
 clean: ## remove build artefacts only (never data/, qfeat-cache/ or runs/)
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

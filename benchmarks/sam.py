@@ -1,7 +1,7 @@
 """The regions stage's mask generation vs. segment-anything's stock generator.
 
-Same model (the tiny seeded SAM of the tiny preset, or ``--model vit_b|vit_l|vit_h`` with
-``--checkpoint``), same images (the first ``--images`` demo images), same parameters
+Same model (the tiny seeded SAM of the tiny preset; ``benchmarks/gpu.py`` runs ViT-H),
+same images (the first ``--images`` demo images), same parameters
 (the tiny preset's ``[regions]`` section). Stock: ``SamAutomaticMaskGenerator(model,
 ...).generate(image)`` image by image with its default output (binary masks). qfeat:
 :func:`pipeline.models.sam.generate_batched` (one encoder pass per batch of images,
@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import record
+
+THRESHOLDS = ("points_per_side", "pred_iou_thresh", "stability_score_thresh", "box_nms_thresh")
 
 
 def mask_agreement(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[float, int]:
@@ -48,52 +50,61 @@ def demo_images(n: int) -> list[np.ndarray]:
         return [open_image(i.path) for i in adapter.list_items().items[:n]]
 
 
-def run(
-    images: list[np.ndarray], model: str = "tiny", checkpoint: str = "", device: str = "cpu"
+def compare(
+    sam, images: list[np.ndarray], thresholds: dict[str, Any], batch: int
 ) -> dict[str, Any]:
+    """Stock vs. qfeat mask generation with ``sam`` (any size, on its device)."""
     import torch
     from segment_anything import SamAutomaticMaskGenerator
 
-    from pipeline.config import load_preset
-    from pipeline.models.sam import MaskParams, build_sam, generate_batched, record_mask
+    from pipeline.models.sam import MaskParams, generate_batched, record_mask
 
-    cfg = load_preset("tiny")["regions"]
-    sam = build_sam(model, checkpoint, seed=0).to(device)
-    thresholds = {k: cfg[k] for k in ("points_per_side", "pred_iou_thresh",
-                                      "stability_score_thresh", "box_nms_thresh")}  # fmt: skip
-    params = MaskParams(points_per_batch=256 if device == "cuda" else 64, **thresholds)
-    batch = int(cfg["batch_size"])
+    cuda = sam.device.type == "cuda"
+    params = MaskParams(points_per_batch=256 if cuda else 64, **thresholds)
 
-    t0 = time.perf_counter()
-    stock = []
-    with torch.inference_mode():
-        generator = SamAutomaticMaskGenerator(sam, **thresholds)
-        for image in images:
-            stock.append([r["segmentation"] for r in generator.generate(image)])
-    t_stock = time.perf_counter() - t0
+    def timed(fn):
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = fn()
+        if cuda:
+            torch.cuda.synchronize()
+        return out, time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    ours = []
-    for start in range(0, len(images), batch):
-        for records in generate_batched(sam, images[start : start + batch], params):
-            ours.append([record_mask(r) for r in records])
-    t_ours = time.perf_counter() - t0
+    def stock():
+        with torch.inference_mode():
+            generator = SamAutomaticMaskGenerator(sam, **thresholds)
+            return [[r["segmentation"] for r in generator.generate(im)] for im in images]
 
-    ious, counts_stock, counts_ours = [], [], []
-    for a, b in zip(stock, ours, strict=True):
-        iou, _ = mask_agreement(a, b)
-        ious.append(iou)
-        counts_stock.append(len(a))
-        counts_ours.append(len(b))
+    def ours():
+        masks = []
+        for start in range(0, len(images), batch):
+            for records in generate_batched(sam, images[start : start + batch], params):
+                masks.append([record_mask(r) for r in records])
+        return masks
+
+    stock_masks, t_stock = timed(stock)
+    our_masks, t_ours = timed(ours)
+    ious = [mask_agreement(a, b)[0] for a, b in zip(stock_masks, our_masks, strict=True)]
     return {
         "images": len(images),
         "stock_s_per_image": t_stock / len(images),
         "qfeat_s_per_image": t_ours / len(images),
         "sam_batched_vs_stock": t_stock / t_ours,
         "mean_matched_iou": float(np.mean(ious)),
-        "masks_stock": int(sum(counts_stock)),
-        "masks_qfeat": int(sum(counts_ours)),
+        "masks_stock": int(sum(len(m) for m in stock_masks)),
+        "masks_qfeat": int(sum(len(m) for m in our_masks)),
     }
+
+
+def run(images: list[np.ndarray]) -> dict[str, Any]:
+    """The tiny preset's SAM and ``[regions]`` parameters on CPU."""
+    from pipeline.config import load_preset
+    from pipeline.models.sam import build_sam
+
+    cfg = load_preset("tiny")["regions"]
+    thresholds = {k: cfg[k] for k in THRESHOLDS}
+    return compare(build_sam("tiny", seed=0), images, thresholds, int(cfg["batch_size"]))
 
 
 def main() -> None:
