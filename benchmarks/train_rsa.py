@@ -73,8 +73,9 @@ def e2e_scorer(data, cache: Path, device: torch.device):
 def run(items: int, epochs: int) -> dict[str, float]:
     from pipeline.config import load_preset
     from trainers.loop import fit
+    from trainers.protocol import loop_config
     from trainers.rsa_data import load_rsa_data, needed_stages
-    from trainers.rsa_train import build_head, head_scorer, loop_config
+    from trainers.rsa_train import build_head, head_scorer
 
     torch.set_num_threads(1)  # what qfeat train rsa does on CPU
     device = torch.device("cpu")

@@ -8,7 +8,7 @@ Test rows never reach :func:`trainers.loop.fit`. Each split's best weights go to
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,36 @@ from trainers.loop import LoopConfig, fit, predict
 from trainers.runfolder import split_metrics
 
 CHECKPOINT = "split-{:02d}.safetensors"
+
+
+@dataclass
+class TrainRequest:
+    """What every ``qfeat train <head>`` command takes."""
+
+    dataset: str
+    cache_dir: Path
+    runs_dir: Path
+    run: str | None = None
+    splits: int = 10
+    epochs: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+    sets: list[str] | None = None
+    preset: str | None = None
+
+
+def loop_config(tcfg: dict[str, Any], seed: int) -> LoopConfig:
+    """The training loop's settings from a preset's trainer section (``[rsa]``, ``[scma]``)."""
+    return LoopConfig(
+        epochs=int(tcfg["epochs"]),
+        batch_size=int(tcfg["batch_size"]),
+        lr=float(tcfg["lr"]),
+        weight_decay=float(tcfg["weight_decay"]),
+        warmup_epochs=float(tcfg["warmup_epochs"]),
+        rank_weight=float(tcfg["rank_weight"]),
+        patience=int(tcfg["patience"]),
+        seed=seed,
+    )
 
 
 def checkpoints(run_dir: Path) -> list[Path]:

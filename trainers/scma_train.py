@@ -22,25 +22,14 @@ from cache.items import read_items
 from cache.reader import CacheMissing, open_stage
 from pipeline.config import apply_overrides, default_preset, load_preset
 from pipeline.datasets.base import DatasetError
-from trainers.loop import LoopConfig
-from trainers.protocol import CHECKPOINT, run_splits
+from trainers.protocol import CHECKPOINT, TrainRequest, loop_config, run_splits
 from trainers.runfolder import write_run
 from trainers.runinfo import mos_range, stage_record
 from trainers.splits import make_splits
 
 
 @dataclass
-class ScmaRequest:
-    dataset: str
-    cache_dir: Path
-    runs_dir: Path
-    run: str | None = None
-    splits: int = 10
-    epochs: int | None = None
-    seed: int = 0
-    device: str = "cpu"
-    sets: list[str] | None = None
-    preset: str | None = None
+class ScmaRequest(TrainRequest):
     init: str | None = None
     mode: str = "full"
 
@@ -161,16 +150,7 @@ def train_scma(
         splits,
         build,
         lambda model: scorer(model, features, cache_rows, req.mode, device),
-        LoopConfig(
-            epochs=int(tcfg["epochs"]),
-            batch_size=int(tcfg["batch_size"]),
-            lr=float(tcfg["lr"]),
-            weight_decay=float(tcfg["weight_decay"]),
-            warmup_epochs=float(tcfg["warmup_epochs"]),
-            rank_weight=float(tcfg["rank_weight"]),
-            patience=int(tcfg["patience"]),
-            seed=req.seed,
-        ),
+        loop_config(tcfg, req.seed),
         folder,
         device,
         log,
