@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from cli import cache, datasets, features, train, version
+from cli import cache, datasets, features, report, train, version
 
 app = typer.Typer(
     name="qfeat",
@@ -18,6 +18,7 @@ app = typer.Typer(
 app.registered_commands.extend(version.app.registered_commands)
 app.registered_commands.extend(features.app.registered_commands)
 app.registered_commands.extend(train.eval_app.registered_commands)
+app.registered_commands.extend(report.app.registered_commands)
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(cache.app, name="cache")
 app.add_typer(train.app, name="train")

@@ -1,0 +1,38 @@
+"""`qfeat report RUN`: a self-contained HTML report of a trained run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from cli.errors import user_errors
+from pipeline.paths import runs_dir as default_runs_dir
+
+app = typer.Typer()
+console = Console(highlight=False, soft_wrap=True)
+
+
+@app.command("report")
+def report(
+    run: Annotated[Path, typer.Argument(help="Run folder, or a run name under the runs dir.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="HTML file to write (default <run>/report.html).")
+    ] = None,
+    runs_dir: Annotated[Path | None, typer.Option("--runs-dir")] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option("--cache-dir", help="The cache the run was trained from (default: its own)."),
+    ] = None,
+) -> None:
+    """Write one self-contained HTML page about a run: metrics, plots, best/median/worst items."""
+    from trainers.report import build_report, summary_line
+
+    folder = run if run.is_dir() else default_runs_dir(runs_dir) / run
+    with user_errors():
+        path = build_report(folder, out, cache_dir=cache_dir)
+        line = summary_line(folder)
+    typer.echo(str(path))
+    console.print(line)

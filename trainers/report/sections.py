@@ -1,0 +1,190 @@
+"""The report's sections, built from a run and its sample details (see :mod:`.html`
+for the escaping rules: every value from data goes through ``esc``/``tag``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trainers.report.html import Html, figure, join, notes, number, table, tag
+from trainers.report.images import ImageDetail
+from trainers.report.run import Run
+from trainers.report.samples import KINDS, Sample
+from trainers.report.videos import VideoDetail
+
+METRIC_KEYS = ("srcc", "krcc", "plcc", "plcc_raw", "rmse")
+METRIC_NAMES = ("SRCC", "KRCC", "PLCC (logistic)", "PLCC (raw)", "RMSE (logistic)")
+KIND_TITLES = {
+    "best": "Best: smallest absolute error",
+    "median": "Median absolute error",
+    "worst": "Worst: largest absolute error",
+}
+
+
+def summary(run: Run) -> Html:
+    config, metrics = run.config, run.metrics
+    seconds = metrics.get("train_seconds")
+    rows: list[list[Any]] = [
+        ["run", tag("code", run.dir.name)],
+        ["trainer", run.trainer],
+        ["dataset", config.get("dataset", "?")],
+        ["preset", config.get("preset", "?")],
+    ]
+    if run.trainer == "rsa":
+        head = config.get("head", {})
+        switches = (("no text", head.get("use_text")), ("no ratings", head.get("use_ratings")))
+        ablation = [name for name, on in switches if on is False]
+        rows.append(["attention", ", ".join([str(head.get("attention", "?")), *ablation])])
+    elif "mode" in config:
+        rows.append(["mode", config["mode"]])
+    rows += [
+        ["trainable parameters", number(metrics.get("trainable_params"))],
+        ["train seconds", "–" if seconds is None else f"{float(seconds):.1f}"],
+        ["test splits", str(len({s.get("split") for s in metrics.get("splits", [])}))],
+        ["seed", config.get("seed", "–")],
+        ["items", config.get("items", len(run.predictions["item_id"].unique()))],
+        ["cache", tag("code", config.get("cache", {}).get("dir", "?"))],
+    ]
+    prints = run.fingerprints()
+    fingerprint_rows = [[name, tag("code", fp)] for name, fp in sorted(prints.items())]
+    body = join([
+        tag("h2", "Run"),
+        table([], rows),
+        tag("h3", "Cache fingerprints the run was trained on"),
+        table(["stage", "fingerprint"], fingerprint_rows) if fingerprint_rows else "none recorded",
+    ])  # fmt: skip
+    return tag("section", body, id="summary")
+
+
+def metrics_section(run: Run) -> Html:
+    metrics = run.metrics
+    overall = [
+        [label, *(number((metrics.get(row) or {}).get(k)) for k in METRIC_KEYS)]
+        for row, label in (("test", "mean"), ("median", "median"), ("std", "std"))
+    ]
+    split_rows = [
+        [s.get("split", "?"), s.get("test_set", "test"), number(s.get("n")),
+         *(number(s.get(k)) for k in METRIC_KEYS), s.get("note") or ""]
+        for s in metrics.get("splits", [])
+    ]  # fmt: skip
+    extra = [
+        tag("p", join(["Other test set ", tag("code", name), ": SRCC ",
+                       number(value.get("srcc")), ", PLCC (logistic) ",
+                       number(value.get("plcc"))]))
+        for name, value in metrics.items()
+        if isinstance(value, dict) and name not in ("test", "median", "std") and "srcc" in value
+    ]  # fmt: skip
+    body = join([
+        tag("h2", "Metrics"),
+        tag("p", "Over the test splits. PLCC and RMSE after the 4-parameter logistic mapping "
+                 "of the predictions to MOS; PLCC (raw) without it.", class_="muted"),
+        table(["", *METRIC_NAMES], overall, numeric=set(range(1, 6))),
+        *extra,
+        tag("h3", "Per split"),
+        table(["split", "test set", "n", *METRIC_NAMES, "note"], split_rows,
+              numeric=set(range(2, 8))),
+    ])  # fmt: skip
+    return tag("section", body, id="metrics")
+
+
+def plots_section(run: Run) -> Html:
+    pictures = []
+    for name, caption in (
+        ("scatter.png", "MOS vs prediction (all test splits)"),
+        ("curves.png", "training loss and validation SRCC per epoch"),
+    ):
+        path = run.dir / name
+        data = path.read_bytes() if path.is_file() else None
+        pictures.append(figure(data, caption, name))
+    body = join([tag("h2", "Plots"), tag("div", join(pictures), class_="plots")])
+    return tag("section", body, id="plots")
+
+
+def _scores(sample: Sample, score: float | None) -> Html:
+    line = tag("p", join([
+        "MOS ", tag("b", number(sample.mos, 3)),
+        " · predicted ", tag("b", number(sample.mapped, 3)),
+        f" (raw score {number(sample.pred)}, {sample.mapping} mapping of ",
+        tag("code", sample.split), ") · |error| ", tag("b", number(sample.error, 3)),
+    ]))  # fmt: skip
+    if score is not None and abs(score - sample.pred) > 1e-4 * (1 + abs(sample.pred)):
+        line = join([line, notes([
+            f"the checkpoint now scores this item {score:.4f}, not {sample.pred:.4f} as in "
+            "predictions.csv: the cache or the checkpoint changed since training"
+        ])])  # fmt: skip
+    return line
+
+
+def _image(detail: ImageDetail) -> Html:
+    media = [figure(detail.picture, "picture", "picture")]
+    if detail.overlay is not None:
+        media.append(figure(detail.overlay, "regions coloured by RSA weight (colour bar: "
+                            "weight)", "regions coloured by weight"))  # fmt: skip
+    parts = [tag("div", join(media), class_="media"), notes(detail.notes)]
+    if detail.regions:
+        dims = list(detail.regions[0].ratings) or ["colour", "noise", "artifact", "blur", "overall"]
+        rows = []
+        for r in detail.regions:
+            swatch = tag("span", "", class_="swatch", style=f"background:{r.colour}")
+            if r.content:
+                content: Any = r.content
+            elif r.raw:
+                content = join([tag("span", "no content parsed; raw: ", class_="muted"),
+                                tag("span", r.raw[:300], class_="raw")])  # fmt: skip
+            else:
+                content = tag("span", "–", class_="muted")
+            rows.append([swatch, r.name, f"{100 * r.area:.1f}%", number(r.weight, 3), content,
+                         *(r.ratings.get(d, "–") for d in dims)])  # fmt: skip
+        parts.append(table(["", "region", "area", "weight", "description", *dims], rows,
+                           numeric={2, 3}))  # fmt: skip
+    return join(parts)
+
+
+def _video(detail: VideoDetail) -> Html:
+    from trainers.scma import LEVELS
+
+    caption = "frame-difference curve"
+    if detail.n_frames is not None:
+        caption += f" ({detail.n_frames} frames), chosen frames marked"
+    parts = [tag("div", join([figure(detail.curve, caption, "difference curve"),
+                              figure(detail.bars, "cosine similarity to the five prompts",
+                                     "prompt similarities")]), class_="media")]  # fmt: skip
+    if detail.frames:
+        thumbs = [figure(data, f"frame {index}", f"frame {index}") for index, data in detail.frames]
+        parts.append(tag("div", join(thumbs), class_="frames"))
+    parts.append(notes(detail.notes))
+    if detail.similarities is not None:
+        weights = detail.score_weights or [None] * len(LEVELS)
+        rows = [["cosine similarity", *(number(v) for v in detail.similarities)],
+                ["score weight w", *(number(v) for v in weights)]]  # fmt: skip
+        parts.append(table(["prompt “… a video of X quality”", *LEVELS], rows,
+                           numeric=set(range(1, 6))))  # fmt: skip
+    return join(parts)
+
+
+def samples_section(
+    run: Run, samples: list[Sample], details: dict[tuple[str, str], Any], problem: str | None
+) -> Html:
+    parts: list[Any] = [
+        tag("h2", "Test items: best, median and worst predictions"),
+        tag("p", "Predictions mapped to the MOS scale per test split (4-parameter logistic "
+                 "fitted on that split); items ranked by absolute error.", class_="muted"),
+    ]  # fmt: skip
+    if problem:
+        parts.append(notes([f"Details are not available: {problem}"]))
+    if not samples:
+        parts.append(tag("p", "No test predictions to show.", class_="muted"))
+    for kind in KINDS:
+        chosen = [s for s in samples if s.kind == kind]
+        if not chosen:
+            continue
+        parts.append(tag("h3", KIND_TITLES[kind]))
+        for s in chosen:
+            detail = details.get((s.item_id, s.split))
+            head = tag("h3", join([tag("span", kind, class_="badge"), " ", tag("code", s.item_id)]))
+            body: list[Any] = [head, _scores(s, getattr(detail, "score", None))]
+            if isinstance(detail, ImageDetail):
+                body.append(_image(detail))
+            elif isinstance(detail, VideoDetail):
+                body.append(_video(detail))
+            parts.append(tag("article", join(body), class_=f"sample {kind}", data_kind=kind))
+    return tag("section", join(parts), id="samples")
