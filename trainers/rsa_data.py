@@ -142,6 +142,66 @@ def _ok_rows(stage, columns: list[str] | None = None) -> pd.DataFrame:
     return table[table["status"] == "ok"]
 
 
+def build_rsa_data(
+    data: pd.DataFrame,
+    features,
+    feature_rows: np.ndarray,
+    slots: int,
+    regions_rows: list | None = None,
+    describe_rows: list | None = None,
+    text: tuple[Any, Any, np.ndarray] | None = None,
+    stages: dict[str, Any] | None = None,
+    dropped: int = 0,
+) -> RSAData:
+    """The head's inputs for the items of ``data`` (one per row, in order).
+
+    Shared by the cache loader (:func:`load_rsa_data`) and live prediction
+    (:mod:`trainers.predict_rsa`), so both turn stage outputs into inputs the same way.
+
+    - ``features``: backbone maps ``[M, C, h, w]`` (fp16 or fp32, may be memory-mapped);
+      ``feature_rows`` ``[N]``: each item's row in it;
+    - ``slots``: regions per item (``max_regions + 1``; 1 in ``global`` mode);
+    - ``regions_rows`` / ``describe_rows``: per item the stage's row (a mapping with the
+      stage's list columns), or None when the ablation does not use the stage;
+    - ``text``: ``(embeddings [M, slots, D], mask [M, slots], rows [N])`` or None.
+    """
+    grid = tuple(int(v) for v in features.shape[2:])
+    n = len(data)
+    masks = np.zeros((n, slots, *grid), np.float32)
+    valid = np.zeros((n, slots), np.float32)
+    ratings = np.zeros((n, slots, len(DIMENSIONS)), np.int64)
+    if regions_rows is None:  # global pooling: one region, the whole map
+        masks[:], valid[:] = 1.0, 1.0
+    for i in range(n):
+        if regions_rows is not None:
+            row = regions_rows[i]
+            masks[i] = grid_masks(row, slots, grid)
+            valid[i, [int(r) for r in row["region_id"]]] = 1.0
+        if describe_rows is not None:
+            ratings[i] = ratings_of(describe_rows[i], slots)
+    if text is not None:
+        emb, tmask, rows = text
+        text_emb = np.asarray(emb[rows], np.float32)
+        text_valid = np.asarray(tmask[rows], np.float32)
+    else:
+        text_emb, text_valid = np.zeros((n, slots, 1), np.float32), np.zeros((n, slots), np.float32)
+    mean, square, area = moments(features, np.asarray(feature_rows), torch.from_numpy(masks))
+    return RSAData(
+        data=data,
+        mean=mean,
+        square=square,
+        area=area,
+        grid=grid,
+        valid=torch.from_numpy(valid),
+        masks=torch.from_numpy(masks),
+        text=torch.from_numpy(text_emb),
+        text_valid=torch.from_numpy(text_valid),
+        ratings=torch.from_numpy(ratings),
+        stages=stages or {},
+        dropped=dropped,
+    )
+
+
 def load_rsa_data(cache_dir: Path, dataset: str, stages: list[str]) -> RSAData:
     opened = open_needed(cache_dir, dataset, stages)
     items = read_items(cache_dir, dataset)
@@ -151,48 +211,27 @@ def load_rsa_data(cache_dir: Path, dataset: str, stages: list[str]) -> RSAData:
     for table in tables.values():
         data = data[data["item_id"].isin(table.index)]
     data = data.reset_index(drop=True)
-    features = opened["backbone"].array("features", mmap=True)
-    grid = tuple(int(v) for v in features.shape[2:])
-    n = len(data)
     slots = (
         int(opened["regions"].manifest["config"]["max_regions"]) + 1 if "regions" in opened else 1
     )
-    masks = np.zeros((n, slots, *grid), np.float32)
-    valid = np.zeros((n, slots), np.float32)
-    ratings = np.zeros((n, slots, len(DIMENSIONS)), np.int64)
-    if "regions" not in tables:  # global pooling: one region, the whole map
-        masks[:], valid[:] = 1.0, 1.0
-    for i, item_id in enumerate(data["item_id"]):
-        if "regions" in tables:
-            row = tables["regions"].loc[item_id]
-            masks[i] = grid_masks(row, slots, grid)
-            valid[i, [int(r) for r in row["region_id"]]] = 1.0
-        if "describe" in tables:
-            ratings[i] = ratings_of(tables["describe"].loc[item_id], slots)
-    text_dim = 1
+
+    def rows_of(name: str) -> list | None:
+        if name not in tables:
+            return None
+        return [tables[name].loc[item_id] for item_id in data["item_id"]]
+
+    text = None
     if "text" in opened:
-        emb = opened["text"].array("embeddings")
-        tmask = opened["text"].array("mask")
-        text_dim = emb.shape[-1]
         rows = tables["text"].loc[data["item_id"], "_row"].to_numpy()
-        text, text_valid = emb[rows].astype(np.float32), tmask[rows].astype(np.float32)
-    else:
-        text, text_valid = (
-            np.zeros((n, slots, text_dim), np.float32),
-            np.zeros((n, slots), np.float32),
-        )
-    mean, square, area = moments(features, data["feature_row"].to_numpy(), torch.from_numpy(masks))
-    return RSAData(
-        data=data,
-        mean=mean,
-        square=square,
-        area=area,
-        grid=grid,
-        valid=torch.from_numpy(valid),
-        masks=torch.from_numpy(masks),
-        text=torch.from_numpy(text),
-        text_valid=torch.from_numpy(text_valid),
-        ratings=torch.from_numpy(ratings),
+        text = (opened["text"].array("embeddings"), opened["text"].array("mask"), rows)
+    return build_rsa_data(
+        data,
+        opened["backbone"].array("features", mmap=True),
+        data["feature_row"].to_numpy(),
+        slots,
+        regions_rows=rows_of("regions"),
+        describe_rows=rows_of("describe"),
+        text=text,
         stages=opened,
-        dropped=len(items) - n,
+        dropped=len(items) - len(data),
     )

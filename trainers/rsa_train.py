@@ -17,44 +17,22 @@ from typing import Any
 import numpy as np
 import torch
 
+from cache.items import read_items
 from pipeline.config import apply_overrides, default_preset, load_preset
 from pipeline.datasets.base import DatasetError, OptionError
-from trainers.loop import LoopConfig
-from trainers.protocol import run_splits
+from trainers.protocol import TrainRequest, loop_config, run_splits
 from trainers.rsa import ATTENTION, RSAHead
 from trainers.rsa_data import RSAData, load_rsa_data, needed_stages
 from trainers.runfolder import write_run
+from trainers.runinfo import mos_range, stage_record
 from trainers.splits import make_splits
 
 
 @dataclass
-class RsaRequest:
-    dataset: str
-    cache_dir: Path
-    runs_dir: Path
-    run: str | None = None
-    splits: int = 10
-    epochs: int | None = None
-    seed: int = 0
-    device: str = "cpu"
-    sets: list[str] | None = None
-    preset: str | None = None
+class RsaRequest(TrainRequest):
     attention: str = "rsa"
     use_text: bool = True
     use_ratings: bool = True
-
-
-def loop_config(tcfg: dict[str, Any], seed: int) -> LoopConfig:
-    return LoopConfig(
-        epochs=int(tcfg["epochs"]),
-        batch_size=int(tcfg["batch_size"]),
-        lr=float(tcfg["lr"]),
-        weight_decay=float(tcfg["weight_decay"]),
-        warmup_epochs=float(tcfg["warmup_epochs"]),
-        rank_weight=float(tcfg["rank_weight"]),
-        patience=int(tcfg["patience"]),
-        seed=seed,
-    )
 
 
 def build_head(data: RSAData, head_cfg: dict[str, Any]) -> RSAHead:
@@ -77,18 +55,6 @@ def head_scorer(data: RSAData, device) -> Callable:
         return lambda rows: model(*data.batch(rows, device))
 
     return make_score
-
-
-def stage_record(stages: dict[str, Any]) -> dict[str, Any]:
-    """Fingerprint, model identity and config of every cached stage the run read."""
-    return {
-        name: {
-            "fingerprint": s.fingerprint,
-            "model": s.manifest["model"],
-            "config": s.manifest["config"],
-        }
-        for name, s in stages.items()
-    }
 
 
 def train_rsa(
@@ -149,6 +115,7 @@ def train_rsa(
         "seed": req.seed,
         "device": str(device),
         "items": len(data.data),
+        "mos_range": mos_range(read_items(req.cache_dir, req.dataset)),
     }
     metrics = write_run(
         folder, per_split, predictions, config, histories, params,
