@@ -7,6 +7,7 @@ import logging
 import typer
 
 from cli import cache, datasets, features, report, train, version
+from cli import predict as predict_cli
 
 app = typer.Typer(
     name="qfeat",
@@ -19,6 +20,7 @@ app.registered_commands.extend(version.app.registered_commands)
 app.registered_commands.extend(features.app.registered_commands)
 app.registered_commands.extend(train.eval_app.registered_commands)
 app.registered_commands.extend(report.app.registered_commands)
+app.registered_commands.extend(predict_cli.app.registered_commands)
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(cache.app, name="cache")
 app.add_typer(train.app, name="train")

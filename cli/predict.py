@@ -1,0 +1,80 @@
+"""`qfeat predict RUN PATH...`: score images (rsa runs) or videos (scma runs) live.
+
+Exit codes: 0 every file scored · 1 a file could not be scored (all results are still
+printed) or the run cannot score files (e.g. a stage model that differs from the one
+the run was trained with) · 2 usage (no files matched the paths).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from cli.errors import EXIT_DATA, user_errors
+
+app = typer.Typer()
+console = Console(highlight=False, soft_wrap=True)
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+@app.command("predict")
+def predict(
+    run: Annotated[str, typer.Argument(help="Run folder, or a run name under the runs dir.")],
+    paths: Annotated[
+        list[str],
+        typer.Argument(help="Files, folders (searched recursively) or glob patterns."),
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print only a JSON list of results.")
+    ] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    runs_dir: Annotated[Path | None, typer.Option("--runs-dir")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Files per chunk (default 32 images, 8 videos).")
+    ] = None,
+) -> None:
+    """Score new images or videos with a trained run (its stages run live on the files)."""
+    from pipeline.cluster import resolve_device
+    from pipeline.datasets.base import OptionError
+    from trainers.predict import expand_paths, file_kind, load_run, resolve_run
+
+    t0 = time.perf_counter()
+    with user_errors():
+        folder = resolve_run(run, runs_dir)
+        modality, extensions = file_kind(folder)
+        files = expand_paths(paths, extensions)
+        if not files:
+            kinds = " ".join(extensions)
+            raise OptionError(f"no {modality} files ({kinds}) matched {' '.join(paths)}")
+        model = load_run(folder, resolve_device(device))
+        results = model.score(files, batch_size)
+    failed = sum(r.status != "ok" for r in results)
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in results], indent=2))
+    else:
+        table = Table(title=f"{model.run_dir.name} ({model.trainer}) on {len(results)} files")
+        for name in ("file", "score", "score_01", "status"):
+            table.add_column(
+                name,
+                justify="right" if name.startswith("score") else "left",
+                overflow="fold",
+            )
+        for r in results:
+            status = "ok" if r.status == "ok" else f"[red]{r.status}[/]: {escape(r.error or '')}"
+            table.add_row(escape(r.path), _number(r.score, 3), _number(r.score_01, 3), status)
+        console.print(table)
+        console.print(
+            f"scored {len(results) - failed}, failed {failed}, {time.perf_counter() - t0:.1f} s"
+        )
+    if failed:
+        raise typer.Exit(EXIT_DATA)

@@ -1,0 +1,277 @@
+"""Score new images or videos with a trained run (what ``qfeat predict`` calls).
+
+::
+
+    from trainers.predict import load_run
+
+    model = load_run("runs/rsa-demo-20250101-120000", device="cpu")
+    results = model.score(["a.jpg", "b.png"])  # [Prediction(path, score, score_01, status, error)]
+    [r.as_dict() for r in results]  # what `qfeat predict --json` prints
+
+The run's cache stages run live on the files, in-process (no Dask, no cache writes),
+with exactly the stage configs, seeds and model identities recorded in the run's
+``config.json`` (:mod:`trainers.predict_live`); a stage whose model differs from the
+recorded one is refused. Then every split's checkpoint (``split-NN.safetensors``) scores
+each file:
+
+- ``raw``: the head's output (the scale ``predictions.csv`` ``pred`` is on);
+- mapped to the training dataset's MOS scale by a monotonic map fitted on that split's
+  own test predictions in ``predictions.csv`` (pred -> mos: the 4-parameter logistic of
+  :mod:`trainers.metrics`, or a straight line when that fit fails), clipped to the
+  dataset's MOS scale;
+- ``score``: the mean over splits of the mapped scores (native MOS units);
+- ``score_01``: ``score`` on 0..1 like the cache's ``mos_01`` (1 = best, clipped), from
+  the run's ``mos_range`` (or, for older runs, recovered from the training cache's
+  ``items.parquet``); None when neither is available.
+
+Files are processed in chunks of ``batch_size`` (default 32 images or 8 videos) in the
+given order; the same files always give the same scores (seeded models in eval mode).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.datasets.base import DatasetError
+from trainers.metrics import fit_logistic, logistic4
+from trainers.protocol import checkpoints
+from trainers.runinfo import mos_range, normalise_score
+
+log = logging.getLogger(__name__)
+
+KEYS = ("path", "score", "score_01", "status", "error")
+
+
+@dataclass
+class Prediction:
+    """One file's result; :meth:`as_dict` has exactly the keys of ``--json``."""
+
+    path: str
+    score: float | None  # mean over splits of the mapped scores, native MOS scale
+    score_01: float | None  # 0..1, 1 = best; None without a known scale
+    status: str  # "ok" or the stage's error kind (missing, empty_file, decode_error, ...)
+    error: str | None  # None, or the reason
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A monotonic map from raw model scores to MOS: ``logistic`` (params b1..b4 of
+    :func:`trainers.metrics.logistic4`), ``linear`` (slope, intercept) or ``constant``;
+    the output is clipped to ``bounds`` (a fit on a small test set can extrapolate far
+    outside the MOS scale; clipping keeps the map monotonic)."""
+
+    kind: str
+    params: tuple[float, ...]
+    bounds: tuple[float, float] = (-np.inf, np.inf)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float64)
+        if self.kind == "logistic":
+            y = logistic4(x, *self.params)
+        elif self.kind == "linear":
+            y = self.params[0] * x + self.params[1]
+        else:
+            y = np.full_like(x, self.params[0])
+        return np.clip(y, *self.bounds)
+
+
+def fit_mapping(pred, mos, bounds: tuple[float, float] | None = None) -> Mapping:
+    """The 4-parameter logistic from ``pred`` to ``mos`` (1-D, same length), falling
+    back to a least-squares line when the fit fails and to the mean MOS when the
+    predictions are constant. Outputs are clipped to ``bounds`` (default: the range of
+    ``mos``)."""
+    pred, mos = np.asarray(pred, np.float64).ravel(), np.asarray(mos, np.float64).ravel()
+    keep = np.isfinite(pred) & np.isfinite(mos)
+    pred, mos = pred[keep], mos[keep]
+    if bounds is None:
+        bounds = (float(mos.min()), float(mos.max())) if mos.size else (-np.inf, np.inf)
+    if pred.size >= 2 and np.ptp(pred) > 0:
+        params = fit_logistic(pred, mos) if pred.size >= 4 else None
+        if params is not None:
+            return Mapping("logistic", tuple(float(p) for p in params), bounds)
+        slope, intercept = np.polyfit(pred, mos, 1)
+        return Mapping("linear", (float(slope), float(intercept)), bounds)
+    return Mapping("constant", (float(mos.mean()) if mos.size else float("nan"),), bounds)
+
+
+def split_mappings(
+    predictions: pd.DataFrame, n_splits: int, scale: dict[str, Any] | None = None
+) -> list[Mapping]:
+    """One :func:`fit_mapping` per split, on its rows of the main test set (``test``, or
+    the first test-set name, as in ``metrics.json``), clipped to the dataset's ``scale``
+    (``{"min", "max"}``) when known, else to each split's test MOS range."""
+    names = predictions["split"].str.rsplit("@", n=1)
+    test_sets = sorted(set(names.str[0]))
+    main = "test" if "test" in test_sets else test_sets[0]
+    bounds = (float(scale["min"]), float(scale["max"])) if scale else None
+    out = []
+    for index in range(n_splits):
+        rows = predictions[(names.str[0] == main) & (names.str[1] == str(index))]
+        if rows.empty:
+            raise DatasetError(
+                f"predictions.csv has no {main}@{index} rows to calibrate split {index}"
+            )
+        out.append(fit_mapping(rows["pred"].to_numpy(), rows["mos"].to_numpy(), bounds))
+    return out
+
+
+def resolve_run(run: str | os.PathLike, runs_dir: Path | None = None) -> Path:
+    """A run folder, or a run name under ``runs_dir`` (as ``qfeat evaluate`` does)."""
+    from pipeline.paths import runs_dir as default_runs_dir
+
+    path = Path(run).expanduser()
+    folder = path if path.is_dir() else default_runs_dir(runs_dir) / str(run)
+    if not (folder / "config.json").is_file():
+        raise DatasetError(f"{run} is not a qfeat run folder (no config.json in {folder})")
+    return folder
+
+
+def expand_paths(patterns: Iterable[str], extensions: tuple[str, ...]) -> list[Path]:
+    """Files to score, in a deterministic order, each once.
+
+    A folder gives its files with one of ``extensions`` (recursively, sorted); a pattern
+    with ``*``, ``?`` or ``[`` is expanded with ``glob(recursive=True)`` (sorted; folders
+    among the matches are walked as above); anything else is taken as a file even when
+    it does not exist (it is then reported as ``missing``).
+    """
+
+    def walk(folder: Path) -> list[Path]:
+        return sorted(
+            p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in extensions
+        )
+
+    out: list[Path] = []
+    for pattern in patterns:
+        path = Path(pattern).expanduser()
+        if path.is_dir():
+            out.extend(walk(path))
+        elif glob.has_magic(pattern):
+            for match in sorted(glob.glob(os.path.expanduser(pattern), recursive=True)):
+                out.extend(walk(Path(match)) if Path(match).is_dir() else [Path(match)])
+        else:
+            out.append(path)
+    seen: set[str] = set()
+    unique = []
+    for p in out:
+        key = os.path.abspath(p)
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
+
+
+def file_kind(run_dir: Path) -> tuple[str, tuple[str, ...]]:
+    """``(modality, file extensions)`` a run scores, from its ``config.json`` alone."""
+    trainer = json.loads((run_dir / "config.json").read_text()).get("trainer")
+    if trainer == "rsa":
+        from trainers.predict_rsa import IMAGE_EXTENSIONS
+
+        return "image", IMAGE_EXTENSIONS
+    if trainer == "scma":
+        from trainers.predict_scma import VIDEO_EXTENSIONS
+
+        return "video", VIDEO_EXTENSIONS
+    raise DatasetError(f"{run_dir} is a run of an unknown trainer ({trainer!r})")
+
+
+class RunModel:
+    """A trained run ready to score files; build it with :func:`load_run`."""
+
+    def __init__(self, run_dir: Path, device: str = "cpu"):
+        from safetensors.torch import load_file
+
+        self.run_dir = run_dir
+        self.config = json.loads((run_dir / "config.json").read_text())
+        self.trainer = self.config.get("trainer")
+        paths = checkpoints(run_dir)
+        if not paths:
+            raise DatasetError(f"{run_dir} has no checkpoints (split-NN.safetensors)")
+        states = [load_file(str(p)) for p in paths]
+        self.mos_range = self.config.get("mos_range") or self._items_range()
+        self.mappings = split_mappings(
+            pd.read_csv(run_dir / "predictions.csv"), len(paths), self.mos_range
+        )
+        if self.trainer == "rsa":
+            from trainers.predict_rsa import RsaScorer
+
+            self.scorer = RsaScorer(run_dir, self.config, states, device)
+        elif self.trainer == "scma":
+            from trainers.predict_scma import ScmaScorer
+
+            self.scorer = ScmaScorer(run_dir, self.config, states, device)
+        else:
+            raise DatasetError(f"{run_dir} is a run of an unknown trainer ({self.trainer!r})")
+        self.modality: str = self.scorer.modality
+        self.extensions: tuple[str, ...] = self.scorer.extensions
+        self.batch_size = 32 if self.modality == "image" else 8
+
+    def _items_range(self) -> dict[str, Any] | None:
+        """Older runs: the scale recovered from the training cache's items.parquet."""
+        from cache.items import read_items
+
+        try:
+            items = read_items(Path(self.config["cache"]["dir"]), self.config["dataset"])
+        except (DatasetError, KeyError, OSError) as exc:
+            log.warning("no MOS range for %s (%s): score_01 will be empty", self.run_dir, exc)
+            return None
+        return mos_range(items)
+
+    def raw(
+        self, paths: Iterable[str | os.PathLike], batch_size: int | None = None
+    ) -> tuple[list[tuple[str, str | None]], np.ndarray]:
+        """``(statuses, raw [splits, files])``: each file's ``(status, error)`` and every
+        split's raw head output (NaN for failed files), files in the given order."""
+        files = [str(p) for p in paths]
+        size = batch_size or self.batch_size
+        statuses: list[tuple[str, str | None]] = []
+        parts = []
+        for start in range(0, len(files), size):
+            chunk = files[start : start + size]
+            items = [{"item_id": os.path.abspath(f), "path": f} for f in chunk]
+            log.info("scoring files %d-%d of %d", start + 1, start + len(chunk), len(files))
+            s, r = self.scorer.raw(items)
+            statuses.extend(s)
+            parts.append(r)
+        raw = np.concatenate(parts, axis=1) if parts else np.zeros((len(self.mappings), 0))
+        return statuses, raw
+
+    def score(
+        self, paths: Iterable[str | os.PathLike], batch_size: int | None = None
+    ) -> list[Prediction]:
+        """One :class:`Prediction` per path, in order (see the module docstring)."""
+        files = [str(p) for p in paths]
+        statuses, raw = self.raw(files, batch_size)
+        mapped = np.stack([m(r) for m, r in zip(self.mappings, raw, strict=True)])
+        out = []
+        for i, (path, (status, error)) in enumerate(zip(files, statuses, strict=True)):
+            if status != "ok":
+                out.append(Prediction(path, None, None, status, error))
+                continue
+            if not np.all(np.isfinite(mapped[:, i])):
+                out.append(Prediction(path, None, None, "error", "non-finite model output"))
+                continue
+            score = float(mapped[:, i].mean())
+            out.append(Prediction(path, score, normalise_score(score, self.mos_range), "ok", None))
+        return out
+
+
+def load_run(
+    run: str | os.PathLike, device: str = "cpu", runs_dir: str | os.PathLike | None = None
+) -> RunModel:
+    """Load run ``run`` (a folder, or a name under ``runs_dir`` / ``$QFEAT_RUNS_DIR``)
+    with its stages' models on ``device`` (``cpu`` or ``cuda``); raises DatasetError when
+    the run cannot score files (e.g. a stage model that differs from the recorded one)."""
+    return RunModel(resolve_run(run, Path(runs_dir) if runs_dir else None), device)

@@ -1,0 +1,97 @@
+"""Live scoring for SCMA (Q-CLIP, video) runs: the frames and clip stages on new videos,
+then every split's adapter on the clip stage's own outputs.
+
+The clip stage's ``hidden`` (tokens entering block L-K; ``embeddings`` in projection
+mode) is exactly what training read from the cache, and the model is rebuilt and applied
+as in training (:func:`trainers.scma_train.load_clip_for`, :func:`tokenizer_for`,
+:func:`scorer`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+
+from cache.layout import stage_dir
+from pipeline.datasets.base import DatasetError
+from pipeline.stages import ORDER
+from trainers.loop import predict
+from trainers.predict_live import LiveStages
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
+BATCH = 8  # videos per adapter forward
+
+
+def stage_records(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """``{"frames": record, "clip": record}`` as :func:`trainers.runinfo.stage_record`.
+
+    Runs record them in ``config.json`` ``stages``; for runs made before that, they are
+    read from the manifests of the cache folders the run names (while they exist).
+    """
+    records = dict(config.get("stages") or {})
+    cache = config.get("cache", {})
+    for name in ORDER["video"]:
+        if name in records:
+            continue
+        folder = stage_dir(Path(cache.get("dir", "")), config["dataset"], name, cache.get(name, ""))
+        path = folder / "manifest.json"
+        if not cache.get(name) or not path.is_file():
+            raise DatasetError(
+                f"{run_dir.name} records no {name} stage config and its cache folder "
+                f"({folder}) is gone, so the stage cannot be rerun as trained; retrain the run"
+            )
+        manifest = json.loads(path.read_text())
+        records[name] = {
+            "fingerprint": manifest["fingerprint"],
+            "model": manifest["model"],
+            "config": manifest["config"],
+        }
+    return records
+
+
+class ScmaScorer:
+    """Raw adapter outputs of every split for chunks of video files."""
+
+    modality = "video"
+    extensions = VIDEO_EXTENSIONS
+
+    def __init__(self, run_dir: Path, config: dict[str, Any], states: list, device: str):
+        from trainers.scma import QCLIP
+        from trainers.scma_train import load_clip_for, tokenizer_for
+
+        records = stage_records(run_dir, config)
+        self.live = LiveStages(records, list(ORDER["video"]), device, run_dir.name)
+        base, _, clip_cfg = load_clip_for(SimpleNamespace(manifest=records["clip"]))
+        self.mode = config["mode"]
+        self.device = torch.device(device)
+        self.model = QCLIP(
+            base,
+            tokenizer_for(clip_cfg["model"]),
+            k=int(clip_cfg["adapted_blocks"]),
+            r=int(config["scma"]["r"]),
+            mode=self.mode,
+        ).to(self.device)
+        self.states = states
+
+    def raw(self, items: list[dict[str, Any]]) -> tuple[list[tuple[str, str | None]], np.ndarray]:
+        """``(statuses, raw [splits, len(items)])``; NaN where an item failed."""
+        from trainers.scma_train import scorer
+
+        outputs = self.live.run(items)
+        statuses = self.live.statuses(outputs, len(items))
+        raw = np.full((len(self.states), len(items)), np.nan)
+        ok = np.array([i for i, (status, _) in enumerate(statuses) if status == "ok"], int)
+        if not len(ok):
+            return statuses, raw
+        name = "hidden" if self.mode == "full" else "embeddings"
+        features = outputs["clip"].arrays[name]
+        score = scorer(self.model, features, ok, self.mode, self.device)
+        for split, state in enumerate(self.states):
+            self.model.load_state_dict(state, strict=False)
+            raw[split, ok] = predict(self.model, score, np.arange(len(ok)), BATCH)
+        return statuses, raw
