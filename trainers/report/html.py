@@ -43,8 +43,9 @@ table{border-collapse:collapse;font-size:.88em;margin:.4em 0}
 th,td{border:1px solid #d9dee5;padding:3px 7px;text-align:left;vertical-align:top}
 th{background:#f2f4f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
 code{font-size:.92em;word-break:break-all}.muted{color:#667085}
-.plots,.media,.frames{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
-figure{margin:0}#plots figure img{max-height:420px;width:auto}
+.cols,.plots,.media,.frames{display:flex;flex-wrap:wrap;gap:12px 28px;align-items:flex-start}
+figure{margin:0}#plots figure img{max-height:280px;width:auto}
+.cols h3{margin-top:0}
 figcaption{font-size:.8em;color:#667085}
 .frames figure img{max-width:160px;image-rendering:auto}
 img{max-width:100%;height:auto;border:1px solid #eef0f3}

@@ -93,7 +93,7 @@ def region_overlay(
     border = np.zeros(labels.shape, bool)
     border[1:] |= labels[1:] != labels[:-1]
     border[:, 1:] |= labels[:, 1:] != labels[:, :-1]
-    out[border] = 1.0
+    out[border] = 0.4 * out[border] + 0.6  # light borders, the tint stays visible
     h, w = labels.shape
     fig = _figure(w / 100 + 1.3, h / 100 + 0.2)
     ax = fig.add_axes((0.01, 0.01, w / 100 / (w / 100 + 1.3), 0.98))

@@ -46,12 +46,12 @@ def summary(run: Run) -> Html:
     ]
     prints = run.fingerprints()
     fingerprint_rows = [[name, tag("code", fp)] for name, fp in sorted(prints.items())]
-    body = join([
-        tag("h2", "Run"),
-        table([], rows),
+    fingerprints = join([
         tag("h3", "Cache fingerprints the run was trained on"),
         table(["stage", "fingerprint"], fingerprint_rows) if fingerprint_rows else "none recorded",
     ])  # fmt: skip
+    columns = join([tag("div", table([], rows)), tag("div", fingerprints)])
+    body = join([tag("h2", "Run"), tag("div", columns, class_="cols")])
     return tag("section", body, id="summary")
 
 
