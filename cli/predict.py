@@ -62,7 +62,7 @@ def predict(
     if as_json:
         typer.echo(json.dumps([r.as_dict() for r in results], indent=2))
     else:
-        table = Table(title=f"{model.run_dir.name} ({model.trainer}) on {len(results)} files")
+        table = Table(title=f"{escape(folder.name)} ({model.trainer}) on {len(results)} files")
         for name in ("file", "score", "score_01", "status"):
             table.add_column(
                 name,

@@ -26,6 +26,11 @@ each file:
 
 Files are processed in chunks of ``batch_size`` (default 32 images or 8 videos) in the
 given order; the same files always give the same scores (seeded models in eval mode).
+A file scored in a different chunk of files may differ by float rounding only (about
+1e-6 relative: batch sizes change how CPU kernels sum). Each file's item id is its
+absolute path, so the ``random`` frame sampler picks other frames for a video than it
+did in the training cache (whose ids are dataset-relative); the default ``difference``
+sampler does not depend on the id.
 """
 
 from __future__ import annotations
@@ -272,6 +277,10 @@ def load_run(
     run: str | os.PathLike, device: str = "cpu", runs_dir: str | os.PathLike | None = None
 ) -> RunModel:
     """Load run ``run`` (a folder, or a name under ``runs_dir`` / ``$QFEAT_RUNS_DIR``)
-    with its stages' models on ``device`` (``cpu`` or ``cuda``); raises DatasetError when
-    the run cannot score files (e.g. a stage model that differs from the recorded one)."""
-    return RunModel(resolve_run(run, Path(runs_dir) if runs_dir else None), device)
+    with its stages' models on ``device`` (``auto``, ``cpu`` or ``cuda``); raises
+    DatasetError when the run cannot score files (e.g. a stage model that differs from
+    the recorded one)."""
+    from pipeline.cluster import resolve_device
+
+    folder = resolve_run(run, Path(runs_dir) if runs_dir else None)
+    return RunModel(folder, resolve_device(device))
