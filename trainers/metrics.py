@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,47 @@ def fit_logistic(pred: np.ndarray, mos: np.ndarray) -> np.ndarray | None:
     except (RuntimeError, ValueError, optimize.OptimizeWarning):
         return None
     return params if np.all(np.isfinite(params)) else None
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A monotonic map from raw model scores to MOS: ``logistic`` (params b1..b4 of
+    :func:`logistic4`), ``linear`` (slope, intercept) or ``constant``;
+    the output is clipped to ``bounds`` (a fit on a small test set can extrapolate far
+    outside the MOS scale; clipping keeps the map monotonic)."""
+
+    kind: str
+    params: tuple[float, ...]
+    bounds: tuple[float, float] = (-np.inf, np.inf)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float64)
+        if self.kind == "logistic":
+            y = logistic4(x, *self.params)
+        elif self.kind == "linear":
+            y = self.params[0] * x + self.params[1]
+        else:
+            y = np.full_like(x, self.params[0])
+        return np.clip(y, *self.bounds)
+
+
+def fit_mapping(pred, mos, bounds: tuple[float, float] | None = None) -> Mapping:
+    """The 4-parameter logistic from ``pred`` to ``mos`` (1-D, same length), falling
+    back to a least-squares line when the fit fails and to the mean MOS when the
+    predictions are constant. Outputs are clipped to ``bounds`` (default: the range of
+    ``mos``)."""
+    pred, mos = np.asarray(pred, np.float64).ravel(), np.asarray(mos, np.float64).ravel()
+    keep = np.isfinite(pred) & np.isfinite(mos)
+    pred, mos = pred[keep], mos[keep]
+    if bounds is None:
+        bounds = (float(mos.min()), float(mos.max())) if mos.size else (-np.inf, np.inf)
+    if pred.size >= 2 and np.ptp(pred) > 0:
+        params = fit_logistic(pred, mos) if pred.size >= 4 else None
+        if params is not None:
+            return Mapping("logistic", tuple(float(p) for p in params), bounds)
+        slope, intercept = np.polyfit(pred, mos, 1)
+        return Mapping("linear", (float(slope), float(intercept)), bounds)
+    return Mapping("constant", (float(mos.mean()) if mos.size else float("nan"),), bounds)
 
 
 def _corr(fn, a: np.ndarray, b: np.ndarray) -> float:

@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.datasets.base import DatasetError
-from trainers.metrics import fit_logistic, logistic4
+from trainers.metrics import Mapping, fit_mapping
 from trainers.protocol import checkpoints
 from trainers.runinfo import mos_range, normalise_score
 
@@ -69,47 +69,6 @@ class Prediction:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class Mapping:
-    """A monotonic map from raw model scores to MOS: ``logistic`` (params b1..b4 of
-    :func:`trainers.metrics.logistic4`), ``linear`` (slope, intercept) or ``constant``;
-    the output is clipped to ``bounds`` (a fit on a small test set can extrapolate far
-    outside the MOS scale; clipping keeps the map monotonic)."""
-
-    kind: str
-    params: tuple[float, ...]
-    bounds: tuple[float, float] = (-np.inf, np.inf)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, np.float64)
-        if self.kind == "logistic":
-            y = logistic4(x, *self.params)
-        elif self.kind == "linear":
-            y = self.params[0] * x + self.params[1]
-        else:
-            y = np.full_like(x, self.params[0])
-        return np.clip(y, *self.bounds)
-
-
-def fit_mapping(pred, mos, bounds: tuple[float, float] | None = None) -> Mapping:
-    """The 4-parameter logistic from ``pred`` to ``mos`` (1-D, same length), falling
-    back to a least-squares line when the fit fails and to the mean MOS when the
-    predictions are constant. Outputs are clipped to ``bounds`` (default: the range of
-    ``mos``)."""
-    pred, mos = np.asarray(pred, np.float64).ravel(), np.asarray(mos, np.float64).ravel()
-    keep = np.isfinite(pred) & np.isfinite(mos)
-    pred, mos = pred[keep], mos[keep]
-    if bounds is None:
-        bounds = (float(mos.min()), float(mos.max())) if mos.size else (-np.inf, np.inf)
-    if pred.size >= 2 and np.ptp(pred) > 0:
-        params = fit_logistic(pred, mos) if pred.size >= 4 else None
-        if params is not None:
-            return Mapping("logistic", tuple(float(p) for p in params), bounds)
-        slope, intercept = np.polyfit(pred, mos, 1)
-        return Mapping("linear", (float(slope), float(intercept)), bounds)
-    return Mapping("constant", (float(mos.mean()) if mos.size else float("nan"),), bounds)
 
 
 def split_mappings(

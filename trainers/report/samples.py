@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from trainers.metrics import fit_logistic, logistic4
+from trainers.metrics import fit_mapping
 
 KINDS = ("best", "median", "worst")
 
@@ -41,18 +41,10 @@ def split_index(split: str) -> int:
 
 
 def map_split(pred: np.ndarray, mos: np.ndarray) -> tuple[np.ndarray, str]:
-    """``(mapped, kind)``: ``pred`` mapped onto the MOS scale by a monotonic fit."""
-    pred, mos = np.asarray(pred, np.float64), np.asarray(mos, np.float64)
-    if pred.size == 0:
-        return pred, "constant"
-    if pred.size < 2 or np.ptp(pred) == 0:
-        return np.full_like(pred, mos.mean()), "constant"
-    if pred.size >= 4:  # 4 parameters need at least 4 points
-        params = fit_logistic(pred, mos)
-        if params is not None:
-            return logistic4(pred, *params), "logistic"
-    slope, intercept = np.polyfit(pred, mos, 1)
-    return slope * pred + intercept, "linear"
+    """``(mapped, kind)``: ``pred`` mapped onto the MOS scale by a monotonic fit
+    (:func:`trainers.metrics.fit_mapping`, unclipped)."""
+    mapping = fit_mapping(pred, mos, bounds=(-np.inf, np.inf))
+    return mapping(pred), mapping.kind
 
 
 def map_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
