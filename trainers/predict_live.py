@@ -99,6 +99,16 @@ class LiveStages:
             outputs[name] = StageOutput(rows, prepare_arrays(arrays, len(rows)))
         return outputs
 
+    def run_checked(
+        self, items: list[dict[str, Any]]
+    ) -> tuple[dict[str, StageOutput], list[tuple[str, str | None]], np.ndarray]:
+        """:meth:`run`, plus each item's ``(status, error)`` and the indices of the items
+        every stage succeeded on."""
+        outputs = self.run(items)
+        statuses = self.statuses(outputs, len(items))
+        ok = np.array([i for i, (status, _) in enumerate(statuses) if status == "ok"], int)
+        return outputs, statuses, ok
+
     def statuses(self, outputs: dict[str, StageOutput], n: int) -> list[tuple[str, str | None]]:
         """Per item ``(status, error)``: ``("ok", None)`` when every stage succeeded, else
         the first failing stage's row (the cause, not the ``upstream_error`` after it)."""

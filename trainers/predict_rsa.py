@@ -48,10 +48,8 @@ class RsaScorer:
         """``(statuses, raw [splits, len(items)])``; NaN where an item failed."""
         from trainers.rsa_train import build_head, head_scorer
 
-        outputs = self.live.run(items)
-        statuses = self.live.statuses(outputs, len(items))
+        outputs, statuses, ok = self.live.run_checked(items)
         raw = np.full((len(self.states), len(items)), np.nan)
-        ok = np.array([i for i, (status, _) in enumerate(statuses) if status == "ok"], int)
         if not len(ok):
             return statuses, raw
 

@@ -82,10 +82,8 @@ class ScmaScorer:
         """``(statuses, raw [splits, len(items)])``; NaN where an item failed."""
         from trainers.scma_train import scorer
 
-        outputs = self.live.run(items)
-        statuses = self.live.statuses(outputs, len(items))
+        outputs, statuses, ok = self.live.run_checked(items)
         raw = np.full((len(self.states), len(items)), np.nan)
-        ok = np.array([i for i, (status, _) in enumerate(statuses) if status == "ok"], int)
         if not len(ok):
             return statuses, raw
         name = "hidden" if self.mode == "full" else "embeddings"

@@ -57,6 +57,18 @@ def checkpoints(run_dir: Path) -> list[Path]:
     return sorted(run_dir.glob(CHECKPOINT.replace("{:02d}", "*")))
 
 
+def split_state(run_dir: Path, index: int) -> dict[str, torch.Tensor]:
+    """The trainable weights split ``index`` of a run saved (safetensors, no pickle)."""
+    from safetensors.torch import load_file
+
+    from pipeline.datasets.base import DatasetError
+
+    path = run_dir / CHECKPOINT.format(index)
+    if not path.is_file():
+        raise DatasetError(f"{run_dir} has no checkpoint {path.name}")
+    return load_file(str(path))
+
+
 def run_splits(
     data: pd.DataFrame,
     splits: list,

@@ -20,7 +20,6 @@ import torch
 
 from cache.items import read_items
 from cache.reader import Stage, list_stages
-from pipeline.datasets.base import DatasetError
 from pipeline.describe.parse import DIMENSIONS, LEVELS
 from trainers.report import plots
 from trainers.report.run import Run, open_recorded
@@ -123,9 +122,7 @@ def image_details(
 ) -> dict[tuple[str, str], ImageDetail]:
     """``(item_id, split) -> ImageDetail`` for every sample (raises DatasetError when the
     run's cache is gone)."""
-    from safetensors.torch import load_file
-
-    from trainers.protocol import CHECKPOINT
+    from trainers.protocol import split_state
     from trainers.rsa_data import build_rsa_data, needed_stages
     from trainers.rsa_train import build_head
 
@@ -171,11 +168,8 @@ def image_details(
             detail.notes.append("this item has no usable rows in the run's cache")
             continue
         if sample.split_index not in models:
-            path = run.dir / CHECKPOINT.format(sample.split_index)
-            if not path.is_file():
-                raise DatasetError(f"{run.dir} has no checkpoint {path.name}")
             model = build_head(inputs, head)
-            model.load_state_dict(load_file(str(path)), strict=False)
+            model.load_state_dict(split_state(run.dir, sample.split_index), strict=False)
             models[sample.split_index] = model.eval()
         with torch.no_grad():
             batch = inputs.batch(np.array([position[sample.item_id]]), "cpu")

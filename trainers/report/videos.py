@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from cache.items import read_items
-from pipeline.datasets.base import DatasetError
 from trainers.report import plots
 from trainers.report.run import Run, open_recorded
 from trainers.report.samples import Sample
@@ -46,9 +45,7 @@ def video_details(
 ) -> dict[tuple[str, str], VideoDetail]:
     """``(item_id, split) -> VideoDetail`` for every sample (raises DatasetError when the
     run's cache is gone)."""
-    from safetensors.torch import load_file
-
-    from trainers.protocol import CHECKPOINT
+    from trainers.protocol import split_state
     from trainers.scma import LEVELS, QCLIP
     from trainers.scma_train import load_clip_for, tokenizer_for
 
@@ -78,11 +75,8 @@ def video_details(
             detail.notes.append("no clip features for this video in the run's cache")
             continue
         if sample.split_index not in models:
-            path = run.dir / CHECKPOINT.format(sample.split_index)
-            if not path.is_file():
-                raise DatasetError(f"{run.dir} has no checkpoint {path.name}")
             model = QCLIP(copy.deepcopy(base), tokenizer, k=k, r=r, mode=mode)
-            model.load_state_dict(load_file(str(path)), strict=False)
+            model.load_state_dict(split_state(run.dir, sample.split_index), strict=False)
             models[sample.split_index] = model.eval()
         model = models[sample.split_index]
         x = torch.from_numpy(np.asarray(features[[clip_rows[sample.item_id]]], np.float32))
