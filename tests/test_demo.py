@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.datasets import DatasetError, open_dataset
 from pipeline.demo import images, videos
-from pipeline.demo.common import write_atomically
+from pipeline.demo.common import generated_version, is_generated, write_atomically
 
 
 def digest(root: Path) -> dict[str, str]:
@@ -143,3 +143,13 @@ def test_interrupted_generation_leaves_nothing(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         write_atomically(tmp_path / "demo", build)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_older_generator_version_is_regenerated(tmp_path):
+    """A set qfeat made with an older generator is replaced; the marker records the new one."""
+    root = tmp_path / "demo"
+    write_atomically(root, lambda tmp: (tmp / "old.txt").write_text("v1") and 1, version=1)
+    assert generated_version(root) == 1 and not is_generated(root, version=2)
+    write_atomically(root, lambda tmp: (tmp / "new.txt").write_text("v2") and 1, version=2)
+    assert is_generated(root, version=2)
+    assert sorted(p.name for p in root.iterdir()) == [".qfeat-demo.json", "new.txt"]

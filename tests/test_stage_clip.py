@@ -124,3 +124,14 @@ def test_paper_preset_needs_weights(tmp_path):
     weights = Path(tmp_path / "pe.bin")
     weights.write_bytes(b"x")
     ClipStage({**load_preset("paper")["clip"], "pretrained": str(weights)}).check()
+
+
+def test_tiny_architecture_is_part_of_the_model_identity(monkeypatch):
+    """A changed toy config gives another identity (so another cache), the same one does not."""
+    from pipeline.models import clip_split
+
+    before = clip_stage("tiny-pe").model_identity()
+    assert before == clip_stage("tiny-pe").model_identity()
+    monkeypatch.setitem(clip_split._TINY_PE_TRUNK_KWARGS, "depth", 3)
+    after = clip_stage("tiny-pe").model_identity()
+    assert after["arch"] != before["arch"] and after["name"] == before["name"]

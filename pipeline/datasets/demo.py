@@ -18,7 +18,7 @@ class _Demo(DatasetAdapter):
     _path_col = ""
 
     def prepare(self) -> None:
-        if is_generated(self.root):
+        if is_generated(self.root, self._generator.VERSION):
             return
         log.info("generating the %s dataset in %s (first use)", self.name, self.root)
         try:

@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from pipeline.demo.common import SEED, demo_mos, write_atomically
+from pipeline.demo.common import GENERATOR_VERSION, SEED, demo_mos, write_atomically
 
 SIZE = 128
+VERSION = GENERATOR_VERSION  #: generator version in the set's marker
 KINDS = ("blur", "noise", "jpeg", "exposure")
 WEIGHTS = {"blur": 0.95, "noise": 0.85, "jpeg": 0.90, "exposure": 0.75}
 LEVELS = (1, 2, 3, 4, 5)
@@ -180,4 +181,4 @@ def generate(root: Path) -> int:
             w.writerows(rows)
         return len(rows)
 
-    return write_atomically(root, build)
+    return write_atomically(root, build, VERSION)

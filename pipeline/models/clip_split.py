@@ -62,6 +62,7 @@ __all__ = [
     "hidden_width",
     "num_blocks",
     "num_tokens",
+    "tiny_architecture",
     "tiny_name",
 ]
 
@@ -77,7 +78,14 @@ _TINY_PE_TRUNK_KWARGS: dict[str, Any] = {
     "img_size": 32,
     "patch_size": 8,
     "embed_dim": 64,
-    "depth": 4,
+    # Two blocks, both adapted by the tiny preset (adapted_blocks = 2), and no LayerNorm
+    # before them: the cached hidden states are then the linear patch embedding itself,
+    # which keeps each patch's energy. With PE's pre-transformer LayerNorm and two random
+    # blocks in front of the adapters, noise and blur were normalised away and SCMA could
+    # not learn quality on demo-video (mean test SRCC 0.04 against 0.40 with this trunk).
+    # Real PE configs keep their pre-norm; the split code handles both.
+    "depth": 2,
+    "use_pre_transformer_norm": False,
     "num_heads": 2,
     "ref_feat_shape": (4, 4),  # = the patch grid, as the real PE configs (24x24 for 384/16)
     "attn_pool_num_heads": 2,
@@ -162,6 +170,20 @@ def tiny_name(name: str) -> str | None:
     """The tiny preset ``name`` refers to (``"tiny"`` -> ``"tiny-pe"``), else ``None``."""
     name = TINY_ALIASES.get(name, name)
     return name if name in TINY_CONFIGS else None
+
+
+def tiny_architecture(name: str) -> str:
+    """Short hash of a tiny preset's full config (open_clip JSON plus the timm trunk
+    arguments), so caches made with an older toy architecture are not reused."""
+    from cache.fingerprint import canonical_json, sha256_text
+
+    tiny = tiny_name(name)
+    if tiny is None:
+        raise ValueError(f"{name!r} is not a tiny preset")
+    spec = {"open_clip": TINY_CONFIGS[tiny]}
+    if tiny == "tiny-pe":
+        spec["trunk"] = _TINY_PE_TRUNK_KWARGS
+    return sha256_text(canonical_json(spec))[:12]
 
 
 def qfeat_tiny_pe_core_patch8_32(pretrained: bool = False, **kwargs: Any) -> nn.Module:

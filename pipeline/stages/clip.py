@@ -57,7 +57,12 @@ class ClipStage(Stage):
 
     def model_identity(self) -> dict[str, Any]:
         pretrained = self.cfg.get("pretrained", "")
-        if self._tiny() or pretrained == "random":
+        if self._tiny():
+            from pipeline.models.clip_split import tiny_architecture
+
+            arch = tiny_architecture(self.cfg["model"])  # a changed toy config = new cache
+            return model_identity(self.cfg["model"], seed=self.seed, init="random", arch=arch)
+        if pretrained == "random":
             return model_identity(self.cfg["model"], seed=self.seed, init="random")
         return model_identity(self.cfg["model"], pretrained or None)
 
