@@ -173,6 +173,7 @@ def run(plan: Plan, progress: Progress | None = None) -> list[StageReport]:
                     "adapter": plan.adapter.name,
                     "name": plan.dataset,
                     "options": dict(sorted(plan.adapter.opts.items())),
+                    **_data_version(plan.adapter),
                 },
                 item_ids=item_ids,
                 shard_size=request.shard_size,
@@ -269,3 +270,9 @@ def describe_failures(reports: list[StageReport]) -> list[str]:
         if r.skipped_reason:
             lines.append(f"{r.stage} skipped: {r.skipped_reason}")
     return lines
+
+
+def _data_version(adapter) -> dict[str, int]:
+    """``{"data_version": n}`` for generated sets (a regenerated set gets new caches)."""
+    version = adapter.data_version
+    return {} if version is None else {"data_version": version}

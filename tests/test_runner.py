@@ -18,6 +18,7 @@ import pytest
 
 from cache.items import read_items
 from cache.reader import open_stage
+from pipeline.demo import videos
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -26,8 +27,6 @@ BIN = Path(sys.executable).parent
 @pytest.fixture(scope="module")
 def video_root(tmp_path_factory) -> Path:
     """The demo-video set, generated once for this module."""
-    from pipeline.demo import videos
-
     root = tmp_path_factory.mktemp("data") / "demo-video"
     videos.generate(root)
     return root
@@ -73,6 +72,8 @@ def test_same_command_same_values(qfeat, video_root, tmp_path):
         )
     a, b = (open_stage(c, "demo-video", "frames") for c in (first, second))
     assert a.fingerprint == b.fingerprint
+    # the generator version is fingerprinted: a regenerated demo set gets new caches
+    assert a.manifest["dataset"]["data_version"] == videos.VERSION
     ta, tb = a.table(), b.table()
     assert ta["indices"].map(list).tolist() == tb["indices"].map(list).tolist()
     for x, y in zip(ta["diff"], tb["diff"], strict=True):

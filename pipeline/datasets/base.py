@@ -88,6 +88,12 @@ class DatasetAdapter:
     # (width, height, fps) for datasets of headerless yuv420p files, else None
     raw_video: ClassVar[tuple[int, int, float] | None] = None
 
+    @property
+    def data_version(self) -> int | None:
+        """Version of generated data (the demo sets), part of every stage fingerprint so a
+        regenerated set never reuses features of the old one; ``None`` for user data."""
+        return None
+
     def __init__(self, root: Path, options: dict[str, str] | None = None):
         self.root = Path(root)
         given = dict(options or {})

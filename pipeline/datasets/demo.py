@@ -17,8 +17,12 @@ class _Demo(DatasetAdapter):
     _generator = None
     _path_col = ""
 
+    @property
+    def data_version(self) -> int:
+        return self._generator.VERSION
+
     def prepare(self) -> None:
-        if is_generated(self.root, self._generator.VERSION):
+        if is_generated(self.root, self.data_version):
             return
         log.info("generating the %s dataset in %s (first use)", self.name, self.root)
         try:
