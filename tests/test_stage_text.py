@@ -74,3 +74,15 @@ def test_missing_weights_named():
     with pytest.raises(DatasetError, match="--set text.pretrained"):
         TextStage({"model": "ViT-B-16", "pretrained": ""}).check()
     TextStage({"model": "ViT-B-16", "pretrained": "random"}).check()
+
+
+def test_tiny_text_identity_carries_the_toy_architecture(monkeypatch):
+    """The text stage shares the clip towers' tiny configs, so a changed toy config gives it
+    a new identity (and cache) as well."""
+    from pipeline.models import clip_split
+
+    cfg = load_preset("tiny")["text"]
+    before = TextStage(cfg, seed=0).model_identity()
+    assert before["arch"] == clip_split.tiny_architecture("tiny-vit")
+    monkeypatch.setitem(clip_split.TINY_CONFIGS["tiny-vit"]["text_cfg"], "layers", 3)
+    assert TextStage(cfg, seed=0).model_identity()["arch"] != before["arch"]

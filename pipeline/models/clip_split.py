@@ -62,6 +62,7 @@ __all__ = [
     "hidden_width",
     "num_blocks",
     "num_tokens",
+    "random_identity",
     "tiny_architecture",
     "tiny_name",
 ]
@@ -184,6 +185,15 @@ def tiny_architecture(name: str) -> str:
     if tiny == "tiny-pe":
         spec["trunk"] = _TINY_PE_TRUNK_KWARGS
     return sha256_text(canonical_json(spec))[:12]
+
+
+def random_identity(name: str, seed: int) -> dict[str, Any]:
+    """Model identity of a seeded random model ``name`` (for a manifest): name, seed and,
+    for the tiny presets, :func:`tiny_architecture`, shared by every stage built on them."""
+    from cache.fingerprint import model_identity
+
+    arch = {"arch": tiny_architecture(name)} if tiny_name(name) else {}
+    return model_identity(name, seed=seed, init="random", **arch)
 
 
 def qfeat_tiny_pe_core_patch8_32(pretrained: bool = False, **kwargs: Any) -> nn.Module:

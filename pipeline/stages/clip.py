@@ -57,13 +57,10 @@ class ClipStage(Stage):
 
     def model_identity(self) -> dict[str, Any]:
         pretrained = self.cfg.get("pretrained", "")
-        if self._tiny():
-            from pipeline.models.clip_split import tiny_architecture
+        if self._tiny() or pretrained == "random":
+            from pipeline.models.clip_split import random_identity
 
-            arch = tiny_architecture(self.cfg["model"])  # a changed toy config = new cache
-            return model_identity(self.cfg["model"], seed=self.seed, init="random", arch=arch)
-        if pretrained == "random":
-            return model_identity(self.cfg["model"], seed=self.seed, init="random")
+            return random_identity(self.cfg["model"], self.seed)
         return model_identity(self.cfg["model"], pretrained or None)
 
     def check(self) -> None:

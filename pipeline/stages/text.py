@@ -71,7 +71,9 @@ class TextStage(Stage):
 
     def model_identity(self) -> dict[str, Any]:
         if self._random():
-            return model_identity(self._model_name(), seed=self.seed, init="random")
+            from pipeline.models.clip_split import random_identity
+
+            return random_identity(self._model_name(), self.seed)
         return model_identity(self._model_name(), self.cfg.get("pretrained") or None)
 
     def check(self) -> None:
