@@ -147,3 +147,15 @@ def test_golden_backbone_and_text_outputs():
     want = json.loads(GOLDEN.read_text())
     for key, value in want.items():
         np.testing.assert_allclose(got[key], value, rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+def test_clip_backbone_identity_carries_the_toy_architecture():
+    """clip:<tiny> backbones are the clip stage's tiny towers: same architecture hash, own name."""
+    from pipeline.models.clip_split import tiny_architecture
+
+    for weights in ("", "random"):
+        stage = BackboneStage({"model": "clip:tiny-pe", "weights": weights, "input_size": 64})
+        identity = stage.model_identity()
+        assert identity["name"] == "clip:tiny-pe" and identity["init"] == "random"
+        assert identity["arch"] == tiny_architecture("tiny-pe")
+    assert "arch" not in BackboneStage({"model": "resnet18", "weights": "random"}).model_identity()
