@@ -22,7 +22,7 @@ from pipeline.stages.backbone import BackboneStage
         ("tiny", "", 64, (32, 32), 128),
         ("resnet18", "random", 512, (4, 4), 128),
         ("clip:tiny-vit", "", 64, (4, 4), 32),
-        ("clip:tiny-pe", "", 64, (4, 4), 32),
+        ("clip:tiny-pe", "", 64, (8, 8), 32),
         ("timm:resnet10t", "random", 512, (4, 4), 128),
         ("timm:vit_tiny_patch16_224", "random", 192, (8, 8), 128),
     ],

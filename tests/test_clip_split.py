@@ -35,10 +35,11 @@ def test_tiny_shapes_and_preprocess(tiny_models, name):
     model, info = tiny_models[name]
     assert cs.num_blocks(model) == {"tiny-vit": 4, "tiny-pe": 2}[name]
     assert info.size == (32, 32)
-    assert cs.num_tokens(model) == (32 // 8) ** 2 + 1  # patches + class token
+    patch = {"tiny-vit": 8, "tiny-pe": 4}[name]
+    assert cs.num_tokens(model) == (32 // patch) ** 2 + 1  # patches + class token
     assert cs.hidden_width(model) == 64
     if name == "tiny-pe":
-        assert cs.qfeat_tiny_pe_core_patch8_32.__name__ == cs.TINY_PE_TIMM_NAME
+        assert cs.qfeat_tiny_pe_core_patch4_32.__name__ == cs.TINY_PE_TIMM_NAME
         assert info.mean == (0.5, 0.5, 0.5) and info.resize_mode == "squash"
         assert model.visual.trunk.rope is not None and model.visual.trunk.attn_pool is not None
     else:

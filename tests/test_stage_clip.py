@@ -40,7 +40,7 @@ def clip_stage(model: str) -> ClipStage:
     return stage
 
 
-@pytest.mark.parametrize("model, tokens", [("tiny-pe", 17), ("tiny-vit", 17)])
+@pytest.mark.parametrize("model, tokens", [("tiny-pe", 65), ("tiny-vit", 17)])
 def test_hidden_states_reproduce_pooled_embedding(clips, model, tokens):
     stage = clip_stage(model)
     table, arrays = stage.process_shard(clips, {"frames": frames_rows(clips)})
@@ -105,7 +105,7 @@ def test_features_demo_video_computes_frames_and_clip(qfeat, tmp_path):
     assert clip.manifest["upstream"] == {"frames": frames.fingerprint}
     emb, hidden = clip.array("embeddings"), clip.array("hidden")
     assert emb.dtype == hidden.dtype == np.float16
-    assert emb.shape == (6, 8, 32) and hidden.shape == (6, 8, 17, 64)
+    assert emb.shape == (6, 8, 32) and hidden.shape == (6, 8, 65, 64)
     stage = clip_stage("tiny")
     with torch.no_grad():
         finished = finish_from_hidden(

@@ -1,9 +1,10 @@
 """The built-in ``demo-video`` set: short synthetic x264 clips with known distortions.
 
-12 moving contents, each over a fine drifting texture (as natural video has texture, so
-blur is visible on every content); each as a clean reference plus blur / noise / compression /
-frame-stutter at 3 levels (12 x 13 = 156 clips of 2 s, 96x96, 16 fps, H.264 in MP4,
-encoded by PyAV with one thread so the bytes are reproducible). Layout::
+12 moving contents at half contrast, each over a fine drifting texture (as natural video
+has texture, so blur is visible on every content); each as a clean reference plus blur /
+colour noise (3-pixel grain) / compression / frame-stutter at 3 levels (12 x 13 = 156 clips
+of 2 s, 96x96, 16 fps, H.264 in MP4, encoded by PyAV with one thread so the bytes are
+reproducible). Layout::
 
     videos/<content>_ref.mp4
     videos/<content>_<kind><level>.mp4    kind in blur|noise|compression|stutter, level 1..3
@@ -52,12 +53,24 @@ CONTENTS = (
 
 _BLUR_RADIUS = (1.0, 2.0, 3.5)
 _NOISE_SIGMA = (0.05, 0.11, 0.2)
+# Noise is colour noise with a 3-pixel grain: one sample per pixel of the tiny preset's
+# 32-pixel input. Per-pixel noise at 96 px was mostly removed by x264 and the 3x downscale.
+# Luma carries 0.3 of sigma, chroma all of it, as in low-light sensor noise; the texture is
+# achromatic, so noise differs from texture by more than its energy.
+_NOISE_GRAIN = 3
+_NOISE_LUMA = 0.3
 _CRF = (40, 46, 51)
 _HOLD = (2, 4, 8)
 _CLEAN_CRF = 18
-DETAIL = 0.3  # contrast of the fine texture every content carries
-#: generator version in the set's marker: 2 added the texture, older sets are regenerated
-VERSION = 2
+DETAIL = 0.5  # contrast of the fine texture every content carries
+# Contrast of the moving content around mid-grey. At half contrast the texture, not the
+# content's edges, sets each clip's fine-detail energy, so references of all contents have
+# similar detail (as natural videos share image statistics) and a distortion's change to it
+# compares across contents.
+CONTRAST = 0.5
+#: generator version in the set's marker (older sets are regenerated): 2 added the
+#: texture; 3 added colour-noise grain and half-contrast content
+VERSION = 3
 
 
 def _frame(content: str, t: float, clouds: np.ndarray) -> np.ndarray:
@@ -110,6 +123,16 @@ def _texture(rng: np.random.Generator, cells: tuple[int, int]) -> np.ndarray:
     return np.asarray(img, dtype=np.float64) / 255.0
 
 
+def _noise(rng: np.random.Generator, sigma: float) -> np.ndarray:
+    """(SIZE, SIZE, 3) RGB noise of ``_NOISE_GRAIN``-pixel grain: Y, U and V samples of
+    standard deviation sigma (Y scaled by ``_NOISE_LUMA``), turned into RGB (BT.601)."""
+    cells = -(-SIZE // _NOISE_GRAIN)
+    y, u, v = rng.normal(0, sigma, (3, cells, cells))
+    y = y * _NOISE_LUMA
+    rgb = np.stack([y + 1.402 * v, y - 0.344 * u - 0.714 * v, y + 1.772 * u], axis=-1)
+    return rgb.repeat(_NOISE_GRAIN, axis=0).repeat(_NOISE_GRAIN, axis=1)[:SIZE, :SIZE]
+
+
 def clip_frames(content: str, kind: str, level: int, rng: np.random.Generator) -> list:
     """The uint8 frames of one clip (distortions other than compression applied)."""
     texture_rng = np.random.default_rng([SEED, CONTENTS.index(content)])  # same per content
@@ -121,7 +144,7 @@ def clip_frames(content: str, kind: str, level: int, rng: np.random.Generator) -
         if kind == "stutter":
             hold = _HOLD[level - 1]
             shown = (n // hold) * hold
-        img = _frame(content, shown / N_FRAMES, clouds)
+        img = 0.5 + CONTRAST * (_frame(content, shown / N_FRAMES, clouds) - 0.5)
         # fine texture drifting across every content: without it most contents are flat
         # colour, blur changes nothing on them and no frame-level model can learn the set
         shift = int(shown / N_FRAMES * SIZE / 2)
@@ -132,7 +155,7 @@ def clip_frames(content: str, kind: str, level: int, rng: np.random.Generator) -
             )
             frames.append(np.asarray(pil))
         elif kind == "noise":
-            frames.append(_to_uint8(img + rng.normal(0, _NOISE_SIGMA[level - 1], img.shape)))
+            frames.append(_to_uint8(img + _noise(rng, _NOISE_SIGMA[level - 1])))
         else:
             frames.append(_to_uint8(img))
     return frames
