@@ -24,9 +24,11 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
-demo: $(STAMP) ## the whole flow on the built-in demo images: features, then the RSA head
+demo: $(STAMP) ## the whole flow on the built-in demo sets: images (RSA head), then videos (SCMA)
 	$(MAKE) --no-print-directory features DATASET=demo
 	$(MAKE) --no-print-directory train DATASET=demo
+	$(MAKE) --no-print-directory features DATASET=demo-video
+	$(MAKE) --no-print-directory train DATASET=demo-video
 
 features: $(STAMP) ## compute cached features of DATASET (default demo): make features DATASET=koniq
 	$(BIN)/qfeat features $(DATASET)
