@@ -159,3 +159,19 @@ def test_clip_backbone_identity_carries_the_toy_architecture():
         assert identity["name"] == "clip:tiny-pe" and identity["init"] == "random"
         assert identity["arch"] == tiny_architecture("tiny-pe")
     assert "arch" not in BackboneStage({"model": "resnet18", "weights": "random"}).model_identity()
+
+
+def test_tiny_resnet_identity_follows_its_architecture(monkeypatch):
+    """The toy ResNet's identity carries its architecture hash: another block count in
+    layer1 (what the stage keeps) gives a new identity and cache."""
+    from pipeline.models import backbones
+
+    before = BackboneStage({"model": "tiny", "input_size": 64}, seed=0).model_identity()
+    assert before["arch"] == backbones.tiny_architecture()
+    monkeypatch.setattr(backbones, "TINY_LAYERS", [2, 1, 1, 1])
+    backbones.tiny_architecture.cache_clear()
+    try:
+        after = BackboneStage({"model": "tiny", "input_size": 64}, seed=0).model_identity()
+    finally:
+        backbones.tiny_architecture.cache_clear()
+    assert after["arch"] != before["arch"] and after["seed"] == before["seed"]

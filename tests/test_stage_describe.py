@@ -340,8 +340,10 @@ def test_regions_at_another_size_are_resized(stage, tmp_path):
 
 # -- identity, checks, loading ------------------------------------------------------------
 def test_model_identity(models_root, tmp_path):
+    from pipeline.models.vlm import TINY_RECIPE
+
     assert DescribeStage(dict(TINY_CFG), seed=3).model_identity() == model_identity(
-        "tiny-qwen2-vl", seed=3
+        "tiny-qwen2-vl", seed=3, recipe=TINY_RECIPE
     )
     (tmp_path / "config.json").write_text("{}")
     local = DescribeStage({**TINY_CFG, "model": str(tmp_path)}).model_identity()

@@ -352,7 +352,14 @@ def test_check_and_identity_name_the_checkpoint(tiny_cfg, tmp_path):
     with pytest.raises(DatasetError, match="regions.max_regions"):
         RegionsStage({**tiny_cfg, "max_regions": 0}).check()
     RegionsStage(tiny_cfg).check()  # tiny needs no checkpoint
-    assert RegionsStage(tiny_cfg, seed=3).model_identity() == {"name": "tiny-sam", "seed": 3}
+    from pipeline.models import sam
+
+    arch = sam.tiny_architecture()
+    assert RegionsStage(tiny_cfg, seed=3).model_identity() == {
+        "name": "tiny-sam",
+        "seed": 3,
+        "arch": arch,
+    }
     (ckpt := tmp_path / "sam.pth").write_bytes(b"weights")
     ident = RegionsStage({**tiny_cfg, "model": "vit_l", "checkpoint": str(ckpt)}).model_identity()
     assert ident["name"] == "sam_vit_l" and len(ident["sha256"]) == 64
@@ -397,3 +404,27 @@ def test_rows_survive_the_shard_writer(good_table, tmp_path):
     back = pq.read_table(file)
     assert back.schema.field("bbox").type == pa.list_(pa.list_(pa.int32()))
     assert back.to_pylist() == good_table.to_pylist()
+
+
+def test_tiny_sam_identity_follows_its_architecture(monkeypatch):
+    """A changed toy SAM (here a deeper image encoder) gets a new identity, so its caches
+    are recomputed, not reused; the seed alone would not tell them apart."""
+    from pipeline.models import sam
+
+    before = sam.tiny_architecture()
+    stock = sam._tiny_sam
+
+    def deeper():
+        model = stock()
+        model.image_encoder.blocks.append(model.image_encoder.blocks[0])
+        return model
+
+    state = torch.random.get_rng_state()
+    monkeypatch.setattr(sam, "_tiny_sam", deeper)
+    sam.tiny_architecture.cache_clear()
+    try:
+        after = sam.tiny_architecture()
+    finally:
+        sam.tiny_architecture.cache_clear()
+    assert after != before and len(after) == 12
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's RNG is untouched

@@ -20,6 +20,7 @@ Weights (``backbone.weights``) come from a local file only, loaded with
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +29,12 @@ import torch
 from torch import nn
 
 from pipeline.datasets.base import DatasetError
+from pipeline.models.architecture import architecture_hash
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 FIXED = ("tiny", "resnet18", "resnet50")
+TINY_LAYERS = [1, 1, 1, 1]  # BasicBlocks per stage of the toy ResNet (cut after layer1)
 PREFIXES = ("clip:", "timm:")
 BUILDERS = (*FIXED, "clip:<open_clip name>", "timm:<timm name>")
 
@@ -78,13 +81,19 @@ def _torchvision(name: str, weights: str, seed: int, size: int) -> Backbone:
     from torchvision.models.resnet import BasicBlock
 
     if name == "tiny":
-        model = resnet.ResNet(BasicBlock, [1, 1, 1, 1])
+        model = resnet.ResNet(BasicBlock, TINY_LAYERS)
     else:
         model = getattr(resnet, name)(weights=None)
         if weights != "random":
             model.load_state_dict(_load_state(weights))
     trunk = _ResNetTrunk(model, "layer1" if name == "tiny" else "layer4")
     return Backbone(trunk, size, IMAGENET_MEAN, IMAGENET_STD)
+
+
+@functools.cache
+def tiny_architecture() -> str:
+    """:func:`~pipeline.models.architecture.architecture_hash` of the toy ResNet trunk."""
+    return architecture_hash(lambda: _torchvision("tiny", "", 0, 32).module)
 
 
 class _TokenGrid(nn.Module):

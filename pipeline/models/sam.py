@@ -15,6 +15,7 @@ that pass is where the time goes. :func:`generate_stock` is the stock path (one
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from functools import partial
@@ -41,6 +42,7 @@ from segment_anything.utils.amg import (
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from pipeline.datasets.base import DatasetError
+from pipeline.models.architecture import architecture_hash
 from pipeline.regions import SAM_CHECKPOINTS, SAM_MODELS
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,12 @@ def _tiny_sam() -> Sam:
         pixel_mean=[123.675, 116.28, 103.53],
         pixel_std=[58.395, 57.12, 57.375],
     )
+
+
+@functools.cache
+def tiny_architecture() -> str:
+    """:func:`~pipeline.models.architecture.architecture_hash` of the toy SAM."""
+    return architecture_hash(_tiny_sam)
 
 
 def build_sam(model: str, checkpoint: str = "", seed: int = 0) -> Sam:

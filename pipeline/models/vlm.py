@@ -13,8 +13,9 @@ Qwen's special tokens and a Qwen-style chat template. Its image processor keeps 
 between 28x28 and 56x56 pixels (1 to 4 image tokens) so CPU runs are fast. The folder is
 written once per seed under :func:`models_dir` (``tiny-qwen2-vl-seed<seed>``), atomically
 (temporary folder, then ``os.replace``), and is a pure function of the seed and the
-library versions, which is what makes ``model_identity("tiny-qwen2-vl", seed=...)``
-honest. A ``qfeat-tiny.json`` marker records the recipe; a stale folder is rebuilt.
+library versions and ``TINY_RECIPE``, which is what makes the describe stage's identity
+``model_identity("tiny-qwen2-vl", seed=..., recipe=TINY_RECIPE)`` honest. A
+``qfeat-tiny.json`` marker records the recipe; a stale folder is rebuilt.
 """
 
 from __future__ import annotations

@@ -45,7 +45,9 @@ class BackboneStage(Stage):
     def model_identity(self) -> dict[str, Any]:
         name, weights = self.cfg["model"], self.cfg.get("weights", "")
         if name == "tiny":
-            return model_identity("tiny-resnet-layer1", seed=self.seed)
+            from pipeline.models.backbones import tiny_architecture
+
+            return model_identity("tiny-resnet-layer1", seed=self.seed, arch=tiny_architecture())
         if weights == "random" or (not weights and name.startswith("clip:tiny")):
             if name.startswith("clip:"):  # the clip towers' identity, toy architecture included
                 from pipeline.models.clip_split import random_identity

@@ -73,7 +73,7 @@ from pipeline.describe.prompt import (
     region_view,
     resize_mask,
 )
-from pipeline.models.vlm import TINY_NAME, check_source
+from pipeline.models.vlm import TINY_NAME, TINY_RECIPE, check_source
 from pipeline.stages.base import ItemError, Stage
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class DescribeStage(Stage):
     # -- identity and checks (driver side) -----------------------------------------------
     def model_identity(self) -> dict[str, Any]:
         if self.model_name == "tiny":
-            return model_identity(TINY_NAME, seed=self.seed)
+            return model_identity(TINY_NAME, seed=self.seed, recipe=TINY_RECIPE)
         local = self._local()
         if local is not None:
             return model_identity(local.name, local)

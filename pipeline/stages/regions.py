@@ -71,7 +71,9 @@ class RegionsStage(Stage):
     def model_identity(self) -> dict[str, Any]:
         model = self.cfg["model"]
         if model == "tiny":
-            return model_identity("tiny-sam", seed=self.seed)
+            from pipeline.models.sam import tiny_architecture
+
+            return model_identity("tiny-sam", seed=self.seed, arch=tiny_architecture())
         return model_identity(f"sam_{model}", self.cfg.get("checkpoint") or None)
 
     def check(self) -> None:
