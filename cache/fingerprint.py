@@ -101,15 +101,17 @@ def model_identity(
     """
     out: dict[str, Any] = {"name": name, **extra}
     if weights:
+        from cache.weights_hash import weights_sha256  # remembered across runs
+
         path = Path(weights)
         if path.is_dir():
             out["sha256"] = {
-                p.relative_to(path).as_posix(): file_sha256(p)
+                p.relative_to(path).as_posix(): weights_sha256(p)
                 for p in sorted(path.rglob("*"))
                 if p.is_file()
             }
         else:
-            out["sha256"] = file_sha256(path)
+            out["sha256"] = weights_sha256(path)
     if revision:
         out["revision"] = revision
     return out

@@ -8,18 +8,31 @@ import pytest
 from typer.testing import CliRunner
 
 
+def _session_env(name: str, value: str):
+    """Set environment variable ``name`` for the whole session (Dask workers inherit it),
+    then restore what was there."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    yield
+    if previous is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = previous
+
+
 @pytest.fixture(scope="session", autouse=True)
 def models_dir(tmp_path_factory):
     """Tiny models built locally (the describe stage's VLM folder) go to one temporary
-    folder per session, never to ~/.cache; Dask workers inherit the variable."""
+    folder per session, never to ~/.cache."""
     folder = tmp_path_factory.mktemp("models")
-    previous = os.environ.get("QFEAT_MODELS_DIR")
-    os.environ["QFEAT_MODELS_DIR"] = str(folder)
-    yield folder
-    if previous is None:
-        os.environ.pop("QFEAT_MODELS_DIR", None)
-    else:
-        os.environ["QFEAT_MODELS_DIR"] = previous
+    yield from _session_env("QFEAT_MODELS_DIR", str(folder))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hash_store(tmp_path_factory):
+    """Remembered weight digests (cache/weights_hash.py) go to a temporary file, never
+    to ~/.cache."""
+    yield from _session_env("QFEAT_HASH_CACHE", str(tmp_path_factory.mktemp("h") / "w.json"))
 
 
 @pytest.fixture(autouse=True)
