@@ -62,6 +62,20 @@ def items_hash(item_ids: Iterable[str]) -> str:
     return h.hexdigest()
 
 
+def media_hash(paths: Iterable[str | Path]) -> str:
+    """Hash of the size and mtime_ns of each media file, in order ("missing" for a file
+    that is not there): recorded in each shard's done marker, so a file edited or
+    replaced in place makes its shard run again (not the whole dataset)."""
+    h = hashlib.sha256()
+    for path in paths:
+        try:
+            st = Path(path).stat()
+            h.update(f"{st.st_size}:{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(b"missing\n")
+    return h.hexdigest()
+
+
 def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

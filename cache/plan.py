@@ -37,19 +37,28 @@ def read_marker(stage_dir: Path, index: int) -> dict[str, Any] | None:
 
 
 def shard_problem(
-    stage_dir: Path, index: int, item_ids: tuple[str, ...] | None = None, checksums: bool = True
+    stage_dir: Path,
+    index: int,
+    item_ids: tuple[str, ...] | None = None,
+    checksums: bool = True,
+    media_sha256: str | None = None,
 ) -> str | None:
     """None when shard ``index`` is complete and intact, else why it is not.
 
     Complete means: the done marker is present and parses, every file it lists exists
-    with the recorded size (and sha256 when ``checksums``), and, when ``item_ids`` is
-    given, the marker was written for exactly those items.
+    with the recorded size (and sha256 when ``checksums``), when ``item_ids`` is given
+    the marker was written for exactly those items, and when ``media_sha256`` is given
+    (and the marker records one) the media files still have the sizes and mtimes they
+    had when the shard was written.
     """
     marker = read_marker(stage_dir, index)
     if marker is None:
         return "no done marker"
     if item_ids is not None and marker.get("items_sha256") != items_hash(item_ids):
         return "written for a different item list"
+    recorded = marker.get("media_sha256")
+    if media_sha256 is not None and recorded is not None and recorded != media_sha256:
+        return "a media file changed (size or mtime) since the shard was written"
     for name, info in marker.get("files", {}).items():
         path = Path(stage_dir) / name
         if not path.is_file():
@@ -64,13 +73,22 @@ def shard_problem(
 
 
 def split_done(
-    stage_dir: Path, shards: list[Shard], checksums: bool = True, force: bool = False
+    stage_dir: Path,
+    shards: list[Shard],
+    checksums: bool = True,
+    force: bool = False,
+    media: dict[int, str] | None = None,
 ) -> tuple[list[Shard], list[Shard]]:
-    """``(done, todo)``: shards to skip and shards that must (re)run."""
+    """``(done, todo)``: shards to skip and shards that must (re)run. ``media`` maps a
+    shard index to the :func:`cache.fingerprint.media_hash` of its files now."""
     if force:
         return [], list(shards)
+    media = media or {}
     done, todo = [], []
     for shard in shards:
-        ok = shard_problem(stage_dir, shard.index, shard.item_ids, checksums) is None
+        problem = shard_problem(
+            stage_dir, shard.index, shard.item_ids, checksums, media.get(shard.index)
+        )
+        ok = problem is None
         (done if ok else todo).append(shard)
     return done, todo

@@ -90,8 +90,12 @@ class ShardWriter:
         columns: dict[str, Any] | pa.Table,
         arrays: dict[str, np.ndarray] | None = None,
         timings: dict[str, float] | None = None,
+        media_sha256: str | None = None,
     ) -> dict[str, Any]:
-        """Write the shard; returns the done record (also the marker's content)."""
+        """Write the shard; returns the done record (also the marker's content).
+
+        ``media_sha256``: :func:`cache.fingerprint.media_hash` of the shard's media files
+        as they were read, so the planner can tell when one changed in place."""
         started = time.perf_counter()
         table = to_table(columns)
         dense = prepare_arrays(arrays or {}, table.num_rows)
@@ -129,6 +133,7 @@ class ShardWriter:
             "ok": sum(1 for s in status if s == OK),
             "failed": sum(1 for s in status if s != OK),
             "items_sha256": items_hash(table.column("item_id").to_pylist()),
+            **({"media_sha256": media_sha256} if media_sha256 else {}),
             "files": files,
             "arrays": {
                 k: {"shape": list(v.shape), "dtype": str(v.dtype), "offset": offsets.get(k)}

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cache.fingerprint import build_manifest
+from cache.fingerprint import build_manifest, media_hash
 from cache.items import write_items
 from cache.plan import plan_shards, split_done
 from cache.reader import CacheMissing, open_stage
@@ -225,7 +225,8 @@ def _run_stage(
     from pipeline.worker import run_shard
 
     shards = plan_shards(item_ids, plan.request.shard_size)
-    done, todo = split_done(folder, shards, force=plan.request.force)
+    media = {s.index: media_hash(payload[i]["path"] for i in s.item_ids) for s in shards}
+    done, todo = split_done(folder, shards, force=plan.request.force, media=media)
     report.shards_total, report.shards_skipped = len(shards), len(done)
     report.items_skipped = sum(len(s.item_ids) for s in done)
     progress.stage_started(stage_cls.name, len(item_ids), len(shards), len(done))

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from cache.fingerprint import media_hash
 from cache.reader import Stage as CachedStage
 from cache.writer import ShardWriter
 from pipeline.stages import get_stage
@@ -74,6 +75,7 @@ def run_shard(
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
+    media = media_hash(i["path"] for i in items)  # before reading: what was read
     stage = _stage_instance(stage_name, cfg, seed, device)
     t_load = time.perf_counter()
     upstream, stage.upstream_config = _upstream(upstream_dirs, [i["item_id"] for i in items])
@@ -83,6 +85,7 @@ def run_shard(
         table,
         arrays,
         timings={"load_s": round(t_load - t0, 4), "compute_s": round(t_compute - t_load, 4)},
+        media_sha256=media,
     )
     return {
         "shard": index,

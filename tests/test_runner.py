@@ -63,6 +63,33 @@ def test_features_end_to_end_and_resume(qfeat, video_root, tmp_path):
     assert markers(stage.dir) == before  # nothing recomputed
 
 
+def test_media_file_changed_in_place_reruns_only_its_shards(qfeat, video_root, tmp_path):
+    """A clip replaced under the same name (same item list, so the same fingerprint) is
+    noticed by its size and mtime: its shard runs again in every stage, the others not."""
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(video_root, root)
+    cache = tmp_path / "cache"
+    args = ["features", "demo-video", "--root", str(root), "--cache-dir", str(cache),
+            "--limit", "8", "--shard-size", "4", "--workers", "1"]  # fmt: skip
+    assert qfeat(*args).exit_code == 0
+    dirs = {s: open_stage(cache, "demo-video", s).dir for s in ("frames", "clip")}
+    before = {s: markers(d) for s, d in dirs.items()}
+    table = open_stage(cache, "demo-video", "frames").table()
+    first = root / table["item_id"][0]
+    assert list(table["indices"][0]) != list(table["indices"][5])
+    shutil.copyfile(root / table["item_id"][5], first)  # another clip under the first's name
+    again = qfeat(*args)
+    assert again.exit_code == 0, again.output
+    for stage, folder in dirs.items():
+        after = markers(folder)
+        assert after["shard-00001.done.json"] == before[stage]["shard-00001.done.json"]
+        assert after["shard-00000.done.json"] != before[stage]["shard-00000.done.json"], stage
+    frames = open_stage(cache, "demo-video", "frames").table()
+    assert list(frames["indices"][0]) == list(frames["indices"][5])  # new content was read
+
+
 def test_same_command_same_values(qfeat, video_root, tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     for cache in (first, second):
