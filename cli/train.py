@@ -16,6 +16,16 @@ from pipeline.paths import runs_dir as default_runs_dir
 app = typer.Typer(help="Train quality heads from cached features.", no_args_is_help=True)
 console = Console(highlight=False, soft_wrap=True)
 
+# Options every trainer shares (same names and meaning for rsa and scma).
+DatasetArg = Annotated[str, typer.Argument(help="The name the features were cached under.")]
+CacheDirOpt = Annotated[Path | None, typer.Option("--cache-dir")]
+RunsDirOpt = Annotated[Path | None, typer.Option("--runs-dir")]
+RunOpt = Annotated[str | None, typer.Option(help="Run folder name (default: timestamped).")]
+SplitsOpt = Annotated[int, typer.Option(min=1, help="Random splits when none is official.")]
+SeedOpt = Annotated[int, typer.Option()]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+PresetOpt = Annotated[str | None, typer.Option(help="Preset for trainer defaults.")]
+
 
 def metrics_table(metrics: dict, title: str) -> Table:
     table = Table(title=title)
@@ -36,25 +46,24 @@ def metrics_table(metrics: dict, title: str) -> Table:
 
 @app.command("scma")
 def scma(
-    dataset: Annotated[str, typer.Argument(help="The name the features were cached under.")],
-    cache_dir: Annotated[Path | None, typer.Option("--cache-dir")] = None,
-    runs_dir: Annotated[Path | None, typer.Option("--runs-dir")] = None,
-    run: Annotated[str | None, typer.Option(help="Run folder name (default: timestamped).")] = None,
-    splits: Annotated[int, typer.Option(min=1, help="Random splits when none is official.")] = 10,
+    dataset: DatasetArg,
+    cache_dir: CacheDirOpt = None,
+    runs_dir: RunsDirOpt = None,
+    run: RunOpt = None,
+    splits: SplitsOpt = 10,
     epochs: Annotated[int | None, typer.Option(min=1, help="Override scma.epochs.")] = None,
-    seed: Annotated[int, typer.Option()] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Override scma.key=value.")
     ] = None,
-    preset: Annotated[str | None, typer.Option(help="Preset for trainer defaults.")] = None,
+    preset: PresetOpt = None,
     init: Annotated[str | None, typer.Option(help="Fine-tune from this earlier run.")] = None,
     mode: Annotated[
         str, typer.Option(help="full (hidden states) or projection (pooled).")
     ] = "full",
 ) -> None:
     """Train SCMA (Q-CLIP) on a dataset's cached clip features, on every split."""
-    from pipeline.cluster import resolve_device
     from trainers.scma_train import ScmaRequest, train_scma
 
     with user_errors():
@@ -62,36 +71,24 @@ def scma(
             from pipeline.datasets.base import OptionError
 
             raise OptionError("--mode must be full or projection")
-        request = ScmaRequest(
-            dataset=dataset,
-            cache_dir=default_cache_dir(cache_dir),
-            runs_dir=default_runs_dir(runs_dir),
-            run=run,
-            splits=splits,
-            epochs=epochs,
-            seed=seed,
-            device=resolve_device(device),
-            sets=set_ or [],
-            preset=preset,
-            init=init,
-            mode=mode,
-        )
+        common = _common(dataset, cache_dir, runs_dir, run, splits, epochs, seed, device, set_)
+        request = ScmaRequest(**common, preset=preset, init=init, mode=mode)
         folder, metrics = train_scma(request, log=lambda line: console.print(line, style="dim"))
     print_run(metrics, f"scma ({mode}) on {dataset}: {len(metrics['splits'])} test results", folder)
 
 
 @app.command("rsa")
 def rsa(
-    dataset: Annotated[str, typer.Argument(help="The name the features were cached under.")],
-    cache_dir: Annotated[Path | None, typer.Option("--cache-dir")] = None,
-    runs_dir: Annotated[Path | None, typer.Option("--runs-dir")] = None,
-    run: Annotated[str | None, typer.Option(help="Run folder name (default: timestamped).")] = None,
-    splits: Annotated[int, typer.Option(min=1, help="Random splits when none is official.")] = 10,
+    dataset: DatasetArg,
+    cache_dir: CacheDirOpt = None,
+    runs_dir: RunsDirOpt = None,
+    run: RunOpt = None,
+    splits: SplitsOpt = 10,
     epochs: Annotated[int | None, typer.Option(min=1, help="Override rsa.epochs.")] = None,
-    seed: Annotated[int, typer.Option()] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override rsa.key=value.")] = None,
-    preset: Annotated[str | None, typer.Option(help="Preset for trainer defaults.")] = None,
+    preset: PresetOpt = None,
     attention: Annotated[
         str, typer.Option(help="rsa (learned region weights), uniform or global (ablations).")
     ] = "rsa",
@@ -101,20 +98,12 @@ def rsa(
     ] = False,
 ) -> None:
     """Train the RSA head (RSFIQA) on a dataset's cached image features, on every split."""
-    from pipeline.cluster import resolve_device
     from trainers.rsa_train import RsaRequest, train_rsa
 
     with user_errors():
+        common = _common(dataset, cache_dir, runs_dir, run, splits, epochs, seed, device, set_)
         request = RsaRequest(
-            dataset=dataset,
-            cache_dir=default_cache_dir(cache_dir),
-            runs_dir=default_runs_dir(runs_dir),
-            run=run,
-            splits=splits,
-            epochs=epochs,
-            seed=seed,
-            device=resolve_device(device),
-            sets=set_ or [],
+            **common,
             preset=preset,
             attention=attention,
             use_text=not no_text,
@@ -124,6 +113,23 @@ def rsa(
     ablation = "".join([" no-text" * no_text, " no-ratings" * no_ratings])
     title = f"rsa ({attention}{ablation}) on {dataset}: {len(metrics['splits'])} test results"
     print_run(metrics, title, folder)
+
+
+def _common(dataset, cache_dir, runs_dir, run, splits, epochs, seed, device, sets) -> dict:
+    """The request fields every trainer shares, defaults resolved."""
+    from pipeline.cluster import resolve_device
+
+    return {
+        "dataset": dataset,
+        "cache_dir": default_cache_dir(cache_dir),
+        "runs_dir": default_runs_dir(runs_dir),
+        "run": run,
+        "splits": splits,
+        "epochs": epochs,
+        "seed": seed,
+        "device": resolve_device(device),
+        "sets": sets or [],
+    }
 
 
 def print_run(metrics: dict, title: str, folder: Path) -> None:
@@ -141,9 +147,9 @@ eval_app = typer.Typer()
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder, or a run name under the runs dir.")],
     dataset: Annotated[str, typer.Argument(help="Dataset name as cached.")],
-    cache_dir: Annotated[Path | None, typer.Option("--cache-dir")] = None,
-    runs_dir: Annotated[Path | None, typer.Option("--runs-dir")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    cache_dir: CacheDirOpt = None,
+    runs_dir: RunsDirOpt = None,
+    device: DeviceOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Evaluate a trained run on another dataset's cache (cross-dataset)."""
