@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cache.layout import TMP_RE
-from cache.reader import Stage, list_stages
+from cache.reader import Stage, latest_fingerprint, list_stages
 
 TMP_MIN_AGE_S = 15 * 60  # younger temp files may belong to a writer that is still running
 
@@ -66,7 +66,8 @@ def find_garbage(cache_dir: Path, tmp_min_age_s: float = TMP_MIN_AGE_S) -> list[
     """Temp files older than ``tmp_min_age_s`` and superseded fingerprint folders.
 
     A fingerprint is superseded when a newer fingerprint of the same dataset/stage is
-    complete, unless a kept stage names it as upstream (its inputs stay).
+    complete, unless it is the one the last run completed (``latest.json``, what the
+    trainers read) or a kept stage names it as upstream (its inputs stay).
     """
     cache_dir = Path(cache_dir)
     out: list[Garbage] = []
@@ -82,8 +83,10 @@ def find_garbage(cache_dir: Path, tmp_min_age_s: float = TMP_MIN_AGE_S) -> list[
         stages = list_stages(cache_dir, dataset, name)
         complete = [i for i, s in enumerate(stages) if s.complete]
         newest_complete = complete[-1] if complete else -1
+        latest = latest_fingerprint(cache_dir, dataset, name)
         for i, s in enumerate(stages):
-            (candidates if i < newest_complete else keep).append(s)
+            kept = i >= newest_complete or s.fingerprint == latest
+            (keep if kept else candidates).append(s)
     referenced = {fp for s in keep for fp in s.manifest.get("upstream", {}).values()}
     for s in candidates:
         if s.fingerprint not in referenced:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.json"
+LATEST = "latest.json"  # <dataset>/<stage>/latest.json: the fingerprint the last run completed
 ITEMS = "items.parquet"
 TMP_RE = re.compile(r"^\..+\.tmp-\d+-[0-9a-f]+$")
 SHARD_RE = re.compile(r"^shard-(\d{5})\.(parquet|h5|done\.json)$")

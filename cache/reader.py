@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cache.layout import MANIFEST, SHARD_RE, shard_name, stage_root
+from cache.layout import LATEST, MANIFEST, SHARD_RE, shard_name, stage_root, write_json_atomic
 from cache.plan import read_marker
 from pipeline.datasets.base import DatasetError
 
@@ -173,8 +173,34 @@ def list_stages(cache_dir: Path, dataset: str, stage: str) -> list[Stage]:
     return sorted(stages, key=lambda s: (s.manifest.get("created", ""), s.fingerprint))
 
 
+def mark_latest(cache_dir: Path, dataset: str, stage: str, fingerprint: str) -> None:
+    """Record ``fingerprint`` as the one the last ``qfeat features`` run completed, so
+    readers (the trainers) use the configuration that was asked for last, even when it
+    was computed before another one."""
+    write_json_atomic(stage_root(cache_dir, dataset, stage) / LATEST, {"fingerprint": fingerprint})
+
+
+def latest_fingerprint(cache_dir: Path, dataset: str, stage: str) -> str | None:
+    """The fingerprint :func:`mark_latest` recorded, or None."""
+    try:
+        data = json.loads((stage_root(cache_dir, dataset, stage) / LATEST).read_text())
+    except (OSError, ValueError):
+        return None
+    value = data.get("fingerprint") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def default_stage(stages: list[Stage], latest: str | None) -> Stage | None:
+    """The fingerprint readers use: the one the last run completed when it is still
+    complete, else the newest complete one (``stages`` oldest first)."""
+    complete = [s for s in stages if s.complete]
+    chosen = [s for s in complete if s.fingerprint == latest]
+    return (chosen or complete or [None])[-1]
+
+
 def open_stage(cache_dir: Path, dataset: str, stage: str, fingerprint: str | None = None) -> Stage:
-    """The latest complete fingerprint of ``dataset``/``stage``, or the one named."""
+    """The fingerprint of ``dataset``/``stage`` the last ``qfeat features`` run completed
+    (when still complete; else the newest complete one), or the one named."""
     stages = list_stages(cache_dir, dataset, stage)
     if fingerprint is not None:
         for s in stages:
@@ -184,14 +210,14 @@ def open_stage(cache_dir: Path, dataset: str, stage: str, fingerprint: str | Non
             f"no fingerprint {fingerprint} for {dataset}/{stage} in {cache_dir} "
             f"(have: {', '.join(s.fingerprint for s in stages) or 'none'}; see `qfeat cache ls`)"
         )
-    complete = [s for s in stages if s.complete]
-    if not complete:
+    chosen = default_stage(stages, latest_fingerprint(cache_dir, dataset, stage))
+    if chosen is None:
         state = "is incomplete" if stages else "is not in the cache"
         raise CacheMissing(
             f"stage '{stage}' of dataset '{dataset}' {state} ({cache_dir}); compute it with "
             f"`qfeat features {dataset} --stages {stage}` (or `qfeat stage {stage} {dataset}`)"
         )
-    return complete[-1]
+    return chosen
 
 
 def join_stages(stages: list[Stage]) -> pd.DataFrame:

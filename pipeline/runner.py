@@ -17,7 +17,7 @@ from typing import Any
 from cache.fingerprint import build_manifest, media_hash
 from cache.items import write_items
 from cache.plan import plan_shards, split_done
-from cache.reader import CacheMissing, open_stage
+from cache.reader import CacheMissing, mark_latest, open_stage
 from cache.writer import create_stage_dir
 from pipeline import paths
 from pipeline.cluster import connect, plan_resources, resolve_device
@@ -203,6 +203,8 @@ def run(plan: Plan, progress: Progress | None = None) -> list[StageReport]:
             )
             if report.shards_failed:
                 incomplete.add(name)
+            else:  # complete: what the trainers read from now on
+                mark_latest(plan.cache_dir, plan.dataset, name, manifest["fingerprint"])
             reports.append(report)
             progress.stage_finished(report)
     return reports

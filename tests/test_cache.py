@@ -406,6 +406,25 @@ def test_gc_removes_superseded_but_keeps_referenced_upstream(tmp_path, qfeat):
     assert "nothing to collect" in qfeat("cache", "gc", "--cache-dir", str(tmp_path)).output
 
 
+def test_last_completed_run_is_what_readers_and_gc_keep(tmp_path, qfeat):
+    """After ``mark_latest`` (what a completed ``qfeat features`` run writes) readers use
+    that fingerprint even when a newer one exists, and gc keeps it; a marked fingerprint
+    that is no longer complete falls back to the newest complete one."""
+    from cache.reader import latest_fingerprint, mark_latest
+
+    old = dict(manifest_for(config={"v": 1}), created="2026-01-01T00:00:00+00:00")
+    new = dict(manifest_for(config={"v": 2}), created="2026-02-01T00:00:00+00:00")
+    for m in (old, new):
+        write_stage(tmp_path, m)
+    assert open_stage(tmp_path, "demo", "backbone").fingerprint == new["fingerprint"]
+    mark_latest(tmp_path, "demo", "backbone", old["fingerprint"])
+    assert latest_fingerprint(tmp_path, "demo", "backbone") == old["fingerprint"]
+    assert open_stage(tmp_path, "demo", "backbone").fingerprint == old["fingerprint"]
+    assert "nothing to collect" in qfeat("cache", "gc", "--cache-dir", str(tmp_path)).output
+    (tmp_path / "demo" / "backbone" / old["fingerprint"] / "shard-00000.done.json").unlink()
+    assert open_stage(tmp_path, "demo", "backbone").fingerprint == new["fingerprint"]
+
+
 def test_ls_on_empty_cache(tmp_path, qfeat):
     assert (
         json.loads(qfeat("cache", "ls", "--cache-dir", str(tmp_path / "none"), "--json").output)

@@ -90,6 +90,22 @@ def test_media_file_changed_in_place_reruns_only_its_shards(qfeat, video_root, t
     assert list(frames["indices"][0]) == list(frames["indices"][5])  # new content was read
 
 
+def test_trainers_read_the_configuration_run_last(qfeat, video_root, tmp_path):
+    """Two frame samplers side by side in one cache: the one whose `qfeat features` run
+    completed last is what readers (the trainers) get, even if it was computed first."""
+    cache = tmp_path / "cache"
+    args = ["features", "demo-video", "--root", str(video_root), "--cache-dir", str(cache),
+            "--limit", "4", "--workers", "1", "--stages", "frames"]  # fmt: skip
+    fingerprints = {}
+    for strategy in ("uniform", "difference", "uniform"):
+        result = qfeat(*args, "--set", f"frames.strategy={strategy}")
+        assert result.exit_code == 0, result.output
+        stage = open_stage(cache, "demo-video", "frames")
+        assert stage.manifest["config"]["strategy"] == strategy
+        fingerprints.setdefault(strategy, stage.fingerprint)
+    assert len(set(fingerprints.values())) == 2  # both kept, the first one reused
+
+
 def test_same_command_same_values(qfeat, video_root, tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     for cache in (first, second):
