@@ -155,3 +155,26 @@ def test_missing_stage_names_the_command(tmp_path):
     result = CliRunner().invoke(app, ["train", "rsa", "demo", "--cache-dir", str(cache)])
     assert result.exit_code != 0
     assert "qfeat features demo" in result.output and "regions" in result.output
+
+
+def test_stages_are_read_as_one_chain(cache, tmp_path):
+    """Regions recomputed with another setting after describe and text: the trainer still
+    reads the regions those two were made from, not the newer regions."""
+    import shutil
+
+    from cache.reader import open_stage
+    from trainers.rsa_data import open_needed
+
+    copy = tmp_path / "cache"
+    shutil.copytree(cache, copy)
+    result = qfeat("stage", "regions", "demo", "--root", str(cache.parent / "data"),
+                   "--cache-dir", str(copy), "--set", "regions.max_regions=4",
+                   "--shard-size", "30", "--workers", "1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    newest = open_stage(copy, "demo", "regions")
+    assert newest.manifest["config"]["max_regions"] == 4
+    opened = open_needed(copy, "demo", ["backbone", "regions", "describe", "text"])
+    chain = opened["text"].manifest["upstream"]
+    assert opened["regions"].fingerprint == chain["regions"] != newest.fingerprint
+    assert opened["describe"].fingerprint == chain["describe"]
+    assert opened["regions"].manifest["config"]["max_regions"] != 4

@@ -34,16 +34,39 @@ def needed_stages(attention: str, use_text: bool, use_ratings: bool) -> list[str
     return ["backbone", "regions"] + ["describe"] * use_ratings + ["text"] * use_text
 
 
+#: Downstream first: each stage's manifest names the upstream fingerprints it was made from.
+_OPEN_ORDER = ("text", "describe", "regions", "backbone")
+
+
 def open_needed(cache_dir: Path, dataset: str, stages: list[str]) -> dict[str, Any]:
-    out = {}
+    """The cached stages the head needs, as one chain: the most downstream one as
+    :func:`open_stage` picks it, the others at the fingerprints its manifest names as
+    upstream (never a mix of configurations)."""
+    missing = []
     for name in stages:
         try:
-            out[name] = open_stage(cache_dir, dataset, name)
-        except CacheMissing as exc:
+            open_stage(cache_dir, dataset, name)
+        except CacheMissing:
+            missing.append(name)
+    if missing:
+        names = ", ".join(f"'{n}'" for n in missing)
+        raise CacheMissing(
+            f"the RSA trainer needs the {names} stage{'s' * (len(missing) > 1)} of {dataset}, "
+            f"not cached yet; make {'them' if len(missing) > 1 else 'it'} with "
+            f"`qfeat features {dataset}` (or `qfeat stage {missing[0]} {dataset}`)"
+        )
+    out: dict[str, Any] = {}
+    pinned: dict[str, str] = {}
+    for name in sorted(stages, key=_OPEN_ORDER.index):
+        fingerprint = pinned.get(name)
+        stage = open_stage(cache_dir, dataset, name, fingerprint)
+        if not stage.complete:
             raise CacheMissing(
-                f"the RSA trainer needs the '{name}' stage of {dataset}, which is not cached; "
-                f"make it with `qfeat features {dataset}` (or `qfeat stage {name} {dataset}`)"
-            ) from exc
+                f"the cached {name} stage of {dataset} that the newer stages were made from "
+                f"({fingerprint}) is incomplete; run `qfeat features {dataset}` again"
+            )
+        out[name] = stage
+        pinned.update(stage.manifest.get("upstream", {}))
     return out
 
 
