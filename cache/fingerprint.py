@@ -115,14 +115,14 @@ def model_identity(
     """
     out: dict[str, Any] = {"name": name, **extra}
     if weights:
-        from cache.weights_hash import weights_sha256  # remembered across runs
+        from cache.weights_hash import weights_sha256, weights_sha256s  # remembered
 
         path = Path(weights)
         if path.is_dir():
+            files = [p for p in sorted(path.rglob("*")) if p.is_file()]
+            digests = weights_sha256s(files)
             out["sha256"] = {
-                p.relative_to(path).as_posix(): weights_sha256(p)
-                for p in sorted(path.rglob("*"))
-                if p.is_file()
+                p.relative_to(path).as_posix(): d for p, d in zip(files, digests, strict=True)
             }
         else:
             out["sha256"] = weights_sha256(path)

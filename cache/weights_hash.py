@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from cache.fingerprint import file_sha256
+from cache.layout import write_via_tmp
 
 MAX_ENTRIES = 4096
 
@@ -44,31 +45,42 @@ def _load(store: Path) -> dict[str, dict]:
 
 
 def _save(store: Path, entries: dict[str, dict]) -> None:
-    """Atomic replace; a store that cannot be written (read-only home) is skipped."""
+    """Atomic replace, oldest entries dropped past ``MAX_ENTRIES`` (insertion order); a
+    store that cannot be written (read-only home) is skipped."""
     if len(entries) > MAX_ENTRIES:
         entries = dict(list(entries.items())[-MAX_ENTRIES:])
+    text = json.dumps(entries)
     try:
         store.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".weights-sha256-", dir=store.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(entries, f)
-        os.replace(tmp, store)
+        write_via_tmp(store, lambda tmp: tmp.write_text(text))
     except OSError:
         pass
 
 
-def weights_sha256(path: Path) -> str:
-    """sha256 of ``path``, from the store when its stat fields are unchanged."""
-    path = Path(path).resolve()
-    stamp = _stamp(path)
+def weights_sha256s(paths: Iterable[Path]) -> list[str]:
+    """sha256 of each of ``paths``, from the store when its stat fields are unchanged;
+    the store is read once and written once (only when something was hashed)."""
     store = store_path()
     entries = _load(store)
-    entry = entries.get(str(path))
-    if isinstance(entry, dict) and entry.get("stat") == stamp and entry.get("sha256"):
-        return str(entry["sha256"])
-    digest = file_sha256(path)
-    if _stamp(path) == stamp:  # not changed while it was read
-        entries.pop(str(path), None)
-        entries[str(path)] = {"stat": stamp, "sha256": digest}
+    digests, changed = [], False
+    for path in paths:
+        path = Path(path).resolve()
+        stamp = _stamp(path)
+        entry = entries.get(str(path))
+        if isinstance(entry, dict) and entry.get("stat") == stamp and entry.get("sha256"):
+            digests.append(str(entry["sha256"]))
+            continue
+        digest = file_sha256(path)
+        if _stamp(path) == stamp:  # not changed while it was read
+            entries.pop(str(path), None)  # re-insert: most recent last
+            entries[str(path)] = {"stat": stamp, "sha256": digest}
+            changed = True
+        digests.append(digest)
+    if changed:
         _save(store, entries)
-    return digest
+    return digests
+
+
+def weights_sha256(path: Path) -> str:
+    """sha256 of one file, as :func:`weights_sha256s`."""
+    return weights_sha256s([path])[0]
