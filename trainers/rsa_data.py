@@ -42,10 +42,11 @@ def open_needed(cache_dir: Path, dataset: str, stages: list[str]) -> dict[str, A
     """The cached stages the head needs, as one chain: the most downstream one as
     :func:`open_stage` picks it, the others at the fingerprints its manifest names as
     upstream (never a mix of configurations)."""
+    picked: dict[str, Any] = {}  # what open_stage picks for each stage on its own
     missing = []
     for name in stages:
         try:
-            open_stage(cache_dir, dataset, name)
+            picked[name] = open_stage(cache_dir, dataset, name)
         except CacheMissing:
             missing.append(name)
     if missing:
@@ -59,7 +60,10 @@ def open_needed(cache_dir: Path, dataset: str, stages: list[str]) -> dict[str, A
     pinned: dict[str, str] = {}
     for name in sorted(stages, key=_OPEN_ORDER.index):
         fingerprint = pinned.get(name)
-        stage = open_stage(cache_dir, dataset, name, fingerprint)
+        if fingerprint is None or fingerprint == picked[name].fingerprint:
+            stage = picked[name]
+        else:
+            stage = open_stage(cache_dir, dataset, name, fingerprint)
         if not stage.complete:
             raise CacheMissing(
                 f"the cached {name} stage of {dataset} that the newer stages were made from "
