@@ -3,6 +3,11 @@
 Written by the runner from the adapter so trainers need nothing but the cache. Columns:
 ``item_id`` (str), ``path`` (str, absolute), ``mos`` (float64, native scale), ``mos_01``
 (float64, 1 = best), ``split`` (str or null), ``group`` (str or null).
+
+The table is the union over runs: a run rewrites the rows of its own items and keeps the
+others, so a ``--limit`` run after a full one does not hide items from the runs, reports
+and evaluations made on the full cache. Which items a trainer uses is decided by the stage
+it reads, never by this table.
 """
 
 from __future__ import annotations
@@ -30,22 +35,32 @@ SCHEMA = pa.schema(
 
 
 def write_items(cache_dir: Path, dataset: str, items: Iterable[Item]) -> Path:
-    rows = list(items)
-    table = pa.table(
-        {
-            "item_id": [i.item_id for i in rows],
-            "path": [str(Path(i.path).resolve()) for i in rows],
-            "mos": [i.mos for i in rows],
-            "mos_01": [i.mos_01 for i in rows],
-            "split": [i.split for i in rows],
-            "group": [i.group for i in rows],
-        },
-        schema=SCHEMA,
-    )
+    """Write ``items`` into the table: their rows replace the stored ones in place, new
+    items are appended in the given order, stored items not among them are kept."""
+    rows = [_row(i) for i in items]
     path = items_path(cache_dir, dataset)
+    if path.is_file():
+        by_id = {r["item_id"]: r for r in rows}
+        stored = pq.read_table(path).cast(SCHEMA).to_pylist()
+        known = {r["item_id"] for r in stored}
+        rows = [by_id.get(r["item_id"], r) for r in stored] + [
+            r for r in rows if r["item_id"] not in known
+        ]
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_via_tmp(path, lambda tmp: pq.write_table(table, tmp))
     return path
+
+
+def _row(item: Item) -> dict:
+    return {
+        "item_id": item.item_id,
+        "path": str(Path(item.path).resolve()),
+        "mos": item.mos,
+        "mos_01": item.mos_01,
+        "split": item.split,
+        "group": item.group,
+    }
 
 
 def read_items(cache_dir: Path, dataset: str) -> pd.DataFrame:

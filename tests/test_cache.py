@@ -236,6 +236,27 @@ def test_items_table(tmp_path):
     assert items_path(tmp_path / "cache", "demo").is_file()
 
 
+def test_items_table_is_the_union_of_runs(tmp_path):
+    """A --limit run after a full one keeps the other items (reports and evaluations of
+    runs made on the full cache still find them) and rewrites its own rows in place."""
+    import dataclasses
+
+    adapter = open_dataset("demo", tmp_path / "data" / "demo")
+    adapter.prepare()
+    items = adapter.list_items().items[:12]
+    cache = tmp_path / "cache"
+    write_items(cache, "demo", items[:4])  # a --limit 4 run first
+    write_items(cache, "demo", items)  # then the full run appends the rest, in order
+    assert read_items(cache, "demo")["item_id"].tolist() == [i.item_id for i in items]
+    relabelled = [dataclasses.replace(i, mos=i.mos + 1.0) for i in items[:3]]
+    write_items(cache, "demo", relabelled)  # a later --limit 3 run
+    table = read_items(cache, "demo")
+    assert table["item_id"].tolist() == [i.item_id for i in items]
+    assert table["mos"].tolist() == [i.mos + 1.0 for i in items[:3]] + [
+        i.mos for i in items[3:]
+    ]
+
+
 # -- crashes, planning, concurrency -------------------------------------------------
 
 KILLED_WRITER = textwrap.dedent(
