@@ -1,4 +1,8 @@
-"""`qfeat cache verify`: re-read every done shard and report (or remove) the bad ones."""
+"""`qfeat cache verify`: re-read every done shard and report (or remove) the bad ones.
+
+Bad means damaged (sizes, checksums, schema, row counts, HDF5 arrays) or stale: a media
+file of the shard changed size or mtime since it was written (the next `qfeat features`
+run would recompute it anyway; the item paths come from the dataset's items.parquet)."""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from cache.layout import shard_name
+from cache.fingerprint import media_hash
+from cache.layout import ITEMS, shard_name
 from cache.plan import read_marker, shard_problem
 from cache.reader import Stage
 from cache.writer import REQUIRED_COLUMNS
@@ -24,8 +29,9 @@ class BadShard:
         return self.stage_dir / shard_name(self.index, "parquet")
 
 
-def check_shard(stage_dir: Path, index: int) -> str | None:
-    """None when shard ``index`` is intact, else the reason it is not."""
+def check_shard(stage_dir: Path, index: int, paths: dict[str, str] | None = None) -> str | None:
+    """None when shard ``index`` is intact, else the reason it is not. ``paths`` (item id
+    to media path) also checks the media files against the marker's ``media_sha256``."""
     problem = shard_problem(stage_dir, index, checksums=True)
     if problem:
         return problem
@@ -42,8 +48,33 @@ def check_shard(stage_dir: Path, index: int) -> str | None:
         return f"{parquet.name} has {table.num_rows} rows, the marker says {marker.get('rows')}"
     arrays = marker.get("arrays", {})
     if arrays:
-        return _check_h5(stage_dir / shard_name(index, "h5"), arrays, table.num_rows)
-    return None
+        problem = _check_h5(stage_dir / shard_name(index, "h5"), arrays, table.num_rows)
+        if problem:
+            return problem
+    return _check_media(table.column("item_id").to_pylist(), marker, paths or {})
+
+
+def _check_media(item_ids: list[str], marker: dict, paths: dict[str, str]) -> str | None:
+    recorded = marker.get("media_sha256")
+    if not recorded or not item_ids or any(i not in paths for i in item_ids):
+        return None  # written before media hashes, or items the table does not know
+    if media_hash(paths[i] for i in item_ids) == recorded:
+        return None
+    changed = [i for i in item_ids if not Path(paths[i]).is_file()]
+    what = f"missing: {', '.join(changed[:3])}" if changed else "size or mtime changed"
+    return (
+        f"stale: a media file changed since the shard was written ({what}); "
+        "the next `qfeat features` run recomputes it"
+    )
+
+
+def item_paths(stage_dir: Path) -> dict[str, str]:
+    """Item id -> media path from the items table of the stage's dataset ({} if none)."""
+    table = stage_dir.parent.parent / ITEMS  # <cache>/<dataset>/<stage>/<fingerprint>
+    if not table.is_file():
+        return {}
+    cols = pq.read_table(table, columns=["item_id", "path"]).to_pydict()
+    return dict(zip(cols["item_id"], cols["path"], strict=True))
 
 
 def _check_h5(path: Path, arrays: dict, rows: int) -> str | None:
@@ -68,9 +99,10 @@ def verify_stage(stage: Stage) -> list[BadShard]:
     indices = sorted(
         int(p.name[6:11]) for p in stage.dir.glob("shard-*.done.json") if p.name[6:11].isdigit()
     )
+    paths = item_paths(stage.dir)
     bad = []
     for index in indices:
-        reason = check_shard(stage.dir, index)
+        reason = check_shard(stage.dir, index, paths)
         if reason:
             bad.append(BadShard(stage.dir, index, reason))
     return bad

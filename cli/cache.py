@@ -78,7 +78,7 @@ def verify(
         bool, typer.Option("--repair", help="Remove bad shards so the next run recomputes them.")
     ] = False,
 ) -> None:
-    """Re-read every shard (checksums, schema, row counts, HDF5); exit 1 if any is bad."""
+    """Re-read every shard (checksums, schema, row counts, HDF5, media); exit 1 if any is bad."""
     root = default_cache_dir(cache_dir)
     stages = all_stages(root)
     checked, bad_total = 0, []

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from cache.fingerprint import build_manifest, fingerprint
+from cache.fingerprint import build_manifest, fingerprint, media_hash
 from cache.inventory import find_garbage
 from cache.items import read_items, write_items
 from cache.layout import MANIFEST, items_path
@@ -252,9 +252,7 @@ def test_items_table_is_the_union_of_runs(tmp_path):
     write_items(cache, "demo", relabelled)  # a later --limit 3 run
     table = read_items(cache, "demo")
     assert table["item_id"].tolist() == [i.item_id for i in items]
-    assert table["mos"].tolist() == [i.mos + 1.0 for i in items[:3]] + [
-        i.mos for i in items[3:]
-    ]
+    assert table["mos"].tolist() == [i.mos + 1.0 for i in items[:3]] + [i.mos for i in items[3:]]
 
 
 # -- crashes, planning, concurrency -------------------------------------------------
@@ -375,6 +373,38 @@ def test_verify_reads_hdf5_content(tmp_path):
     (folder / "shard-00001.done.json").write_text(json.dumps(marker))
     bad = verify_stage(open_stage(tmp_path, "demo", "backbone"))
     assert [b.index for b in bad] == [1] and "shape" in bad[0].reason
+
+
+def test_verify_reports_shards_whose_media_changed(tmp_path, qfeat):
+    """A shard is stale once one of its media files is edited in place or removed: verify
+    names it (the items table gives the paths), --repair removes only those shards."""
+    adapter = open_dataset("demo", tmp_path / "data" / "demo")
+    adapter.prepare()
+    items = adapter.list_items().items[:10]
+    ids = [i.item_id for i in items]
+    cache = tmp_path / "cache"
+    write_items(cache, "demo", items)
+    folder = create_stage_dir(cache, "demo", manifest_for(ids=ids))
+    for shard in plan_shards(ids, 4):
+        paths = [items[ids.index(i)].path for i in shard.item_ids]
+        ShardWriter(folder, shard.index).write(
+            shard_columns(shard.item_ids),
+            {"features": np.zeros((len(paths), 6), np.float32)},
+            media_sha256=media_hash(paths),
+        )
+    assert verify_stage(open_stage(cache, "demo", "backbone")) == []
+    edited = Path(items[5].path)  # shard 1
+    st = edited.stat()
+    os.utime(edited, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    Path(items[9].path).unlink()  # shard 2
+    bad = verify_stage(open_stage(cache, "demo", "backbone"))
+    assert [b.index for b in bad] == [1, 2]
+    assert all(b.reason.startswith("stale") for b in bad)
+    assert "size or mtime" in bad[0].reason and ids[9] in bad[1].reason
+    result = qfeat("cache", "verify", "--cache-dir", str(cache))
+    assert result.exit_code == 1 and "2 bad" in result.output
+    assert qfeat("cache", "verify", "--cache-dir", str(cache), "--repair").exit_code == 0
+    assert [s.index for s in split_done(folder, plan_shards(ids, 4))[1]] == [1, 2]
 
 
 def test_cache_ls_json(tmp_path, qfeat):
