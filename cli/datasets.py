@@ -8,17 +8,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from cli.errors import EXIT_DATA, user_errors
+from cli.progress import progress_bar
 from pipeline.config import parse_options
 from pipeline.datasets import REGISTRY, open_dataset
 from pipeline.datasets.check import check_dataset, has_problems
@@ -114,14 +107,8 @@ def check(
 
 
 def _check_with_progress(adapter, decode: bool, workers: int) -> dict:
-    with Progress(
-        TextColumn("checking {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
+    with progress_bar(
+        Console(stderr=True), "checking {task.description}", transient=True
     ) as progress:
         task = progress.add_task(adapter.name, total=None)
         return check_dataset(

@@ -7,17 +7,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from cli.errors import EXIT_DATA, user_errors
+from cli.progress import progress_bar
 from pipeline.config import parse_options
 from pipeline.runner import RunRequest, StageReport, describe_failures, prepare, run
 
@@ -45,15 +38,11 @@ Dashboard = Annotated[bool, typer.Option(help="Serve the Dask dashboard on 127.0
 
 class RichProgress:
     def __init__(self) -> None:
-        self.bar = Progress(
-            TextColumn("[bold]{task.description:<9}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("items · {task.fields[shards]}"),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
+        self.bar = progress_bar(
+            console,
+            "[bold]{task.description:<9}",
+            "items · {task.fields[shards]}",
+            "{task.fields[rate]}",
         )
         self.tasks: dict[str, int] = {}
         self.shards: dict[str, list[int]] = {}
@@ -149,27 +138,9 @@ def features(
 ) -> None:
     """Compute a dataset's stages into the cache (images: regions, describe, text,
     backbone; videos: frames, clip), skipping complete shards."""
-    with user_errors():
-        opts = parse_options(option or [])
-    execute(
-        RunRequest(
-            dataset=dataset,
-            root=root,
-            name=name,
-            cache_dir=cache_dir,
-            preset=preset,
-            sets=set_ or [],
-            options=opts,
-            stages=[s.strip() for s in stages.split(",") if s.strip()] if stages else None,
-            scheduler=scheduler,
-            workers=workers,
-            device=device,
-            shard_size=shard_size,
-            limit=limit,
-            force=force,
-            dashboard=dashboard,
-        )
-    )
+    args = locals()
+    args["stages"] = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
+    _execute(args)
 
 
 @app.command("stage")
@@ -191,25 +162,14 @@ def stage(
     dashboard: Dashboard = False,
 ) -> None:
     """Compute one stage only; its upstream stages must already be cached."""
+    args = locals()
+    args["stages"], args["single_stage"] = [args.pop("stage_name")], True
+    _execute(args)
+
+
+def _execute(args: dict) -> None:
+    """Run the request the command's options (its ``locals()``) describe."""
     with user_errors():
-        opts = parse_options(option or [])
-    execute(
-        RunRequest(
-            dataset=dataset,
-            root=root,
-            name=name,
-            cache_dir=cache_dir,
-            preset=preset,
-            sets=set_ or [],
-            options=opts,
-            stages=[stage_name],
-            scheduler=scheduler,
-            workers=workers,
-            device=device,
-            shard_size=shard_size,
-            limit=limit,
-            force=force,
-            dashboard=dashboard,
-            single_stage=True,
-        )
-    )
+        args["options"] = parse_options(args.pop("option") or [])
+    args["sets"] = args.pop("set_") or []
+    execute(RunRequest(**args))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.errors import user_errors
+from cli.progress import progress_bar
 from pipeline.paths import cache_dir as default_cache_dir
 from pipeline.paths import runs_dir as default_runs_dir
 
@@ -25,6 +28,26 @@ SplitsOpt = Annotated[int, typer.Option(min=1, help="Random splits when none is 
 SeedOpt = Annotated[int, typer.Option()]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 PresetOpt = Annotated[str | None, typer.Option(help="Preset for trainer defaults.")]
+
+
+@contextmanager
+def training_progress() -> Iterator[tuple[Callable[[str], None], Callable[[dict], None]]]:
+    """``(log, progress)`` for a trainer: one bar over the epochs of all splits (count,
+    rate, time left, the current split and its latest validation SRCC), log lines above."""
+    with progress_bar(console, "{task.description}", "epochs", transient=True) as bar:
+        task = bar.add_task("training", total=None)
+
+        def progress(record: dict) -> None:
+            val = record["val_srcc"]
+            where = f"split {record['split']} epoch {record['epoch']}"
+            bar.update(
+                task,
+                completed=record["done"],
+                total=record["total"],
+                description=f"{where}: val SRCC {val:.3f}",
+            )
+
+        yield (lambda line: bar.console.print(line, style="dim")), progress
 
 
 def metrics_table(metrics: dict, title: str) -> Table:
@@ -73,7 +96,8 @@ def scma(
             raise OptionError("--mode must be full or projection")
         common = _common(dataset, cache_dir, runs_dir, run, splits, epochs, seed, device, set_)
         request = ScmaRequest(**common, preset=preset, init=init, mode=mode)
-        folder, metrics = train_scma(request, log=lambda line: console.print(line, style="dim"))
+        with training_progress() as (log, progress):
+            folder, metrics = train_scma(request, log=log, progress=progress)
     print_run(metrics, f"scma ({mode}) on {dataset}: {len(metrics['splits'])} test results", folder)
 
 
@@ -109,7 +133,8 @@ def rsa(
             use_text=not no_text,
             use_ratings=not no_ratings,
         )
-        folder, metrics = train_rsa(request, log=lambda line: console.print(line, style="dim"))
+        with training_progress() as (log, progress):
+            folder, metrics = train_rsa(request, log=log, progress=progress)
     ablation = "".join([" no-text" * no_text, " no-ratings" * no_ratings])
     title = f"rsa ({attention}{ablation}) on {dataset}: {len(metrics['splits'])} test results"
     print_run(metrics, title, folder)

@@ -358,4 +358,4 @@ def test_all_image_stages_on_demo_images(qfeat, tmp_path):
     stage = open_stage(cache, "demo", "backbone")
     feats = stage.array("features")
     assert feats.shape == (10, 64, 32, 32) and feats.dtype == np.float16
-    assert np.isfinite(feats).all() and feats.std() > 0
+    assert np.isfinite(feats).all() and feats.astype(np.float64).std() > 0  # fp16 sums overflow

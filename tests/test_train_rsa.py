@@ -65,6 +65,12 @@ def test_run_folder_contract(run):
     assert all(len(s["fingerprint"]) == 16 for s in config["stages"].values())
     preds = pd.read_csv(run / "predictions.csv")
     assert list(preds.columns) == ["item_id", "split", "mos", "pred"]
+    history = pd.read_csv(run / "history.csv")
+    assert list(history.columns) == ["split", "epoch", "train_loss", "val_srcc", "lr"]
+    epochs = json.loads((run / "config.json").read_text())["rsa"]["epochs"]
+    assert (
+        history.groupby("split")["epoch"].apply(list).tolist() == [list(range(1, epochs + 1))] * 2
+    )
 
 
 def test_metrics_agree_with_predictions(run):

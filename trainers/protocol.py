@@ -78,28 +78,39 @@ def run_splits(
     folder: Path,
     device: torch.device,
     log: Callable[[str], None] = lambda s: None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[list[dict[str, Any]], pd.DataFrame, list[list[dict[str, Any]]], int]:
     """Train and test on every split; ``(per_split records, predictions, histories, params)``.
 
     ``build(split_index)`` returns a fresh model (seeded by the caller's seed + index);
     ``make_score(model)(rows)`` maps rows of ``data`` to differentiable scores.
+    ``progress`` gets each epoch's record with ``split``, ``done`` and ``total`` (epochs
+    over all splits; a split stopped early counts as finished) added; without it each
+    epoch is a ``log`` line. Each split's test result is always a ``log`` line.
     """
     from safetensors.torch import save_file
 
     mos = torch.tensor(data["mos"].to_numpy(), dtype=torch.float32, device=device)
     per_split, frames, histories, params = [], [], [], 0
-    for split in splits:
+    total = len(splits) * loop.epochs
+    for position, split in enumerate(splits):
         torch.manual_seed(loop.seed + split.index)
         model = build(split.index).to(device)
         params = sum(p.numel() for p in model.parameters() if p.requires_grad)
         score = make_score(model)
         cfg = replace(loop, seed=loop.seed + split.index)
 
-        def on_epoch(r: dict, i: int = split.index) -> None:
+        def on_epoch(r: dict, i: int = split.index, before: int = position * loop.epochs) -> None:
+            if progress is not None:
+                progress({**r, "split": i, "done": before + r["epoch"], "total": total})
+                return
             loss, val = r["train_loss"], r["val_srcc"]
             log(f"split {i} epoch {r['epoch']}: loss {loss:.4f}, val SRCC {val:.4f}")
 
         best, history = fit(model, score, mos, split.train, split.val, cfg, on_epoch)
+        if progress is not None and history and history[-1]["epoch"] < loop.epochs:
+            done = (position + 1) * loop.epochs  # stopped early: the split is finished
+            progress({**history[-1], "split": split.index, "done": done, "total": total})
         model.load_state_dict(best, strict=False)
         save_file(
             {k: v.contiguous().cpu() for k, v in best.items()},
@@ -117,5 +128,10 @@ def run_splits(
             )
             per_split.append(record)
             frames.append(frame)
-            log(f"split {split.index} {test_name}: SRCC {record['srcc']}, PLCC {record['plcc']}")
+            srcc, plcc = (_fmt(record[k]) for k in ("srcc", "plcc"))
+            log(f"split {split.index} {test_name}: SRCC {srcc}, PLCC {plcc} (n={record['n']})")
     return per_split, pd.concat(frames, ignore_index=True), histories, params
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"

@@ -58,7 +58,9 @@ def head_scorer(data: RSAData, device) -> Callable:
 
 
 def train_rsa(
-    req: RsaRequest, log: Callable[[str], None] = lambda s: None
+    req: RsaRequest,
+    log: Callable[[str], None] = lambda s: None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     t_start = time.perf_counter()
     if req.attention not in ATTENTION:
@@ -101,6 +103,7 @@ def train_rsa(
         folder,
         device,
         log,
+        progress,
     )
     config = {
         "trainer": "rsa",

@@ -5,6 +5,7 @@
 split with ``split`` and the same keys, per test set), ``trainable_params``,
 ``train_seconds``. ``predictions.csv``: ``item_id, split, mos, pred`` (``split`` is the
 test-set name and split number, e.g. ``test@3``; ``pred`` is the raw model score).
+``history.csv``: ``split, epoch, train_loss, val_srcc, lr``, one row per trained epoch.
 """
 
 from __future__ import annotations
@@ -78,6 +79,10 @@ def write_run(
     predictions.to_csv(folder / "predictions.csv", index=False)
     (folder / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
     plot_scatter(folder / "scatter.png", predictions, metrics["test"])
+    history = [{"split": i, **record} for i, h in enumerate(histories) for record in h]
+    pd.DataFrame(history, columns=["split", "epoch", "train_loss", "val_srcc", "lr"]).to_csv(
+        folder / "history.csv", index=False
+    )
     plot_curves(folder / "curves.png", histories)
     return metrics
 

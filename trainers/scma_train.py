@@ -98,7 +98,9 @@ def video_stages(cache_dir: Path, dataset: str, clip_stage) -> dict[str, Any]:
 
 
 def train_scma(
-    req: ScmaRequest, log: Callable[[str], None] = lambda s: None
+    req: ScmaRequest,
+    log: Callable[[str], None] = lambda s: None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     from safetensors.torch import load_file
 
@@ -157,6 +159,7 @@ def train_scma(
         folder,
         device,
         log,
+        progress,
     )
     config = {
         "trainer": "scma",

@@ -1,0 +1,78 @@
+"""The split protocol's reporting: per-epoch progress events and per-split log lines."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from trainers.loop import LoopConfig
+from trainers.protocol import run_splits
+from trainers.splits import make_splits
+
+
+def _data(n: int = 60) -> tuple[pd.DataFrame, torch.Tensor]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=n)
+    data = pd.DataFrame(
+        {
+            "item_id": [f"i{k:03d}" for k in range(n)],
+            "split": [None] * n,
+            "group": [f"g{k // 2}" for k in range(n)],
+            "mos": x + 0.1 * rng.normal(size=n),
+        }
+    )
+    return data, torch.tensor(x, dtype=torch.float32)
+
+
+def _run(tmp_path, cfg: LoopConfig, progress=None):
+    data, x = _data()
+    splits = make_splits(data, n_splits=2, seed=0)
+
+    def make_score(model):
+        return lambda rows: model(x[torch.as_tensor(rows)].unsqueeze(-1)).squeeze(-1)
+
+    lines: list[str] = []
+    run_splits(
+        data,
+        splits,
+        lambda _: nn.Linear(1, 1),
+        make_score,
+        cfg,
+        tmp_path,
+        torch.device("cpu"),
+        lines.append,
+        progress,
+    )
+    return lines
+
+
+def test_progress_counts_every_epoch_of_every_split(tmp_path):
+    events: list[dict] = []
+    lines = _run(tmp_path, LoopConfig(epochs=4, batch_size=8, lr=1e-2), events.append)
+    assert [(e["split"], e["epoch"], e["done"]) for e in events] == [
+        (s, e, s * 4 + e) for s in (0, 1) for e in (1, 2, 3, 4)
+    ]
+    assert {e["total"] for e in events} == {8}
+    assert all(np.isfinite(e["val_srcc"]) for e in events)
+    # with a progress callback the log holds only the test results, one per split
+    assert len(lines) == 2 and all(
+        line.startswith(f"split {i} test: SRCC ") for i, line in enumerate(lines)
+    )
+
+
+def test_a_split_stopped_early_counts_as_finished(tmp_path):
+    """lr 0: validation never improves after epoch 1, so patience 1 stops at epoch 2; the
+    bar still reaches the end of that split before the next one starts."""
+    events: list[dict] = []
+    _run(tmp_path, LoopConfig(epochs=5, batch_size=8, lr=0.0, patience=1), events.append)
+    assert [(e["split"], e["epoch"], e["done"]) for e in events] == [
+        (0, 1, 1), (0, 2, 2), (0, 2, 5), (1, 1, 6), (1, 2, 7), (1, 2, 10),
+    ]  # fmt: skip
+
+
+def test_without_progress_every_epoch_is_a_log_line(tmp_path):
+    lines = _run(tmp_path, LoopConfig(epochs=3, batch_size=8, lr=1e-2))
+    epochs = [line for line in lines if " epoch " in line]
+    assert len(epochs) == 6 and epochs[0].startswith("split 0 epoch 1: loss ")
