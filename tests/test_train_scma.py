@@ -104,6 +104,24 @@ def test_missing_cache_names_the_command(qfeat, tmp_path):
     assert result.exit_code == 1 and "qfeat features demo-video" in result.output
 
 
+def test_cache_from_other_weights_names_the_command(qfeat, cache, tmp_path):
+    """A clip stage made by an older tiny architecture (or other weights) is refused with
+    the command that recomputes it, not trained on with mismatched towers."""
+    import shutil
+
+    from cache.reader import open_stage
+
+    copy = tmp_path / "cache"
+    shutil.copytree(cache, copy)
+    manifest = open_stage(copy, "demo-video", "clip").dir / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["model"]["arch"] = "0" * 12
+    manifest.write_text(json.dumps(data))
+    result = qfeat("train", "scma", "demo-video", "--cache-dir", str(copy))
+    assert result.exit_code == 1
+    assert "qfeat features demo-video" in result.output and "0" * 12 in result.output
+
+
 def test_evaluate_cross_dataset(qfeat, cache, tmp_path):
     assert train(qfeat, cache, tmp_path, "--run", "src").exit_code == 0
     result = qfeat(

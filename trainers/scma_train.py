@@ -43,10 +43,12 @@ def load_clip_for(stage) -> tuple[torch.nn.Module, Any, dict]:
     seed = int(cfg.pop("seed", 0))
     identity = ClipStage(cfg, seed=seed).model_identity()
     if identity != stage.manifest["model"]:
+        dataset = stage.dir.parent.parent.name
         raise DatasetError(
-            f"the clip weights differ from those the cache was made with "
-            f"({stage.manifest['model']} vs {identity}); recompute the cache or point "
-            "clip.pretrained at the original file"
+            f"{dataset}/clip/{stage.fingerprint} was computed with other clip weights than "
+            f"this qfeat builds from its config (cached {stage.manifest['model']}, now "
+            f"{identity}): run `qfeat features {dataset}` to recompute it, or point "
+            "clip.pretrained at the original weights file"
         )
     pretrained = cfg.get("pretrained", "")
     model, pre = build_clip(cfg["model"], "" if pretrained == "random" else pretrained, seed=seed)
