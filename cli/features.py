@@ -103,10 +103,12 @@ def execute(request: RunRequest) -> None:
         with progress.bar:
             reports = run(plan, progress)
     console.print(summary(reports, time.perf_counter() - t0, plan.dataset))
-    failed = sum(r.items_failed for r in reports)
+    failed = {r.stage: r.items_failed for r in reports if r.items_failed}
     if failed:
+        counts = ", ".join(f"{stage} {n}" for stage, n in failed.items())
         console.print(
-            f"{failed} items failed: `qfeat cache errors {plan.dataset} STAGE` lists them"
+            f"failed items per stage: {counts} (an item failed upstream fails downstream "
+            f"too); `qfeat cache errors {plan.dataset} STAGE` lists them with the reasons"
         )
     problems = describe_failures(reports)
     for line in problems:

@@ -145,6 +145,8 @@ def test_bad_items_become_error_rows(qfeat, video_root, tmp_path):
     assert result.exit_code == 0, result.output
     table = open_stage(cache, "mixed", "frames").table().set_index("item_id")
     assert len(table) == 7
+    n_bad = int((table["status"] != "ok").sum())
+    assert f"failed items per stage: frames {n_bad}, clip {n_bad} " in result.output
     ok = {f"clips/{n}.mp4" for n in ("ball_ref", "ball_blur2", "pan-stripes_noise1")}
     assert set(table.index[table["status"] == "ok"]) == ok
     bad = table[table["status"] != "ok"]
