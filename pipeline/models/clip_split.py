@@ -300,13 +300,29 @@ def _preprocess_info(model: nn.Module) -> PreprocessInfo:
 def _seeded_create(oc_name: str, pretrained: str | None, seed: int, pre: dict) -> nn.Module:
     """``open_clip.create_model`` with random init under ``torch.manual_seed(seed)``; the
     global RNG state is restored afterwards."""
+    import logging
+
     import open_clip
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return open_clip.create_model(
-            oc_name, pretrained=pretrained, force_preprocess_cfg=pre or None
-        )
+    root = logging.getLogger()
+    quiet = _RandomInitNotice()
+    if not pretrained:  # random weights were asked for: open_clip's warning says nothing new
+        root.addFilter(quiet)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return open_clip.create_model(
+                oc_name, pretrained=pretrained, force_preprocess_cfg=pre or None
+            )
+    finally:
+        root.removeFilter(quiet)
+
+
+class _RandomInitNotice:
+    """Drops open_clip's "No pretrained weights loaded ... initialized randomly" record."""
+
+    def filter(self, record) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
 
 
 def _resolve(name: str, pretrained: str, seed: int, tiny: bool) -> tuple[str, dict[str, Any]]:
