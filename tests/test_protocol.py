@@ -7,6 +7,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from pipeline.datasets.base import DatasetError
 from trainers.loop import LoopConfig
 from trainers.protocol import run_splits
 from trainers.splits import make_splits
@@ -26,7 +27,7 @@ def _data(n: int = 60) -> tuple[pd.DataFrame, torch.Tensor]:
     return data, torch.tensor(x, dtype=torch.float32)
 
 
-def _run(tmp_path, cfg: LoopConfig, progress=None):
+def _run(tmp_path, cfg: LoopConfig, progress=None, spec=None, log=None):
     data, x = _data()
     splits = make_splits(data, n_splits=2, seed=0)
 
@@ -34,7 +35,7 @@ def _run(tmp_path, cfg: LoopConfig, progress=None):
         return lambda rows: model(x[torch.as_tensor(rows)].unsqueeze(-1)).squeeze(-1)
 
     lines: list[str] = []
-    run_splits(
+    out = run_splits(
         data,
         splits,
         lambda _: nn.Linear(1, 1),
@@ -42,10 +43,11 @@ def _run(tmp_path, cfg: LoopConfig, progress=None):
         cfg,
         tmp_path,
         torch.device("cpu"),
-        lines.append,
+        log or lines.append,
         progress,
+        spec,
     )
-    return lines
+    return out if spec is not None else lines
 
 
 def test_progress_counts_every_epoch_of_every_split(tmp_path):
@@ -76,3 +78,27 @@ def test_without_progress_every_epoch_is_a_log_line(tmp_path):
     lines = _run(tmp_path, LoopConfig(epochs=3, batch_size=8, lr=1e-2))
     epochs = [line for line in lines if " epoch " in line]
     assert len(epochs) == 6 and epochs[0].startswith("split 0 epoch 1: loss ")
+
+
+def test_resume_skips_finished_splits_and_refuses_other_settings(tmp_path):
+    cfg = LoopConfig(epochs=3, batch_size=8, lr=1e-2)
+    spec = {"trainer": "test", "epochs": 3}
+    records, preds, histories, params, resumed = _run(tmp_path, cfg, spec=spec)
+    assert resumed == 0.0 and (tmp_path / "resume.json").is_file()
+    assert sorted(p.name for p in tmp_path.glob("split-*")) == [
+        "split-00.json", "split-00.safetensors", "split-01.json", "split-01.safetensors",
+    ]  # fmt: skip
+    (tmp_path / "split-01.json").unlink()  # killed while split 1 was being written
+    lines, events = [], []
+    again = _run(tmp_path, cfg, events.append, spec=spec, log=lines.append)
+    assert lines[0] == f"split 0: already finished in {tmp_path.name}, kept"
+    assert again[0] == records and again[2] == histories and again[3] == params
+    pd.testing.assert_frame_equal(again[1], preds)
+    assert again[4] > 0  # split 0's recorded training time
+    assert [e["done"] for e in events] == [3, 4, 5, 6]
+    try:
+        _run(tmp_path, cfg, spec={**spec, "epochs": 4})
+    except DatasetError as exc:
+        assert "(epochs differ)" in str(exc)
+    else:
+        raise AssertionError("a run folder accepted other settings")

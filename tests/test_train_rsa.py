@@ -112,6 +112,41 @@ def test_same_command_same_numbers(run, cache, tmp_path):
     assert a["splits"] == b["splits"]
 
 
+def test_killed_run_resumes_with_the_same_numbers(run, cache, tmp_path):
+    """A run killed during its last split: the same command on the same --run keeps the
+    finished split (not retrained) and ends with the numbers of the uninterrupted run."""
+    import shutil
+
+    folder = tmp_path / "r1"
+    shutil.copytree(run, folder)
+    for name in ("split-01.json", "split-01.safetensors", "metrics.json", "predictions.csv"):
+        (folder / name).unlink()  # what a kill during split 1 leaves behind
+    kept = (folder / "split-00.safetensors").stat().st_mtime_ns
+    result = qfeat("train", "rsa", "demo", "--cache-dir", str(cache), "--runs-dir",
+                   str(tmp_path), "--run", "r1", "--splits", "2", "--epochs", "3",
+                   "--device", "cpu")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "split 0: already finished in r1, kept" in result.output
+    assert "split 1 test:" in result.output and "split 0 test:" not in result.output
+    assert (folder / "split-00.safetensors").stat().st_mtime_ns == kept
+    a = json.loads((run / "metrics.json").read_text())
+    b = json.loads((folder / "metrics.json").read_text())
+    assert a["splits"] == b["splits"] and a["test"] == b["test"]
+    for name in ("predictions.csv", "history.csv"):
+        assert (folder / name).read_text() == (run / name).read_text(), name
+
+
+def test_resuming_with_other_settings_is_refused(run, cache, tmp_path):
+    import shutil
+
+    shutil.copytree(run, tmp_path / "r1")
+    result = qfeat("train", "rsa", "demo", "--cache-dir", str(cache), "--runs-dir",
+                   str(tmp_path), "--run", "r1", "--splits", "2", "--epochs", "4",
+                   "--device", "cpu")  # fmt: skip
+    assert result.exit_code == 1
+    assert "other settings (rsa differ)" in result.output and "--run" in result.output
+
+
 def test_ablations_change_the_model(cache, tmp_path):
     params = {}
     for name, extra in {

@@ -2,11 +2,17 @@
 split's training part, selected on its validation part, scored on its test part(s).
 
 Test rows never reach :func:`trainers.loop.fit`. Each split's best weights go to
-``split-NN.safetensors`` in the run folder.
+``split-NN.safetensors`` in the run folder, then its test records, epoch history and
+predictions to ``split-NN.json`` (written last, atomically). A run folder records the
+settings it was started with in ``resume.json``; the same command run again on the same
+folder (``--run NAME``) skips the splits already finished, so a killed run resumes where
+it stopped with the numbers an uninterrupted one gives (every split is seeded on its own).
 """
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,10 +23,14 @@ import pandas as pd
 import torch
 from torch import nn
 
+from cache.layout import write_json_atomic
+from pipeline.datasets.base import DatasetError
 from trainers.loop import LoopConfig, fit, predict
-from trainers.runfolder import split_metrics
+from trainers.runfolder import split_metrics, write_run
 
 CHECKPOINT = "split-{:02d}.safetensors"
+SPLIT_RESULT = "split-{:02d}.json"
+RESUME = "resume.json"
 
 
 @dataclass
@@ -61,8 +71,6 @@ def split_state(run_dir: Path, index: int) -> dict[str, torch.Tensor]:
     """The trainable weights split ``index`` of a run saved (safetensors, no pickle)."""
     from safetensors.torch import load_file
 
-    from pipeline.datasets.base import DatasetError
-
     path = run_dir / CHECKPOINT.format(index)
     if not path.is_file():
         raise DatasetError(f"{run_dir} has no checkpoint {path.name}")
@@ -79,21 +87,39 @@ def run_splits(
     device: torch.device,
     log: Callable[[str], None] = lambda s: None,
     progress: Callable[[dict[str, Any]], None] | None = None,
-) -> tuple[list[dict[str, Any]], pd.DataFrame, list[list[dict[str, Any]]], int]:
-    """Train and test on every split; ``(per_split records, predictions, histories, params)``.
+    spec: dict[str, Any] | None = None,
+) -> tuple[list[dict[str, Any]], pd.DataFrame, list[list[dict[str, Any]]], int, float]:
+    """Train and test on every split; ``(per_split records, predictions, histories, params,
+    seconds)`` (``seconds``: training time of the splits this call resumed rather than ran).
 
     ``build(split_index)`` returns a fresh model (seeded by the caller's seed + index);
     ``make_score(model)(rows)`` maps rows of ``data`` to differentiable scores.
     ``progress`` gets each epoch's record with ``split``, ``done`` and ``total`` (epochs
     over all splits; a split stopped early counts as finished) added; without it each
     epoch is a ``log`` line. Each split's test result is always a ``log`` line.
+    ``spec`` (the run's settings) turns on resuming: see the module docstring.
     """
     from safetensors.torch import save_file
 
+    if spec is not None:
+        claim_folder(folder, spec)
     mos = torch.tensor(data["mos"].to_numpy(), dtype=torch.float32, device=device)
-    per_split, frames, histories, params = [], [], [], 0
+    per_split, frames, histories, params, resumed = [], [], [], 0, 0.0
     total = len(splits) * loop.epochs
     for position, split in enumerate(splits):
+        done = finished_split(folder, split.index) if spec is not None else None
+        if done is not None:
+            per_split += done["records"]
+            frames += [_frame(f) for f in done["predictions"]]
+            histories.append(done["history"])
+            params, resumed = done["params"], resumed + done["seconds"]
+            log(f"split {split.index}: already finished in {folder.name}, kept")
+            if progress is not None and done["history"]:
+                last = done["history"][-1]
+                progress({**last, "split": split.index, "done": (position + 1) * loop.epochs,
+                          "total": total})  # fmt: skip
+            continue
+        t_split = time.perf_counter()
         torch.manual_seed(loop.seed + split.index)
         model = build(split.index).to(device)
         params = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -109,14 +135,15 @@ def run_splits(
 
         best, history = fit(model, score, mos, split.train, split.val, cfg, on_epoch)
         if progress is not None and history and history[-1]["epoch"] < loop.epochs:
-            done = (position + 1) * loop.epochs  # stopped early: the split is finished
-            progress({**history[-1], "split": split.index, "done": done, "total": total})
+            done_epochs = (position + 1) * loop.epochs  # stopped early: the split is finished
+            progress({**history[-1], "split": split.index, "done": done_epochs, "total": total})
         model.load_state_dict(best, strict=False)
         save_file(
             {k: v.contiguous().cpu() for k, v in best.items()},
             str(folder / CHECKPOINT.format(split.index)),
         )
         histories.append(history)
+        records, split_frames = [], []
         for test_name, rows in split.test.items():
             pred = predict(model, score, rows, cfg.batch_size)
             record, frame = split_metrics(
@@ -126,11 +153,96 @@ def run_splits(
                 data["mos"].to_numpy()[rows],
                 pred,
             )
-            per_split.append(record)
-            frames.append(frame)
+            records.append(record)
+            split_frames.append(frame)
             srcc, plcc = (_fmt(record[k]) for k in ("srcc", "plcc"))
             log(f"split {split.index} {test_name}: SRCC {srcc}, PLCC {plcc} (n={record['n']})")
-    return per_split, pd.concat(frames, ignore_index=True), histories, params
+        per_split += records
+        frames += split_frames
+        if spec is not None:
+            write_json_atomic(
+                folder / SPLIT_RESULT.format(split.index),
+                {
+                    "records": records,
+                    "history": history,
+                    "predictions": [_frame_record(f) for f in split_frames],
+                    "params": params,
+                    "seconds": time.perf_counter() - t_split,
+                },
+            )
+    return per_split, pd.concat(frames, ignore_index=True), histories, params, resumed
+
+
+def train_and_record(
+    data: pd.DataFrame,
+    splits: list,
+    build: Callable[[int], nn.Module],
+    make_score: Callable[[nn.Module], Callable[[np.ndarray], torch.Tensor]],
+    loop: LoopConfig,
+    folder: Path,
+    device: torch.device,
+    config: dict[str, Any],
+    started: float,
+    extra: dict[str, Any],
+    log: Callable[[str], None] = lambda s: None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """:func:`run_splits` (resumable, settings from ``config``) then the run folder's
+    files; returns ``metrics.json``'s content. ``started``: the trainer's
+    ``time.perf_counter()`` at its start (resumed splits add their recorded time)."""
+    per_split, predictions, histories, params, resumed = run_splits(
+        data, splits, build, make_score, loop, folder, device, log, progress,
+        spec=resume_spec(config),
+    )  # fmt: skip
+    seconds = time.perf_counter() - started + resumed
+    return write_run(
+        folder, per_split, predictions, config, histories, params, seconds, extra=extra
+    )
+
+
+def resume_spec(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a run's ``config.json`` that must match for it to be resumed: all but
+    the device and the cache folder's spelling (its stages are named by fingerprint)."""
+    spec = {k: v for k, v in config.items() if k != "device"}
+    if isinstance(spec.get("cache"), dict):
+        spec["cache"] = {k: v for k, v in spec["cache"].items() if k != "dir"}
+    return spec
+
+
+def claim_folder(folder: Path, spec: dict[str, Any]) -> None:
+    """Record ``spec`` in ``folder/resume.json``, or check it against the one recorded."""
+    canonical = json.loads(json.dumps(spec, sort_keys=True, default=str))
+    path = folder / RESUME
+    if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, canonical)
+        return
+    stored = json.loads(path.read_text())
+    if stored != canonical:
+        keys = sorted(k for k in set(stored) | set(canonical) if stored.get(k) != canonical.get(k))
+        raise DatasetError(
+            f"run folder {folder} holds a run started with other settings ({', '.join(keys)} "
+            "differ); pass another --run name, or remove the folder to start it over"
+        )
+
+
+def finished_split(folder: Path, index: int) -> dict[str, Any] | None:
+    """What ``split-NN.json`` recorded, when it and the split's checkpoint are both there."""
+    path = folder / SPLIT_RESULT.format(index)
+    if not (path.is_file() and (folder / CHECKPOINT.format(index)).is_file()):
+        return None
+    return json.loads(path.read_text())
+
+
+def _frame_record(frame: pd.DataFrame) -> dict[str, Any]:
+    """A predictions frame as JSON: columns, rows and dtypes (so it reads back exactly)."""
+    record = frame.to_dict(orient="split", index=False)
+    return {**record, "dtypes": [str(t) for t in frame.dtypes]}
+
+
+def _frame(record: dict[str, Any]) -> pd.DataFrame:
+    frame = pd.DataFrame(record["data"], columns=record["columns"])
+    return frame.astype(dict(zip(record["columns"], record["dtypes"], strict=True)))
 
 
 def _fmt(value: float | None) -> str:

@@ -20,10 +20,9 @@ import torch
 from cache.items import read_items
 from pipeline.config import apply_overrides, default_preset, load_preset
 from pipeline.datasets.base import DatasetError, OptionError
-from trainers.protocol import TrainRequest, loop_config, run_splits
+from trainers.protocol import TrainRequest, loop_config, train_and_record
 from trainers.rsa import ATTENTION, RSAHead
 from trainers.rsa_data import RSAData, load_rsa_data, needed_stages
-from trainers.runfolder import write_run
 from trainers.runinfo import mos_range, stage_record
 from trainers.splits import make_splits
 
@@ -94,17 +93,6 @@ def train_rsa(
         # the head's matmuls are tiny: one thread avoids thread-pool overhead that made
         # steps 3-6x slower on 2 cores under load (measured on the demo set)
         torch.set_num_threads(1)
-    per_split, predictions, histories, params = run_splits(
-        data.data,
-        splits,
-        lambda _: build_head(data, head_cfg),
-        head_scorer(data, device),
-        loop_config(tcfg, req.seed),
-        folder,
-        device,
-        log,
-        progress,
-    )
     config = {
         "trainer": "rsa",
         "dataset": req.dataset,
@@ -120,8 +108,18 @@ def train_rsa(
         "items": len(data.data),
         "mos_range": mos_range(read_items(req.cache_dir, req.dataset)),
     }
-    metrics = write_run(
-        folder, per_split, predictions, config, histories, params,
-        time.perf_counter() - t_start, extra={"trainer": "rsa", "attention": req.attention},
-    )  # fmt: skip
+    metrics = train_and_record(
+        data.data,
+        splits,
+        lambda _: build_head(data, head_cfg),
+        head_scorer(data, device),
+        loop_config(tcfg, req.seed),
+        folder,
+        device,
+        config,
+        t_start,
+        {"trainer": "rsa", "attention": req.attention},
+        log,
+        progress,
+    )
     return folder, metrics

@@ -22,8 +22,7 @@ from cache.items import read_items
 from cache.reader import CacheMissing, open_stage
 from pipeline.config import apply_overrides, default_preset, load_preset
 from pipeline.datasets.base import DatasetError
-from trainers.protocol import CHECKPOINT, TrainRequest, loop_config, run_splits
-from trainers.runfolder import write_run
+from trainers.protocol import CHECKPOINT, TrainRequest, loop_config, train_and_record
 from trainers.runinfo import mos_range, stage_record
 from trainers.splits import make_splits
 
@@ -152,17 +151,6 @@ def train_scma(
         # 50 ms against 83 ms on one thread on an idle 2-core VM. More threads were not
         # measured; the RSA head's much smaller steps stay on one (trainers/rsa_train.py).
         torch.set_num_threads(min(2, torch.get_num_threads()))
-    per_split, predictions, histories, params = run_splits(
-        data,
-        splits,
-        build,
-        lambda model: scorer(model, features, cache_rows, req.mode, device),
-        loop_config(tcfg, req.seed),
-        folder,
-        device,
-        log,
-        progress,
-    )
     config = {
         "trainer": "scma",
         "mode": req.mode,
@@ -184,8 +172,18 @@ def train_scma(
         "stages": stage_record(video_stages(req.cache_dir, req.dataset, clip_stage)),
         "mos_range": mos_range(items),
     }
-    metrics = write_run(
-        folder, per_split, predictions, config, histories, params,
-        time.perf_counter() - t_start, extra={"trainer": "scma", "mode": req.mode},
-    )  # fmt: skip
+    metrics = train_and_record(
+        data,
+        splits,
+        build,
+        lambda model: scorer(model, features, cache_rows, req.mode, device),
+        loop_config(tcfg, req.seed),
+        folder,
+        device,
+        config,
+        t_start,
+        {"trainer": "scma", "mode": req.mode},
+        log,
+        progress,
+    )
     return folder, metrics
