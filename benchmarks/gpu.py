@@ -98,7 +98,7 @@ def bench_sam(device: torch.device, dry: bool) -> dict[str, Any]:
 def bench_clip(device: torch.device, dry: bool, ceiling: float) -> dict[str, Any]:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from pipeline.models.clip_split import build_clip
+    from pipeline.models.clip_build import build_clip
 
     name = "tiny-pe" if dry else "PE-Core-L-14-336"
     model, pre = build_clip(name, "", seed=0)
@@ -184,7 +184,8 @@ def bench_describe(device: torch.device, dry: bool) -> dict[str, Any]:
 
 
 def bench_scma(device: torch.device, dry: bool) -> dict[str, Any]:
-    from pipeline.models.clip_split import build_clip, hidden_width, num_tokens
+    from pipeline.models.clip_build import build_clip
+    from pipeline.models.clip_split import hidden_width, num_tokens
     from trainers.losses import combined
     from trainers.scma import QCLIP
     from trainers.scma_train import tokenizer_for

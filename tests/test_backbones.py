@@ -47,7 +47,7 @@ def test_seeded_builds_are_identical_and_seed_matters():
 
 
 def test_clip_patch_tokens_are_open_clips_own_tokens():
-    from pipeline.models.clip_split import build_clip
+    from pipeline.models.clip_build import build_clip
 
     bb = build_backbone("clip:tiny-vit", seed=0)
     model, _ = build_clip("tiny-vit", seed=0)
@@ -151,7 +151,7 @@ def test_golden_backbone_and_text_outputs():
 
 def test_clip_backbone_identity_carries_the_toy_architecture():
     """clip:<tiny> backbones are the clip stage's tiny towers: same architecture hash, own name."""
-    from pipeline.models.clip_split import tiny_architecture
+    from pipeline.models.clip_build import tiny_architecture
 
     for weights in ("", "random"):
         stage = BackboneStage({"model": "clip:tiny-pe", "weights": weights, "input_size": 64})

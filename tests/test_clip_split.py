@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from pipeline.models import clip_build as cb
 from pipeline.models import clip_split as cs
 
 pytest.importorskip("open_clip")
@@ -16,10 +17,10 @@ TINY = ("tiny-vit", "tiny-pe")
 @pytest.fixture(scope="module")
 def tiny_models():
     """Both tiny presets, built once for the module."""
-    return {name: cs.build_clip(name, seed=0, tiny=True) for name in TINY}
+    return {name: cb.build_clip(name, seed=0, tiny=True) for name in TINY}
 
 
-def _pixels(info: cs.PreprocessInfo, batch: int = 2, seed: int = 1) -> torch.Tensor:
+def _pixels(info: cb.PreprocessInfo, batch: int = 2, seed: int = 1) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(batch, 3, *info.size, generator=gen)
 
@@ -39,7 +40,7 @@ def test_tiny_shapes_and_preprocess(tiny_models, name):
     assert cs.num_tokens(model) == (32 // patch) ** 2 + 1  # patches + class token
     assert cs.hidden_width(model) == 64
     if name == "tiny-pe":
-        assert cs.qfeat_tiny_pe_core_patch4_32.__name__ == cs.TINY_PE_TIMM_NAME
+        assert cb.qfeat_tiny_pe_core_patch4_32.__name__ == cb.TINY_PE_TIMM_NAME
         assert info.mean == (0.5, 0.5, 0.5) and info.resize_mode == "squash"
         assert model.visual.trunk.rope is not None and model.visual.trunk.attn_pool is not None
     else:
@@ -154,7 +155,7 @@ def test_finish_trains_last_blocks(tiny_models, name):
         model.set_grad_checkpointing(False)
         model.eval()
     _close(out.detach(), pooled)
-    blocks = cs._blocks(model.visual)
+    blocks = cs.vision_blocks(model.visual)
     assert hidden.grad is not None and hidden.grad.abs().sum() > 0
     assert all(p.grad is not None for p in blocks[-1].parameters())
     assert all(p.grad is None for p in blocks[0].parameters())
@@ -163,8 +164,8 @@ def test_finish_trains_last_blocks(tiny_models, name):
 
 def test_tiny_build_is_deterministic(tiny_models):
     model0, info = tiny_models["tiny-pe"]
-    again, _ = cs.build_clip("tiny-pe", seed=0)
-    other, _ = cs.build_clip("tiny-pe", seed=1)
+    again, _ = cb.build_clip("tiny-pe", seed=0)
+    other, _ = cb.build_clip("tiny-pe", seed=1)
     state0, state_again, state_other = (m.state_dict() for m in (model0, again, other))
     assert all(torch.equal(state0[key], state_again[key]) for key in state0)
     assert not all(torch.equal(state0[key], state_other[key]) for key in state0)
@@ -178,7 +179,7 @@ def test_build_keeps_caller_rng():
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    cs.build_clip("tiny-vit", seed=5)
+    cb.build_clip("tiny-vit", seed=5)
     torch.testing.assert_close(torch.rand(3), expected)
 
 
@@ -187,30 +188,30 @@ def test_tiny_text_tower(tiny_models):
 
     for name in TINY:
         model, _ = tiny_models[name]
-        tokens = open_clip.get_tokenizer(cs._OPEN_CLIP_NAMES[name])(["a sharp photo", "blur"])
+        tokens = open_clip.get_tokenizer(cb.OPEN_CLIP_NAMES[name])(["a sharp photo", "blur"])
         with torch.no_grad():
             assert model.encode_text(tokens).shape == (2, 32)
 
 
 def test_build_errors(tmp_path):
     with pytest.raises(ValueError, match="tiny"):
-        cs.build_clip("ViT-B-16", tiny=True)
+        cb.build_clip("ViT-B-16", tiny=True)
     with pytest.raises(ValueError, match="unknown"):
-        cs.build_clip("no-such-model")
+        cb.build_clip("no-such-model")
     with pytest.raises(FileNotFoundError):
-        cs.build_clip("ViT-B-16", pretrained="openai")  # a tag: never downloaded
+        cb.build_clip("ViT-B-16", pretrained="openai")  # a tag: never downloaded
     with pytest.raises(ValueError, match="hub"):
-        cs.build_clip("hf-hub:timm/PE-Core-L-14-336")
+        cb.build_clip("hf-hub:timm/PE-Core-L-14-336")
     with pytest.raises(FileNotFoundError):
-        cs.build_clip(f"local-dir:{tmp_path / 'missing'}")
-    assert cs.tiny_name("tiny") == "tiny-pe"
+        cb.build_clip(f"local-dir:{tmp_path / 'missing'}")
+    assert cb.tiny_name("tiny") == "tiny-pe"
 
 
 def test_tiny_weights_file_roundtrip(tmp_path, tiny_models):
     model, info = tiny_models["tiny-vit"]
     path = tmp_path / "tiny.pt"
     torch.save(model.state_dict(), path)
-    loaded, _ = cs.build_clip("tiny-vit", pretrained=str(path), seed=7)
+    loaded, _ = cb.build_clip("tiny-vit", pretrained=str(path), seed=7)
     x = _pixels(info)
     with torch.no_grad():
         torch.testing.assert_close(loaded.encode_image(x), model.encode_image(x))
@@ -221,11 +222,11 @@ def test_local_dir_model(tmp_path, tiny_models):
     import json
 
     model, info = tiny_models["tiny-pe"]
-    cfg = {"model_cfg": cs.TINY_CONFIGS["tiny-pe"], "preprocess_cfg": {"mean": [0.5] * 3}}
+    cfg = {"model_cfg": cb.TINY_CONFIGS["tiny-pe"], "preprocess_cfg": {"mean": [0.5] * 3}}
     (tmp_path / "open_clip_config.json").write_text(json.dumps(cfg))
     torch.save(model.state_dict(), tmp_path / "open_clip_pytorch_model.bin")
-    cs.build_clip("tiny-pe")  # registers the tiny timm trunk the folder's config names
-    loaded, loaded_info = cs.build_clip(f"local-dir:{tmp_path}")
+    cb.build_clip("tiny-pe")  # registers the tiny timm trunk the folder's config names
+    loaded, loaded_info = cb.build_clip(f"local-dir:{tmp_path}")
     assert loaded_info.mean == (0.5, 0.5, 0.5) and loaded_info.size == info.size
     x = _pixels(info)
     with torch.no_grad():
@@ -302,7 +303,7 @@ def test_eva_register_tokens_and_mixed_rope(tiny_models):
 
 def test_real_pe_core_tiny_config():
     """The real PE-Core-T-16-384 architecture (seeded random weights, ~0.6 s to build)."""
-    model, info = cs.build_clip("PE-Core-T-16-384", seed=0)
+    model, info = cb.build_clip("PE-Core-T-16-384", seed=0)
     assert (cs.num_blocks(model), cs.hidden_width(model), cs.num_tokens(model)) == (12, 192, 577)
     assert info.size == (384, 384) and info.std == (0.5, 0.5, 0.5)
     x = _pixels(info, batch=1)

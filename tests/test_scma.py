@@ -6,13 +6,13 @@ import open_clip
 import pytest
 import torch
 
-from pipeline.models import clip_split
+from pipeline.models import clip_build, clip_split
 from trainers.scma import LEVELS, QCLIP
 
 
 def build(name: str, k: int = 2, r: int = 8, mode: str = "full") -> QCLIP:
-    clip, _ = clip_split.build_clip(name, seed=0)
-    tokenizer = open_clip.get_tokenizer(clip_split._OPEN_CLIP_NAMES[name])
+    clip, _ = clip_build.build_clip(name, seed=0)
+    tokenizer = open_clip.get_tokenizer(clip_build.OPEN_CLIP_NAMES[name])
     model = QCLIP(clip, tokenizer, k=k, r=r, mode=mode)
     torch.manual_seed(1)
     with torch.no_grad():  # move the adapters away from their init so they matter
@@ -33,8 +33,8 @@ def test_cached_forward_equals_full_model(name, k):
         cached = model.score(model.video_from_hidden(hidden.view(2, 3, *hidden.shape[1:])))
     torch.testing.assert_close(cached, full, rtol=1e-4, atol=1e-6)
     # the adapters are really in the path: without them the score differs
-    plain = QCLIP(clip_split.build_clip(name, seed=0)[0],
-                  open_clip.get_tokenizer(clip_split._OPEN_CLIP_NAMES[name]), k=k, r=8)  # fmt: skip
+    plain = QCLIP(clip_build.build_clip(name, seed=0)[0],
+                  open_clip.get_tokenizer(clip_build.OPEN_CLIP_NAMES[name]), k=k, r=8)  # fmt: skip
     with torch.no_grad():
         assert not torch.allclose(plain.score(plain.video_from_pixels(pixels)), full)
 
@@ -54,8 +54,8 @@ def test_only_context_is_learnable_in_the_prompts():
 
 
 def test_context_starts_from_the_embedding_of_x():
-    clip, _ = clip_split.build_clip("tiny-pe", seed=0)
-    tokenizer = open_clip.get_tokenizer(clip_split._OPEN_CLIP_NAMES["tiny-pe"])
+    clip, _ = clip_build.build_clip("tiny-pe", seed=0)
+    tokenizer = open_clip.get_tokenizer(clip_build.OPEN_CLIP_NAMES["tiny-pe"])
     model = QCLIP(clip, tokenizer, k=2, r=8)
     x_row = clip.text.token_embedding.weight[int(tokenizer(["X"])[0][1])]
     assert torch.equal(model.context, x_row.expand(3, -1))

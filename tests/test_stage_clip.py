@@ -128,10 +128,10 @@ def test_paper_preset_needs_weights(tmp_path):
 
 def test_tiny_architecture_is_part_of_the_model_identity(monkeypatch):
     """A changed toy config gives another identity (so another cache), the same one does not."""
-    from pipeline.models import clip_split
+    from pipeline.models import clip_build
 
     before = clip_stage("tiny-pe").model_identity()
     assert before == clip_stage("tiny-pe").model_identity()
-    monkeypatch.setitem(clip_split._TINY_PE_TRUNK_KWARGS, "depth", 3)
+    monkeypatch.setitem(clip_build._TINY_PE_TRUNK_KWARGS, "depth", 3)
     after = clip_stage("tiny-pe").model_identity()
     assert after["arch"] != before["arch"] and after["name"] == before["name"]

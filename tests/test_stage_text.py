@@ -79,10 +79,10 @@ def test_missing_weights_named():
 def test_tiny_text_identity_carries_the_toy_architecture(monkeypatch):
     """The text stage shares the clip towers' tiny configs, so a changed toy config gives it
     a new identity (and cache) as well."""
-    from pipeline.models import clip_split
+    from pipeline.models import clip_build
 
     cfg = load_preset("tiny")["text"]
     before = TextStage(cfg, seed=0).model_identity()
-    assert before["arch"] == clip_split.tiny_architecture("tiny-vit")
-    monkeypatch.setitem(clip_split.TINY_CONFIGS["tiny-vit"]["text_cfg"], "layers", 3)
+    assert before["arch"] == clip_build.tiny_architecture("tiny-vit")
+    monkeypatch.setitem(clip_build.TINY_CONFIGS["tiny-vit"]["text_cfg"], "layers", 3)
     assert TextStage(cfg, seed=0).model_identity()["arch"] != before["arch"]

@@ -74,7 +74,7 @@ class QCLIP(nn.Module):
         for p in self.clip.parameters():
             p.requires_grad_(False)
         token_embedding, text_blocks = text_tower(clip)
-        vision_blocks = clip_split._blocks(clip_split._visual(clip))
+        vision_blocks = clip_split.vision_blocks(clip_split.visual_tower(clip))
         width = clip_split.hidden_width(clip)
         text_width = token_embedding.weight.shape[1]
         if mode == "full" and text_width != width:

@@ -35,7 +35,7 @@ class ScmaRequest(TrainRequest):
 
 def load_clip_for(stage) -> tuple[torch.nn.Module, Any, dict]:
     """The frozen CLIP model a cached clip stage was computed with."""
-    from pipeline.models.clip_split import build_clip
+    from pipeline.models.clip_build import build_clip
     from pipeline.stages.clip import ClipStage
 
     cfg = dict(stage.manifest["config"])
@@ -57,10 +57,10 @@ def load_clip_for(stage) -> tuple[torch.nn.Module, Any, dict]:
 def tokenizer_for(model_name: str):
     import open_clip
 
-    from pipeline.models.clip_split import _OPEN_CLIP_NAMES, tiny_name
+    from pipeline.models.clip_build import OPEN_CLIP_NAMES, tiny_name
 
     tiny = tiny_name(model_name)
-    return open_clip.get_tokenizer(_OPEN_CLIP_NAMES[tiny] if tiny else model_name)
+    return open_clip.get_tokenizer(OPEN_CLIP_NAMES[tiny] if tiny else model_name)
 
 
 def usable_data(items: pd.DataFrame, stage, mode: str):

@@ -117,14 +117,15 @@ class _TokenGrid(nn.Module):
 
 
 def _open_clip(name: str, weights: str, seed: int, size: int) -> Backbone:
-    from pipeline.models.clip_split import _blocks, _kind, _oc_run_blocks, build_clip
+    from pipeline.models.clip_build import build_clip
+    from pipeline.models.clip_split import oc_run_blocks, tower_kind, vision_blocks
 
     model, pre = build_clip(name, "" if weights in ("", "random") else weights, seed=seed)
     visual = model.visual
-    if _kind(visual) == "openclip":
+    if tower_kind(visual) == "openclip":
 
         def tokens(pixels: torch.Tensor) -> torch.Tensor:
-            x = _oc_run_blocks(visual, visual._embeds(pixels), 0, len(_blocks(visual)))
+            x = oc_run_blocks(visual, visual._embeds(pixels), 0, len(vision_blocks(visual)))
             return visual.ln_post(x)
 
         prefix = 0 if getattr(visual, "no_cls", False) else 1

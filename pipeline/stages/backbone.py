@@ -50,7 +50,7 @@ class BackboneStage(Stage):
             return model_identity("tiny-resnet-layer1", seed=self.seed, arch=tiny_architecture())
         if weights == "random" or (not weights and name.startswith("clip:tiny")):
             if name.startswith("clip:"):  # the clip towers' identity, toy architecture included
-                from pipeline.models.clip_split import random_identity
+                from pipeline.models.clip_build import random_identity
 
                 return {**random_identity(name.removeprefix("clip:"), self.seed), "name": name}
             return model_identity(name, seed=self.seed, init="random")

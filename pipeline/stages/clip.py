@@ -51,14 +51,14 @@ class ClipStage(Stage):
     arrays = ("embeddings", "hidden")
 
     def _tiny(self) -> bool:
-        from pipeline.models.clip_split import tiny_name
+        from pipeline.models.clip_build import tiny_name
 
         return tiny_name(self.cfg["model"]) is not None
 
     def model_identity(self) -> dict[str, Any]:
         pretrained = self.cfg.get("pretrained", "")
         if self._tiny() or pretrained == "random":
-            from pipeline.models.clip_split import random_identity
+            from pipeline.models.clip_build import random_identity
 
             return random_identity(self.cfg["model"], self.seed)
         return model_identity(self.cfg["model"], pretrained or None)
@@ -77,7 +77,8 @@ class ClipStage(Stage):
     def load(self) -> None:
         import torch
 
-        from pipeline.models.clip_split import build_clip, encode_with_hidden
+        from pipeline.models.clip_build import build_clip
+        from pipeline.models.clip_split import encode_with_hidden
 
         pretrained = self.cfg.get("pretrained", "")
         model, self.pre = build_clip(

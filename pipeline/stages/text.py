@@ -65,13 +65,13 @@ class TextStage(Stage):
         return TINY_TEXT_MODEL if self.cfg["model"] == "tiny" else self.cfg["model"]
 
     def _random(self) -> bool:
-        from pipeline.models.clip_split import tiny_name
+        from pipeline.models.clip_build import tiny_name
 
         return tiny_name(self._model_name()) is not None or self.cfg.get("pretrained") == "random"
 
     def model_identity(self) -> dict[str, Any]:
         if self._random():
-            from pipeline.models.clip_split import random_identity
+            from pipeline.models.clip_build import random_identity
 
             return random_identity(self._model_name(), self.seed)
         return model_identity(self._model_name(), self.cfg.get("pretrained") or None)
@@ -91,7 +91,7 @@ class TextStage(Stage):
         import open_clip
         import torch
 
-        from pipeline.models.clip_split import _OPEN_CLIP_NAMES, build_clip, tiny_name
+        from pipeline.models.clip_build import OPEN_CLIP_NAMES, build_clip, tiny_name
 
         pretrained = self.cfg.get("pretrained", "")
         name = self._model_name()
@@ -99,7 +99,7 @@ class TextStage(Stage):
         model.visual = None  # only the text tower is used here
         self.model = model.to(self.device).eval()
         tiny = tiny_name(name)
-        self.tokenizer = open_clip.get_tokenizer(_OPEN_CLIP_NAMES[tiny] if tiny else name)
+        self.tokenizer = open_clip.get_tokenizer(OPEN_CLIP_NAMES[tiny] if tiny else name)
         self.torch = torch
         with torch.inference_mode():
             self.dim = int(self.model.encode_text(self.tokenizer(["probe"])).shape[-1])
