@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli.errors import EXIT_DATA, user_errors
+from cli.progress import progress_bar
 
 app = typer.Typer()
 console = Console(highlight=False, soft_wrap=True)
@@ -57,7 +58,10 @@ def predict(
             kinds = " ".join(extensions)
             raise OptionError(f"no {modality} files ({kinds}) matched {' '.join(paths)}")
         model = load_run(folder, resolve_device(device))
-        results = model.score(files, batch_size)
+        # on stderr, and gone when done: --json keeps stdout pure JSON
+        with progress_bar(Console(stderr=True), "scoring", "files", transient=True) as bar:
+            task = bar.add_task("scoring", total=len(files))
+            results = model.score(files, batch_size, lambda n: bar.advance(task, n))
     failed = sum(r.status != "ok" for r in results)
     if as_json:
         typer.echo(json.dumps([r.as_dict() for r in results], indent=2))

@@ -125,7 +125,9 @@ def test_live_equals_cache_and_api_equals_cli(images, image_results):
         if split == 0 or set(ids) <= set(rows.index):
             cached = rows.loc[ids, "pred"].to_numpy()
             np.testing.assert_allclose(raw[split], cached, rtol=RTOL, atol=1e-6)
-    api = [r.as_dict() for r in model.score(images.tests)]
+    chunks: list[int] = []
+    api = [r.as_dict() for r in model.score(images.tests, progress=chunks.append)]
+    assert chunks == [2]  # one progress call per chunk, with its number of files
     cli = [r for r in image_results if Path(r["path"]) in set(images.tests)]
     same_results(api, cli)
     # all files scored: exit 0, and the table output

@@ -39,7 +39,7 @@ import glob
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -194,10 +194,14 @@ class RunModel:
         return mos_range(items)
 
     def raw(
-        self, paths: Iterable[str | os.PathLike], batch_size: int | None = None
+        self,
+        paths: Iterable[str | os.PathLike],
+        batch_size: int | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> tuple[list[tuple[str, str | None]], np.ndarray]:
         """``(statuses, raw [splits, files])``: each file's ``(status, error)`` and every
-        split's raw head output (NaN for failed files), files in the given order."""
+        split's raw head output (NaN for failed files), files in the given order.
+        ``progress(n)`` is called after each chunk with the number of files it held."""
         files = [str(p) for p in paths]
         size = batch_size or self.batch_size
         statuses: list[tuple[str, str | None]] = []
@@ -209,15 +213,20 @@ class RunModel:
             s, r = self.scorer.raw(items)
             statuses.extend(s)
             parts.append(r)
+            if progress is not None:
+                progress(len(chunk))
         raw = np.concatenate(parts, axis=1) if parts else np.zeros((len(self.mappings), 0))
         return statuses, raw
 
     def score(
-        self, paths: Iterable[str | os.PathLike], batch_size: int | None = None
+        self,
+        paths: Iterable[str | os.PathLike],
+        batch_size: int | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> list[Prediction]:
         """One :class:`Prediction` per path, in order (see the module docstring)."""
         files = [str(p) for p in paths]
-        statuses, raw = self.raw(files, batch_size)
+        statuses, raw = self.raw(files, batch_size, progress)
         mapped = np.stack([m(r) for m, r in zip(self.mappings, raw, strict=True)])
         out = []
         for i, (path, (status, error)) in enumerate(zip(files, statuses, strict=True)):
