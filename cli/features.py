@@ -19,7 +19,12 @@ console = Console(highlight=False, soft_wrap=True)
 
 Root = Annotated[Path | None, typer.Option(help="Dataset root (default $QFEAT_DATA_ROOT/<name>).")]
 Name = Annotated[str | None, typer.Option(help="Storage name for the labels/csv adapters.")]
-CacheDir = Annotated[Path | None, typer.Option("--cache-dir", help="Cache directory.")]
+CacheDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir", help="Cache directory (default: $QFEAT_CACHE_DIR or ./qfeat-cache)."
+    ),
+]
 Preset = Annotated[
     str | None, typer.Option(help="Preset name (tiny, paper) or TOML file; default by dataset.")
 ]
@@ -138,8 +143,9 @@ def features(
     force: Force = False,
     dashboard: Dashboard = False,
 ) -> None:
-    """Compute a dataset's stages into the cache (images: regions, describe, text,
-    backbone; videos: frames, clip), skipping complete shards."""
+    """Compute a dataset's stages into the cache, skipping complete shards.
+
+    Images: regions, describe, text, backbone. Videos: frames, clip."""
     args = locals()
     args["stages"] = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
     _execute(args)

@@ -21,9 +21,21 @@ console = Console(highlight=False, soft_wrap=True)
 
 # Options every trainer shares (same names and meaning for rsa and scma).
 DatasetArg = Annotated[str, typer.Argument(help="The name the features were cached under.")]
-CacheDirOpt = Annotated[Path | None, typer.Option("--cache-dir")]
-RunsDirOpt = Annotated[Path | None, typer.Option("--runs-dir")]
-RunOpt = Annotated[str | None, typer.Option(help="Run folder name (default: timestamped).")]
+CacheDirOpt = Annotated[
+    Path | None,
+    typer.Option("--cache-dir", help="Feature cache (default: $QFEAT_CACHE_DIR or ./qfeat-cache)."),
+]
+RunsDirOpt = Annotated[
+    Path | None,
+    typer.Option("--runs-dir", help="Where run folders go (default: $QFEAT_RUNS_DIR or ./runs)."),
+]
+RunOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Run folder name (default: timestamped). The same name again resumes a killed "
+        "run: finished splits are kept."
+    ),
+]
 SplitsOpt = Annotated[int, typer.Option(min=1, help="Random splits when none is official.")]
 SeedOpt = Annotated[int, typer.Option()]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
