@@ -99,78 +99,97 @@ def run_splits(
     epoch is a ``log`` line. Each split's test result is always a ``log`` line.
     ``spec`` (the run's settings) turns on resuming: see the module docstring.
     """
-    from safetensors.torch import save_file
-
     if spec is not None:
         claim_folder(folder, spec)
     mos = torch.tensor(data["mos"].to_numpy(), dtype=torch.float32, device=device)
     per_split, frames, histories, params, resumed = [], [], [], 0, 0.0
     total = len(splits) * loop.epochs
     for position, split in enumerate(splits):
+
+        def report(record: dict, epochs_before: int, i: int = split.index) -> None:
+            if progress is not None:
+                progress({**record, "split": i, "done": epochs_before, "total": total})
+
         done = finished_split(folder, split.index) if spec is not None else None
         if done is not None:
-            per_split += done["records"]
-            frames += [_frame(f) for f in done["predictions"]]
-            histories.append(done["history"])
-            params, resumed = done["params"], resumed + done["seconds"]
             log(f"split {split.index}: already finished in {folder.name}, kept")
-            if progress is not None and done["history"]:
-                last = done["history"][-1]
-                progress({**last, "split": split.index, "done": (position + 1) * loop.epochs,
-                          "total": total})  # fmt: skip
-            continue
-        t_split = time.perf_counter()
-        torch.manual_seed(loop.seed + split.index)
-        model = build(split.index).to(device)
-        params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        score = make_score(model)
-        cfg = replace(loop, seed=loop.seed + split.index)
-
-        def on_epoch(r: dict, i: int = split.index, before: int = position * loop.epochs) -> None:
-            if progress is not None:
-                progress({**r, "split": i, "done": before + r["epoch"], "total": total})
-                return
-            loss, val = r["train_loss"], r["val_srcc"]
-            log(f"split {i} epoch {r['epoch']}: loss {loss:.4f}, val SRCC {val:.4f}")
-
-        best, history = fit(model, score, mos, split.train, split.val, cfg, on_epoch)
-        if progress is not None and history and history[-1]["epoch"] < loop.epochs:
-            done_epochs = (position + 1) * loop.epochs  # stopped early: the split is finished
-            progress({**history[-1], "split": split.index, "done": done_epochs, "total": total})
-        model.load_state_dict(best, strict=False)
-        save_file(
-            {k: v.contiguous().cpu() for k, v in best.items()},
-            str(folder / CHECKPOINT.format(split.index)),
-        )
-        histories.append(history)
-        records, split_frames = [], []
-        for test_name, rows in split.test.items():
-            pred = predict(model, score, rows, cfg.batch_size)
-            record, frame = split_metrics(
-                split.index,
-                test_name,
-                data["item_id"].to_numpy()[rows],
-                data["mos"].to_numpy()[rows],
-                pred,
-            )
-            records.append(record)
-            split_frames.append(frame)
-            srcc, plcc = (_fmt(record[k]) for k in ("srcc", "plcc"))
-            log(f"split {split.index} {test_name}: SRCC {srcc}, PLCC {plcc} (n={record['n']})")
-        per_split += records
-        frames += split_frames
-        if spec is not None:
-            write_json_atomic(
-                folder / SPLIT_RESULT.format(split.index),
-                {
-                    "records": records,
-                    "history": history,
-                    "predictions": [_frame_record(f) for f in split_frames],
-                    "params": params,
-                    "seconds": time.perf_counter() - t_split,
-                },
-            )
+            if done["history"]:
+                report(done["history"][-1], (position + 1) * loop.epochs)
+            resumed += done["seconds"]
+        else:
+            started = time.perf_counter()
+            done = _train_split(
+                data, split, build, make_score, replace(loop, seed=loop.seed + split.index),
+                mos, folder, device, log, progress is not None,
+                lambda r, before=position * loop.epochs: report(r, before + r["epoch"]),
+            )  # fmt: skip
+            history = done["history"]
+            if history and history[-1]["epoch"] < loop.epochs:  # stopped early: finished
+                report(history[-1], (position + 1) * loop.epochs)
+            done["seconds"] = time.perf_counter() - started
+            if spec is not None:
+                write_json_atomic(folder / SPLIT_RESULT.format(split.index), done)
+        per_split += done["records"]
+        frames += [_frame(f) for f in done["predictions"]]
+        histories.append(done["history"])
+        params = done["params"]
     return per_split, pd.concat(frames, ignore_index=True), histories, params, resumed
+
+
+def _train_split(
+    data: pd.DataFrame,
+    split,
+    build: Callable[[int], nn.Module],
+    make_score: Callable[[nn.Module], Callable[[np.ndarray], torch.Tensor]],
+    cfg: LoopConfig,
+    mos: torch.Tensor,
+    folder: Path,
+    device: torch.device,
+    log: Callable[[str], None],
+    quiet_epochs: bool,
+    on_epoch: Callable[[dict[str, Any]], None],
+) -> dict[str, Any]:
+    """Train one split, save its checkpoint, test it: the ``split-NN.json`` record
+    (without ``seconds``). Epochs go to ``on_epoch``, and to ``log`` unless
+    ``quiet_epochs``."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(cfg.seed)  # the caller's seed + the split index
+    model = build(split.index).to(device)
+    score = make_score(model)
+
+    def epoch(r: dict) -> None:
+        on_epoch(r)
+        if not quiet_epochs:
+            loss, val = r["train_loss"], r["val_srcc"]
+            log(f"split {split.index} epoch {r['epoch']}: loss {loss:.4f}, val SRCC {val:.4f}")
+
+    best, history = fit(model, score, mos, split.train, split.val, cfg, epoch)
+    model.load_state_dict(best, strict=False)
+    save_file(
+        {k: v.contiguous().cpu() for k, v in best.items()},
+        str(folder / CHECKPOINT.format(split.index)),
+    )
+    records, predictions = [], []
+    for test_name, rows in split.test.items():
+        pred = predict(model, score, rows, cfg.batch_size)
+        record, frame = split_metrics(
+            split.index,
+            test_name,
+            data["item_id"].to_numpy()[rows],
+            data["mos"].to_numpy()[rows],
+            pred,
+        )
+        records.append(record)
+        predictions.append(_frame_record(frame))
+        srcc, plcc = (_fmt(record[k]) for k in ("srcc", "plcc"))
+        log(f"split {split.index} {test_name}: SRCC {srcc}, PLCC {plcc} (n={record['n']})")
+    return {
+        "records": records,
+        "history": history,
+        "predictions": predictions,
+        "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
 
 
 def train_and_record(
