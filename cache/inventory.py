@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cache.layout import TMP_RE
-from cache.reader import Stage, latest_fingerprint, list_stages
+from cache.reader import Stage, default_stage, latest_fingerprint, list_stages
 
 TMP_MIN_AGE_S = 15 * 60  # younger temp files may belong to a writer that is still running
 
@@ -31,8 +31,9 @@ def all_stages(cache_dir: Path) -> list[Stage]:
     return [st for ds, name in stage_names(cache_dir) for st in list_stages(cache_dir, ds, name)]
 
 
-def entry(stage: Stage) -> dict[str, Any]:
-    """The `qfeat cache ls --json` object of one fingerprint folder."""
+def entry(stage: Stage, in_use: bool = False) -> dict[str, Any]:
+    """The `qfeat cache ls --json` object of one fingerprint folder; ``in_use``: it is the
+    fingerprint readers and trainers open by default (:func:`cache.reader.default_stage`)."""
     markers = stage.markers.values()
     return {
         "dataset": stage.dir.parent.parent.name,
@@ -46,7 +47,18 @@ def entry(stage: Stage) -> dict[str, Any]:
         "items_failed": sum(m.get("failed", 0) for m in markers),
         "bytes": sum(p.stat().st_size for p in stage.dir.iterdir() if p.is_file()),
         "created": stage.manifest.get("created"),
+        "in_use": in_use,
     }
+
+
+def entries(cache_dir: Path) -> list[dict[str, Any]]:
+    """:func:`entry` of every fingerprint folder under ``cache_dir``, ``in_use`` filled."""
+    out = []
+    for dataset, name in stage_names(cache_dir):
+        group = list_stages(cache_dir, dataset, name)
+        chosen = default_stage(group, latest_fingerprint(cache_dir, dataset, name))
+        out += [entry(s, chosen is not None and s.dir == chosen.dir) for s in group]
+    return out
 
 
 @dataclass(frozen=True)

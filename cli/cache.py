@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from cache.inventory import all_stages, entry, find_garbage
+from cache.inventory import all_stages, entries, find_garbage
 from cache.reader import open_stage
 from cache.verify import repair, verify_stage
 from cli.errors import EXIT_DATA, user_errors
@@ -40,35 +41,49 @@ def _human(n: int) -> str:
 
 @app.command("ls")
 def ls(cache_dir: CacheDir = None, as_json: Json = False) -> None:
-    """One line per dataset/stage/fingerprint: completeness, items, size."""
+    """One line per dataset/stage/fingerprint: completeness, items, size; * = in use."""
     root = default_cache_dir(cache_dir)
-    entries = [entry(s) for s in all_stages(root)]
+    found = entries(root)
     if as_json:
-        typer.echo(json.dumps(entries, indent=2))
+        typer.echo(json.dumps(found, indent=2))
         return
-    if not entries:
+    if not found:
         console.print(f"the cache at {root} is empty")
         return
-    table = Table(title=f"qfeat cache at {root}")
-    table.add_column("dataset", overflow="fold")
-    table.add_column("stage", overflow="fold")
-    table.add_column("fingerprint", no_wrap=True, min_width=16)
-    for col in ("complete", "shards", "ok", "failed", "size"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("created", overflow="fold")
-    for e in entries:
-        table.add_row(
+    table = Table(
+        title=f"qfeat cache at {root}",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+    )
+    rows = [
+        [
             e["dataset"],
             e["stage"],
-            e["fingerprint"],
-            "yes" if e["complete"] else "[yellow]no[/]",
+            e["fingerprint"] + ("*" if e["in_use"] else " "),
             f"{e['shards_done']}/{e['shards_total']}",
             str(e["items_ok"]),
             str(e["items_failed"]),
             _human(e["bytes"]),
             (e["created"] or "-")[:16].replace("T", " "),
-        )
+        ]
+        for e in found
+    ]
+    names = ("dataset", "stage", "fingerprint", "shards", "ok", "failed", "size", "created")
+    for i, col in enumerate(names):
+        if col in ("dataset", "stage", "created"):  # these wrap in a narrow terminal
+            table.add_column(col, overflow="fold")
+        else:  # these never shrink
+            width = max(len(col), *(len(r[i]) for r in rows))
+            right = "right" if col in ("ok", "failed") else "left"
+            table.add_column(col, no_wrap=True, min_width=width, justify=right)
+    for e, row in zip(found, rows, strict=True):
+        if not e["complete"]:
+            row[3] = f"[yellow]{row[3]}[/]"
+        table.add_row(*row)
     console.print(table)
+    console.print("* the fingerprint `qfeat train` and the readers use (the last complete run)")
 
 
 @app.command("verify")

@@ -425,6 +425,32 @@ def test_cache_ls_json(tmp_path, qfeat):
     assert m["fingerprint"] in table.output and "2/3" in table.output
 
 
+def test_cache_ls_marks_the_fingerprint_in_use(tmp_path, qfeat):
+    """in_use: the fingerprint readers open (the last complete run, else the newest
+    complete one); an incomplete folder never is."""
+    from cache.reader import mark_latest
+
+    partial = manifest_for(shard_size=4)
+    write_stage(tmp_path, partial, skip={2})
+    old = manifest_for(shard_size=5)
+    old["created"] = "2026-01-01T00:00:00+00:00"
+    write_stage(tmp_path, old, shard_size=5)
+    new = manifest_for(shard_size=2)
+    write_stage(tmp_path, new, shard_size=2)
+
+    def in_use():
+        out = json.loads(qfeat("cache", "ls", "--cache-dir", str(tmp_path), "--json").output)
+        return {e["fingerprint"] for e in out if e["in_use"]}
+
+    assert in_use() == {new["fingerprint"]}  # the newest complete one
+    mark_latest(tmp_path, "demo", "backbone", old["fingerprint"])
+    assert in_use() == {old["fingerprint"]}  # the one the last run completed
+    mark_latest(tmp_path, "demo", "backbone", partial["fingerprint"])
+    assert in_use() == {new["fingerprint"]}  # not an incomplete one
+    table = qfeat("cache", "ls", "--cache-dir", str(tmp_path)).output
+    assert f"{new['fingerprint']}*" in table and f"{old['fingerprint']}*" not in table
+
+
 def test_cache_errors_command(tmp_path, qfeat):
     write_stage(tmp_path, manifest_for(), failed={"images/001.png", "images/009.png"})
     out = json.loads(
