@@ -91,7 +91,10 @@ def test_resume_skips_finished_splits_and_refuses_other_settings(tmp_path):
     (tmp_path / "split-01.json").unlink()  # killed while split 1 was being written
     lines, events = [], []
     again = _run(tmp_path, cfg, events.append, spec=spec, log=lines.append)
-    assert lines[0] == f"split 0: already finished in {tmp_path.name}, kept"
+    assert lines[:2] == [
+        f"resuming {tmp_path}: 1 of 2 splits already finished",
+        f"split 0: already finished in {tmp_path.name}, kept",
+    ]
     assert again[0] == records and again[2] == histories and again[3] == params
     pd.testing.assert_frame_equal(again[1], preds)
     assert again[4] > 0  # split 0's recorded training time

@@ -47,6 +47,14 @@ def run(cache, tmp_path_factory) -> Path:
     return train(cache, tmp_path_factory.mktemp("runs"), "r1")
 
 
+def test_a_new_run_says_how_to_resume_it(cache, tmp_path):
+    result = qfeat("train", "rsa", "demo", "--cache-dir", str(cache), "--runs-dir",
+                   str(tmp_path), "--splits", "1", "--epochs", "1", "--device", "cpu")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (folder,) = tmp_path.iterdir()  # timestamped name
+    assert f"the same command with --run {folder.name} resumes it" in result.output
+
+
 def test_run_folder_contract(run):
     for name in ("metrics.json", "predictions.csv", "config.json", "scatter.png", "curves.png"):
         assert (run / name).is_file(), name
@@ -126,6 +134,7 @@ def test_killed_run_resumes_with_the_same_numbers(run, cache, tmp_path):
                    str(tmp_path), "--run", "r1", "--splits", "2", "--epochs", "3",
                    "--device", "cpu")  # fmt: skip
     assert result.exit_code == 0, result.output
+    assert f"resuming {folder}: 1 of 2 splits already finished" in result.output
     assert "split 0: already finished in r1, kept" in result.output
     assert "split 1 test:" in result.output and "split 0 test:" not in result.output
     assert (folder / "split-00.safetensors").stat().st_mtime_ns == kept

@@ -101,6 +101,12 @@ def run_splits(
     """
     if spec is not None:
         claim_folder(folder, spec)
+        finished = sum(finished_split(folder, s.index) is not None for s in splits)
+        if finished:
+            log(f"resuming {folder}: {finished} of {len(splits)} splits already finished")
+        else:
+            hint = f"the same command with --run {folder.name} resumes it"
+            log(f"run folder {folder}; if interrupted, {hint}")
     mos = torch.tensor(data["mos"].to_numpy(), dtype=torch.float32, device=device)
     per_split, frames, histories, params, resumed = [], [], [], 0, 0.0
     total = len(splits) * loop.epochs
