@@ -99,11 +99,14 @@ def run_splits(
     epoch is a ``log`` line. Each split's test result is always a ``log`` line.
     ``spec`` (the run's settings) turns on resuming: see the module docstring.
     """
+    kept: dict[int, dict[str, Any]] = {}
     if spec is not None:
         claim_folder(folder, spec)
-        finished = sum(finished_split(folder, s.index) is not None for s in splits)
-        if finished:
-            log(f"resuming {folder}: {finished} of {len(splits)} splits already finished")
+        for s in splits:
+            if (record := finished_split(folder, s.index)) is not None:
+                kept[s.index] = record
+        if kept:
+            log(f"resuming {folder}: {len(kept)} of {len(splits)} splits already finished")
         else:
             hint = f"the same command with --run {folder.name} resumes it"
             log(f"run folder {folder}; if interrupted, {hint}")
@@ -112,11 +115,18 @@ def run_splits(
     total = len(splits) * loop.epochs
     for position, split in enumerate(splits):
 
-        def report(record: dict, epochs_before: int, i: int = split.index) -> None:
+        def report(record: dict, epochs_done: int, i: int = split.index) -> None:
             if progress is not None:
-                progress({**record, "split": i, "done": epochs_before, "total": total})
+                progress({**record, "split": i, "done": epochs_done, "total": total})
 
-        done = finished_split(folder, split.index) if spec is not None else None
+        def on_epoch(r: dict, i: int = split.index, before: int = position * loop.epochs) -> None:
+            if progress is not None:
+                report(r, before + r["epoch"])
+            else:
+                loss, val = r["train_loss"], r["val_srcc"]
+                log(f"split {i} epoch {r['epoch']}: loss {loss:.4f}, val SRCC {val:.4f}")
+
+        done = kept.get(split.index)
         if done is not None:
             log(f"split {split.index}: already finished in {folder.name}, kept")
             if done["history"]:
@@ -126,8 +136,7 @@ def run_splits(
             started = time.perf_counter()
             done = _train_split(
                 data, split, build, make_score, replace(loop, seed=loop.seed + split.index),
-                mos, folder, device, log, progress is not None,
-                lambda r, before=position * loop.epochs: report(r, before + r["epoch"]),
+                mos, folder, device, log, on_epoch,
             )  # fmt: skip
             history = done["history"]
             if history and history[-1]["epoch"] < loop.epochs:  # stopped early: finished
@@ -152,25 +161,17 @@ def _train_split(
     folder: Path,
     device: torch.device,
     log: Callable[[str], None],
-    quiet_epochs: bool,
     on_epoch: Callable[[dict[str, Any]], None],
 ) -> dict[str, Any]:
     """Train one split, save its checkpoint, test it: the ``split-NN.json`` record
-    (without ``seconds``). Epochs go to ``on_epoch``, and to ``log`` unless
-    ``quiet_epochs``."""
+    (without ``seconds``). Each epoch's record goes to ``on_epoch``, each test result
+    to ``log``."""
     from safetensors.torch import save_file
 
     torch.manual_seed(cfg.seed)  # the caller's seed + the split index
     model = build(split.index).to(device)
     score = make_score(model)
-
-    def epoch(r: dict) -> None:
-        on_epoch(r)
-        if not quiet_epochs:
-            loss, val = r["train_loss"], r["val_srcc"]
-            log(f"split {split.index} epoch {r['epoch']}: loss {loss:.4f}, val SRCC {val:.4f}")
-
-    best, history = fit(model, score, mos, split.train, split.val, cfg, epoch)
+    best, history = fit(model, score, mos, split.train, split.val, cfg, on_epoch)
     model.load_state_dict(best, strict=False)
     save_file(
         {k: v.contiguous().cpu() for k, v in best.items()},
