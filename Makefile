@@ -11,17 +11,17 @@ DATASET ?= demo
 help: ## show this list (one line per target)
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-install: $(STAMP) ## create .venv with the pinned stack (torch first, then requirements.lock)
+install: $(STAMP) ## create .venv with the pinned stack (torch first, then the lock files)
 
 # torch and torchvision go first and pinned: the CPU-only torch 2.13 wheel pip may find
 # otherwise breaks torchvision (see shared RECIPES). The stamp makes this idempotent and
 # re-runs it when the lock file or pyproject changes.
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip
 	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install -q -r requirements.lock
-	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m pip install -q -r requirements.lock -r requirements-dev.lock
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 demo: $(STAMP) ## the whole flow on the built-in demo sets: images (RSA head), then videos (SCMA)
@@ -35,7 +35,7 @@ features: $(STAMP) ## compute cached features of DATASET (default demo): make fe
 
 # rsa for image datasets, scma for video datasets (the adapter knows its modality)
 train: $(STAMP) ## train on DATASET's cache (rsa for images, scma for videos): make train DATASET=demo-video
-	$(BIN)/qfeat train $$($(BIN)/python -c "import sys; from pipeline.datasets import get_adapter; print({'image': 'rsa', 'video': 'scma'}[get_adapter(sys.argv[1]).modality])" $(DATASET)) $(DATASET)
+	$(BIN)/qfeat train $$($(BIN)/python -c "import sys; from qfeat.pipeline.datasets import get_adapter; print({'image': 'rsa', 'video': 'scma'}[get_adapter(sys.argv[1]).modality])" $(DATASET)) $(DATASET)
 
 test: $(STAMP) ## run the test suite
 	$(BIN)/python -m pytest -q

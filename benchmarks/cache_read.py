@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import best_of, record
-from cache.fingerprint import build_manifest
-from cache.plan import plan_shards
-from cache.reader import open_stage
-from cache.writer import ShardWriter, create_stage_dir
+from qfeat.cache.fingerprint import build_manifest
+from qfeat.cache.plan import plan_shards
+from qfeat.cache.reader import open_stage
+from qfeat.cache.writer import ShardWriter, create_stage_dir
 
 
 def run(items: int = 10_000, shard_size: int = 1_000, repeats: int = 7) -> dict[str, float]:

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import record
-from pipeline.demo.videos import encode_mp4
-from pipeline.video.reader import DecordReader, to_luma
-from pipeline.video.sampling import frame_differences
+from qfeat.pipeline.demo.videos import encode_mp4
+from qfeat.pipeline.video.reader import DecordReader, to_luma
+from qfeat.pipeline.video.sampling import frame_differences
 
 
 def _clip(path: Path, seed: int, n: int = 90, size: tuple[int, int] = (720, 1280)) -> None:

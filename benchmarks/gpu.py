@@ -75,7 +75,7 @@ def bench_sam(device: torch.device, dry: bool) -> dict[str, Any]:
     from segment_anything import sam_model_registry
 
     from benchmarks.sam import compare
-    from pipeline.models.sam import build_sam
+    from qfeat.pipeline.models.sam import build_sam
 
     rng = np.random.default_rng(0)
     size = (96, 128) if dry else (768, 1024)
@@ -98,7 +98,7 @@ def bench_sam(device: torch.device, dry: bool) -> dict[str, Any]:
 def bench_clip(device: torch.device, dry: bool, ceiling: float) -> dict[str, Any]:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from pipeline.models.clip_build import build_clip
+    from qfeat.pipeline.models.clip_build import build_clip
 
     name = "tiny-pe" if dry else "PE-Core-L-14-336"
     model, pre = build_clip(name, "", seed=0)
@@ -125,7 +125,7 @@ def bench_clip(device: torch.device, dry: bool, ceiling: float) -> dict[str, Any
 def _qwen25_vl(sizes: dict[str, Any], tokenizer, device: torch.device, dtype: torch.dtype):
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    from pipeline.models.vlm import SPECIAL_TOKENS
+    from qfeat.pipeline.models.vlm import SPECIAL_TOKENS
 
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     text = dict(sizes["text"])
@@ -149,8 +149,8 @@ def bench_describe(device: torch.device, dry: bool) -> dict[str, Any]:
     from PIL import Image
     from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
 
-    from pipeline.models.vlm import CHAT_TEMPLATE, _tiny_tokenizer
-    from pipeline.stages.describe import DescribeStage
+    from qfeat.pipeline.models.vlm import CHAT_TEMPLATE, _tiny_tokenizer
+    from qfeat.pipeline.stages.describe import DescribeStage
 
     tokenizer = _tiny_tokenizer()
     tokenizer.padding_side = "left"
@@ -184,11 +184,11 @@ def bench_describe(device: torch.device, dry: bool) -> dict[str, Any]:
 
 
 def bench_scma(device: torch.device, dry: bool) -> dict[str, Any]:
-    from pipeline.models.clip_build import build_clip
-    from pipeline.models.clip_split import hidden_width, num_tokens
-    from trainers.losses import combined
-    from trainers.scma import QCLIP
-    from trainers.scma_train import tokenizer_for
+    from qfeat.pipeline.models.clip_build import build_clip
+    from qfeat.pipeline.models.clip_split import hidden_width, num_tokens
+    from qfeat.trainers.losses import combined
+    from qfeat.trainers.scma import QCLIP
+    from qfeat.trainers.scma_train import tokenizer_for
 
     name = "tiny-pe" if dry else "PE-Core-L-14-336"
     k, r, b, t = (2, 8, 2, 2) if dry else (6, 128, 12, 8)

@@ -4,7 +4,7 @@ Same model (the tiny seeded SAM of the tiny preset; ``benchmarks/gpu.py`` runs V
 same images (the first ``--images`` demo images), same parameters
 (the tiny preset's ``[regions]`` section). Stock: ``SamAutomaticMaskGenerator(model,
 ...).generate(image)`` image by image with its default output (binary masks). qfeat:
-:func:`pipeline.models.sam.generate_batched` (one encoder pass per batch of images,
+:func:`qfeat.pipeline.models.sam.generate_batched` (one encoder pass per batch of images,
 vectorised RLE, large point batches). ``sam_batched_vs_stock`` = stock time / qfeat
 time. Agreement: per image, masks matched one to one by IoU (Hungarian), then the mean
 IoU of matched pairs and the mask counts of both.
@@ -41,8 +41,8 @@ def mask_agreement(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[float, int
 
 
 def demo_images(n: int) -> list[np.ndarray]:
-    from pipeline.datasets import open_dataset
-    from pipeline.images import open_image
+    from qfeat.pipeline.datasets import open_dataset
+    from qfeat.pipeline.images import open_image
 
     with tempfile.TemporaryDirectory() as tmp:
         adapter = open_dataset("demo", Path(tmp) / "demo")
@@ -57,7 +57,7 @@ def compare(
     import torch
     from segment_anything import SamAutomaticMaskGenerator
 
-    from pipeline.models.sam import MaskParams, generate_batched, record_mask
+    from qfeat.pipeline.models.sam import MaskParams, generate_batched, record_mask
 
     cuda = sam.device.type == "cuda"
     params = MaskParams(points_per_batch=256 if cuda else 64, **thresholds)
@@ -99,8 +99,8 @@ def compare(
 
 def run(images: list[np.ndarray]) -> dict[str, Any]:
     """The tiny preset's SAM and ``[regions]`` parameters on CPU."""
-    from pipeline.config import load_preset
-    from pipeline.models.sam import build_sam
+    from qfeat.pipeline.config import load_preset
+    from qfeat.pipeline.models.sam import build_sam
 
     cfg = load_preset("tiny")["regions"]
     thresholds = {k: cfg[k] for k in THRESHOLDS}

@@ -36,9 +36,9 @@ def _peak_mb() -> float:
 
 
 def run(modality: str, items: int) -> dict[str, dict[str, Any]]:
-    from pipeline.config import load_preset
-    from pipeline.datasets import open_dataset
-    from pipeline.stages import available, get_stage
+    from qfeat.pipeline.config import load_preset
+    from qfeat.pipeline.datasets import open_dataset
+    from qfeat.pipeline.stages import available, get_stage
 
     preset = load_preset("tiny")
     out: dict[str, dict[str, Any]] = {}

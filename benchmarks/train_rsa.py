@@ -25,7 +25,7 @@ from benchmarks.common import record
 
 
 def build_cache(tmp: Path, items: int) -> Path:
-    from pipeline.runner import RunRequest, prepare, run
+    from qfeat.pipeline.runner import RunRequest, prepare, run
 
     cache = tmp / "cache"
     request = RunRequest(
@@ -37,11 +37,11 @@ def build_cache(tmp: Path, items: int) -> Path:
 
 def e2e_scorer(data, cache: Path, device: torch.device):
     """``make_score`` that recomputes the backbone map of every batch from pixels."""
-    from cache.reader import open_stage
-    from pipeline.images import open_image
-    from pipeline.models.backbones import build_backbone
-    from pipeline.stages.backbone import MAX_SIDE, squash_normalise
-    from trainers.rsa import region_moments
+    from qfeat.cache.reader import open_stage
+    from qfeat.pipeline.images import open_image
+    from qfeat.pipeline.models.backbones import build_backbone
+    from qfeat.pipeline.stages.backbone import MAX_SIDE, squash_normalise
+    from qfeat.trainers.rsa import region_moments
 
     manifest = open_stage(cache, "demo", "backbone").manifest
     cfg = manifest["config"]
@@ -71,11 +71,11 @@ def e2e_scorer(data, cache: Path, device: torch.device):
 
 
 def run(items: int, epochs: int) -> dict[str, float]:
-    from pipeline.config import load_preset
-    from trainers.loop import fit
-    from trainers.protocol import loop_config
-    from trainers.rsa_data import load_rsa_data, needed_stages
-    from trainers.rsa_train import build_head, head_scorer
+    from qfeat.pipeline.config import load_preset
+    from qfeat.trainers.loop import fit
+    from qfeat.trainers.protocol import loop_config
+    from qfeat.trainers.rsa_data import load_rsa_data, needed_stages
+    from qfeat.trainers.rsa_train import build_head, head_scorer
 
     torch.set_num_threads(1)  # what qfeat train rsa does on CPU
     device = torch.device("cpu")

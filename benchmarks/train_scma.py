@@ -23,7 +23,7 @@ from benchmarks.common import record
 
 
 def build_cache(tmp: Path, videos: int) -> Path:
-    from pipeline.runner import RunRequest, prepare, run
+    from qfeat.pipeline.runner import RunRequest, prepare, run
 
     cache = tmp / "cache"
     request = RunRequest(
@@ -34,14 +34,14 @@ def build_cache(tmp: Path, videos: int) -> Path:
 
 
 def run(videos: int, epochs: int) -> dict[str, float]:
-    from cache.items import read_items
-    from cache.reader import open_stage
-    from pipeline.config import load_preset
-    from pipeline.stages.clip import squash
-    from pipeline.video.reader import read_video
-    from trainers.loop import LoopConfig, fit
-    from trainers.scma import QCLIP
-    from trainers.scma_train import load_clip_for, scorer, tokenizer_for, usable_data
+    from qfeat.cache.items import read_items
+    from qfeat.cache.reader import open_stage
+    from qfeat.pipeline.config import load_preset
+    from qfeat.pipeline.stages.clip import squash
+    from qfeat.pipeline.video.reader import read_video
+    from qfeat.trainers.loop import LoopConfig, fit
+    from qfeat.trainers.scma import QCLIP
+    from qfeat.trainers.scma_train import load_clip_for, scorer, tokenizer_for, usable_data
 
     device = torch.device("cpu")
     with tempfile.TemporaryDirectory() as folder:

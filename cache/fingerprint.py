@@ -115,7 +115,7 @@ def model_identity(
     """
     out: dict[str, Any] = {"name": name, **extra}
     if weights:
-        from cache.weights_hash import weights_sha256, weights_sha256s  # remembered
+        from qfeat.cache.weights_hash import weights_sha256, weights_sha256s  # remembered
 
         path = Path(weights)
         if path.is_dir():

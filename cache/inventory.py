@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cache.layout import TMP_RE
-from cache.reader import Stage, default_stage, latest_fingerprint, list_stages
+from qfeat.cache.layout import TMP_RE
+from qfeat.cache.reader import Stage, default_stage, latest_fingerprint, list_stages
 
 TMP_MIN_AGE_S = 15 * 60  # younger temp files may belong to a writer that is still running
 
@@ -33,7 +33,7 @@ def all_stages(cache_dir: Path) -> list[Stage]:
 
 def entry(stage: Stage, in_use: bool = False) -> dict[str, Any]:
     """The `qfeat cache ls --json` object of one fingerprint folder; ``in_use``: it is the
-    fingerprint readers and trainers open by default (:func:`cache.reader.default_stage`)."""
+    fingerprint readers and trainers open by default (:func:`qfeat.cache.reader.default_stage`)."""
     markers = stage.markers.values()
     return {
         "dataset": stage.dir.parent.parent.name,

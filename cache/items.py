@@ -19,8 +19,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cache.layout import items_path, write_via_tmp
-from pipeline.datasets.base import DatasetError, Item
+from qfeat.cache.layout import items_path, write_via_tmp
+from qfeat.pipeline.datasets.base import DatasetError, Item
 
 SCHEMA = pa.schema(
     [

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cache.fingerprint import file_sha256, items_hash
-from cache.layout import shard_name
+from qfeat.cache.fingerprint import file_sha256, items_hash
+from qfeat.cache.layout import shard_name
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def split_done(
     media: dict[int, str] | None = None,
 ) -> tuple[list[Shard], list[Shard]]:
     """``(done, todo)``: shards to skip and shards that must (re)run. ``media`` maps a
-    shard index to the :func:`cache.fingerprint.media_hash` of its files now."""
+    shard index to the :func:`qfeat.cache.fingerprint.media_hash` of its files now."""
     if force:
         return [], list(shards)
     media = media or {}

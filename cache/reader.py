@@ -19,9 +19,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cache.layout import LATEST, MANIFEST, SHARD_RE, shard_name, stage_root, write_json_atomic
-from cache.plan import read_marker
-from pipeline.datasets.base import DatasetError
+from qfeat.cache.layout import LATEST, MANIFEST, SHARD_RE, shard_name, stage_root, write_json_atomic
+from qfeat.cache.plan import read_marker
+from qfeat.pipeline.datasets.base import DatasetError
 
 
 class CacheMissing(DatasetError):

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from cache.fingerprint import media_hash
-from cache.layout import ITEMS, shard_name
-from cache.plan import read_marker, shard_problem
-from cache.reader import Stage
-from cache.writer import REQUIRED_COLUMNS
+from qfeat.cache.fingerprint import media_hash
+from qfeat.cache.layout import ITEMS, shard_name
+from qfeat.cache.plan import read_marker, shard_problem
+from qfeat.cache.reader import Stage
+from qfeat.cache.writer import REQUIRED_COLUMNS
 
 
 @dataclass(frozen=True)

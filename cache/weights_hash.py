@@ -18,8 +18,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from cache.fingerprint import file_sha256
-from cache.layout import write_via_tmp
+from qfeat.cache.fingerprint import file_sha256
+from qfeat.cache.layout import write_via_tmp
 
 MAX_ENTRIES = 4096
 

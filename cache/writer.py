@@ -21,8 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cache.fingerprint import file_sha256, items_hash
-from cache.layout import fsync_dir, shard_name, tmp_name, write_json_atomic
+from qfeat.cache.fingerprint import file_sha256, items_hash
+from qfeat.cache.layout import fsync_dir, shard_name, tmp_name, write_json_atomic
 
 REQUIRED_COLUMNS = ("item_id", "status", "error")
 OK = "ok"
@@ -94,7 +94,7 @@ class ShardWriter:
     ) -> dict[str, Any]:
         """Write the shard; returns the done record (also the marker's content).
 
-        ``media_sha256``: :func:`cache.fingerprint.media_hash` of the shard's media files
+        ``media_sha256``: :func:`qfeat.cache.fingerprint.media_hash` of the shard's media files
         as they were read, so the planner can tell when one changed in place."""
         started = time.perf_counter()
         table = to_table(columns)
@@ -153,7 +153,7 @@ def create_stage_dir(cache_dir: Path, dataset: str, manifest: dict[str, Any]) ->
     A resumed run finds the manifest already there and leaves it (and its creation
     time) alone; concurrent creators write identical content atomically.
     """
-    from cache.layout import MANIFEST, stage_dir
+    from qfeat.cache.layout import MANIFEST, stage_dir
 
     folder = stage_dir(cache_dir, dataset, manifest["stage"], manifest["fingerprint"])
     folder.mkdir(parents=True, exist_ok=True)

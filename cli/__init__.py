@@ -1,1 +1,1 @@
-"""qfeat's command line: one Typer sub-app per file, joined in ``cli.main``."""
+"""qfeat's command line: one Typer sub-app per file, joined in ``qfeat.cli.main``."""

@@ -12,11 +12,11 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from cache.inventory import all_stages, entries, find_garbage
-from cache.reader import open_stage
-from cache.verify import repair, verify_stage
-from cli.errors import EXIT_DATA, user_errors
-from pipeline.paths import cache_dir as default_cache_dir
+from qfeat.cache.inventory import all_stages, entries, find_garbage
+from qfeat.cache.reader import open_stage
+from qfeat.cache.verify import repair, verify_stage
+from qfeat.cli.errors import EXIT_DATA, user_errors
+from qfeat.pipeline.paths import cache_dir as default_cache_dir
 
 app = typer.Typer(help="Inspect and maintain the feature cache.", no_args_is_help=True)
 console = Console(highlight=False, soft_wrap=True)

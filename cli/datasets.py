@@ -10,11 +10,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.errors import EXIT_DATA, user_errors
-from cli.progress import progress_bar
-from pipeline.config import parse_options
-from pipeline.datasets import REGISTRY, open_dataset
-from pipeline.datasets.check import check_dataset, has_problems
+from qfeat.cli.errors import EXIT_DATA, user_errors
+from qfeat.cli.progress import progress_bar
+from qfeat.pipeline.config import parse_options
+from qfeat.pipeline.datasets import REGISTRY, open_dataset
+from qfeat.pipeline.datasets.check import check_dataset, has_problems
 
 app = typer.Typer(help="List dataset adapters and check dataset folders.")
 console = Console(highlight=False, soft_wrap=True)

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import typer
 from rich.console import Console
 
-from pipeline.datasets.base import DatasetError, OptionError
+from qfeat.pipeline.datasets.base import DatasetError, OptionError
 
 EXIT_OK = 0
 EXIT_DATA = 1

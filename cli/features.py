@@ -9,10 +9,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.errors import EXIT_DATA, user_errors
-from cli.progress import progress_bar
-from pipeline.config import parse_options
-from pipeline.runner import RunRequest, StageReport, describe_failures, prepare, run
+from qfeat.cli.errors import EXIT_DATA, user_errors
+from qfeat.cli.progress import progress_bar
+from qfeat.pipeline.config import parse_options
+from qfeat.pipeline.runner import RunRequest, StageReport, describe_failures, prepare, run
 
 app = typer.Typer()
 console = Console(highlight=False, soft_wrap=True)

@@ -6,8 +6,8 @@ import logging
 
 import typer
 
-from cli import cache, datasets, features, report, train, version
-from cli import predict as predict_cli
+from qfeat.cli import cache, datasets, features, report, train, version
+from qfeat.cli import predict as predict_cli
 
 app = typer.Typer(
     name="qfeat",
@@ -26,8 +26,19 @@ app.add_typer(cache.app, name="cache")
 app.add_typer(train.app, name="train")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"qfeat {version.qfeat_version()}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details.")):
+def main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
+    show_version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version."
+    ),
+):
     """qfeat: learned image and video quality assessment from a feature cache."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -36,4 +47,4 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progre
 
 
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    app(prog_name="qfeat")

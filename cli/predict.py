@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cli.errors import EXIT_DATA, user_errors
-from cli.progress import progress_bar
+from qfeat.cli.errors import EXIT_DATA, user_errors
+from qfeat.cli.progress import progress_bar
 
 app = typer.Typer()
 console = Console(highlight=False, soft_wrap=True)
@@ -45,9 +45,9 @@ def predict(
     ] = None,
 ) -> None:
     """Score new images or videos with a trained run (its stages run live on the files)."""
-    from pipeline.cluster import resolve_device
-    from pipeline.datasets.base import OptionError
-    from trainers.predict import expand_paths, file_kind, load_run, resolve_run
+    from qfeat.pipeline.cluster import resolve_device
+    from qfeat.pipeline.datasets.base import OptionError
+    from qfeat.trainers.predict import expand_paths, file_kind, load_run, resolve_run
 
     t0 = time.perf_counter()
     with user_errors():

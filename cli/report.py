@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from cli.errors import user_errors
-from pipeline.paths import runs_dir as default_runs_dir
+from qfeat.cli.errors import user_errors
+from qfeat.pipeline.paths import runs_dir as default_runs_dir
 
 app = typer.Typer()
 console = Console(highlight=False, soft_wrap=True)
@@ -28,7 +28,7 @@ def report(
     ] = None,
 ) -> None:
     """Write one self-contained HTML page about a run: metrics, plots, best/median/worst items."""
-    from trainers.report import build_report, summary_line
+    from qfeat.trainers.report import build_report, summary_line
 
     folder = run if run.is_dir() else default_runs_dir(runs_dir) / run
     with user_errors():

@@ -11,10 +11,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.errors import user_errors
-from cli.progress import progress_bar
-from pipeline.paths import cache_dir as default_cache_dir
-from pipeline.paths import runs_dir as default_runs_dir
+from qfeat.cli.errors import user_errors
+from qfeat.cli.progress import progress_bar
+from qfeat.pipeline.paths import cache_dir as default_cache_dir
+from qfeat.pipeline.paths import runs_dir as default_runs_dir
 
 app = typer.Typer(help="Train quality heads from cached features.", no_args_is_help=True)
 console = Console(highlight=False, soft_wrap=True)
@@ -99,11 +99,11 @@ def scma(
     ] = "full",
 ) -> None:
     """Train SCMA (Q-CLIP) on a dataset's cached clip features, on every split."""
-    from trainers.scma_train import ScmaRequest, train_scma
+    from qfeat.trainers.scma_train import ScmaRequest, train_scma
 
     with user_errors():
         if mode not in ("full", "projection"):
-            from pipeline.datasets.base import OptionError
+            from qfeat.pipeline.datasets.base import OptionError
 
             raise OptionError("--mode must be full or projection")
         common = _common(dataset, cache_dir, runs_dir, run, splits, epochs, seed, device, set_)
@@ -134,7 +134,7 @@ def rsa(
     ] = False,
 ) -> None:
     """Train the RSA head (RSFIQA) on a dataset's cached image features, on every split."""
-    from trainers.rsa_train import RsaRequest, train_rsa
+    from qfeat.trainers.rsa_train import RsaRequest, train_rsa
 
     with user_errors():
         common = _common(dataset, cache_dir, runs_dir, run, splits, epochs, seed, device, set_)
@@ -154,7 +154,7 @@ def rsa(
 
 def _common(dataset, cache_dir, runs_dir, run, splits, epochs, seed, device, sets) -> dict:
     """The request fields every trainer shares, defaults resolved."""
-    from pipeline.cluster import resolve_device
+    from qfeat.pipeline.cluster import resolve_device
 
     return {
         "dataset": dataset,
@@ -192,8 +192,8 @@ def evaluate(
     """Evaluate a trained run on another dataset's cache (cross-dataset)."""
     import json
 
-    from pipeline.cluster import resolve_device
-    from trainers.evaluate import evaluate_run
+    from qfeat.pipeline.cluster import resolve_device
+    from qfeat.trainers.evaluate import evaluate_run
 
     folder = run if run.is_dir() else default_runs_dir(runs_dir) / run
     with user_errors():

@@ -7,11 +7,12 @@ between them; no dashboard unless asked.
 
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from pipeline.datasets.base import DatasetError
+from qfeat.pipeline.datasets.base import DatasetError
 
 ALLOWED_FAILURES = 2  # worker deaths one task may cause before it is reported as failed
 
@@ -93,31 +94,39 @@ def connect(scheduler: str | None, resources: Resources, dashboard: bool = False
 
 
 def _embedded(resources: Resources, dashboard: bool):
-    from distributed import LocalCluster, Nanny, Scheduler, SpecCluster
+    """A SpecCluster on loopback: nanny-managed worker processes, one thread each
+    (:mod:`qfeat.pipeline.cluster_servers`).
 
-    dashboard_address = "127.0.0.1:8787" if dashboard else None
-    if resources.device == "cuda":
-        workers = {
-            f"gpu-{i}": {
-                "cls": Nanny,
-                "options": {
-                    "nthreads": 1,
-                    "host": "127.0.0.1",
-                    "env": {"CUDA_VISIBLE_DEVICES": str(i)},
-                },
-            }
-            for i in range(resources.workers)
-        }
-        scheduler = {
-            "cls": Scheduler,
-            "options": {"host": "127.0.0.1", "dashboard_address": dashboard_address},
-        }
-        return SpecCluster(workers=workers, scheduler=scheduler, silence_logs=40)
-    return LocalCluster(
-        n_workers=resources.workers,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=dashboard_address,
-        silence_logs=40,
+    Without ``dashboard`` neither the scheduler nor the workers open an HTTP port (Dask
+    serves its health and metrics routes on 8787 otherwise, which clashed between two
+    runs on one machine); with it the dashboard is served on 127.0.0.1:8787 only.
+    """
+    from distributed import Scheduler, SpecCluster, Worker
+    from distributed.worker_memory import parse_memory_limit
+
+    from qfeat.pipeline.cluster_servers import NoHttpScheduler, NoHttpWorker, PatientNanny
+
+    memory_limit = parse_memory_limit(
+        "auto", 1, resources.workers, logger=logging.getLogger(__name__)
     )
+    workers = {}
+    for i in range(resources.workers):
+        options: dict = {
+            "nthreads": 1,
+            "host": "127.0.0.1",
+            "memory_limit": memory_limit,
+            "silence_logs": 40,
+            "worker_class": Worker if dashboard else NoHttpWorker,
+        }
+        if resources.device == "cuda":
+            options["env"] = {"CUDA_VISIBLE_DEVICES": str(i)}
+        workers[f"{resources.device}-{i}"] = {"cls": PatientNanny, "options": options}
+    scheduler = {
+        "cls": Scheduler if dashboard else NoHttpScheduler,
+        "options": {
+            "host": "127.0.0.1",
+            "dashboard": dashboard,
+            "dashboard_address": "127.0.0.1:8787" if dashboard else None,
+        },
+    }
+    return SpecCluster(workers=workers, scheduler=scheduler, silence_logs=40)

@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pipeline.datasets.base import OptionError
+from qfeat.pipeline.datasets.base import OptionError
 
 PRESET_DIR = Path(__file__).parent / "presets"
 DEMO_DATASETS = ("demo", "demo-video")

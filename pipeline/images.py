@@ -7,7 +7,7 @@ orientation is applied. Very large images are downscaled to ``max_side`` while d
 where the format allows it (JPEG draft mode decodes at 1/2, 1/4 or 1/8 scale), so a
 12000x9000 JPEG never needs its full-size bitmap.
 
-Failures raise :class:`~pipeline.stages.base.ItemError` with the status word stored in
+Failures raise :class:`~qfeat.pipeline.stages.base.ItemError` with the status word stored in
 the error row: ``missing``, ``empty_file``, ``too_large``, ``decode_error``.
 """
 
@@ -60,8 +60,8 @@ def open_image(path: Path, max_side: int = 4096) -> np.ndarray:
     """``uint8 [H, W, 3]`` RGB with EXIF orientation applied, ``max(H, W) <= max_side``."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    # imported here: pipeline.stages imports this module (stages -> images -> stages)
-    from pipeline.stages.base import ItemError
+    # imported here: qfeat.pipeline.stages imports this module (stages -> images -> stages)
+    from qfeat.pipeline.stages.base import ItemError
 
     path = Path(path)
     if not path.exists():

@@ -11,7 +11,9 @@ QFEAT_CACHE_DIR   ``./qfeat-cache``    cached features ``<cache>/<dataset>/<stag
 QFEAT_RUNS_DIR    ``./runs``           training runs ``<runs>/<run>/``
 ================  ===================  ===========================================
 
-Command-line options (``--root``, ``--cache-dir``, ``--runs-dir``) override them.
+Command-line options (``--root``, ``--cache-dir``, ``--runs-dir``) override them. Every
+location is returned absolute (relative ones are taken from the current directory), so
+messages, run folders and manifests name places that mean the same from any folder.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ DEFAULTS = {
 
 def _from_env(var: str, override: str | os.PathLike | None) -> Path:
     if override is not None:
-        return Path(override).expanduser()
+        return Path(override).expanduser().absolute()
     value = os.environ.get(var) or DEFAULTS[var]
-    return Path(value).expanduser()
+    return Path(value).expanduser().absolute()
 
 
 def data_root(override: str | os.PathLike | None = None) -> Path:
@@ -47,4 +49,6 @@ def runs_dir(override: str | os.PathLike | None = None) -> Path:
 
 def dataset_root(name: str, override: str | os.PathLike | None = None) -> Path:
     """A dataset's root: ``--root`` if given, else ``$QFEAT_DATA_ROOT/<name>``."""
-    return Path(override).expanduser() if override is not None else data_root() / name
+    if override is not None:
+        return Path(override).expanduser().absolute()
+    return data_root() / name

@@ -14,17 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cache.fingerprint import build_manifest, media_hash
-from cache.items import write_items
-from cache.plan import plan_shards, split_done
-from cache.reader import CacheMissing, mark_latest, open_stage
-from cache.writer import create_stage_dir
-from pipeline import paths
-from pipeline.cluster import connect, plan_resources, resolve_device
-from pipeline.config import default_preset, resolve_config
-from pipeline.datasets import open_dataset, storage_name
-from pipeline.datasets.base import DatasetError, OptionError
-from pipeline.stages import ORDER, PLANNED, STAGES, available, get_stage
+from qfeat.cache.fingerprint import build_manifest, media_hash
+from qfeat.cache.items import write_items
+from qfeat.cache.plan import plan_shards, split_done
+from qfeat.cache.reader import CacheMissing, mark_latest, open_stage
+from qfeat.cache.writer import create_stage_dir
+from qfeat.pipeline import paths
+from qfeat.pipeline.cluster import connect, plan_resources, resolve_device
+from qfeat.pipeline.config import default_preset, resolve_config
+from qfeat.pipeline.datasets import open_dataset, storage_name
+from qfeat.pipeline.datasets.base import DatasetError, OptionError
+from qfeat.pipeline.stages import ORDER, PLANNED, STAGES, available, get_stage
 
 TASK_RETRIES = 2  # retries of a shard task that raised (worker deaths: cluster.ALLOWED_FAILURES)
 
@@ -224,7 +224,7 @@ def _run_stage(
 ) -> None:
     from distributed import as_completed
 
-    from pipeline.worker import run_shard
+    from qfeat.pipeline.worker import run_shard
 
     shards = plan_shards(item_ids, plan.request.shard_size)
     media = {s.index: media_hash(payload[i]["path"] for i in s.item_ids) for s in shards}

@@ -16,10 +16,10 @@ from typing import Any
 
 import pandas as pd
 
-from cache.fingerprint import media_hash
-from cache.reader import Stage as CachedStage
-from cache.writer import ShardWriter
-from pipeline.stages import get_stage
+from qfeat.cache.fingerprint import media_hash
+from qfeat.cache.reader import Stage as CachedStage
+from qfeat.cache.writer import ShardWriter
+from qfeat.pipeline.stages import get_stage
 
 _MODELS: dict[str, Any] = {}
 _LOCK = threading.Lock()

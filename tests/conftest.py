@@ -52,7 +52,7 @@ def runner() -> CliRunner:
 @pytest.fixture
 def qfeat(runner):
     """Invoke the qfeat CLI in-process: ``qfeat("datasets", "--json")`` -> Result."""
-    from cli.main import app
+    from qfeat.cli.main import app
 
     def invoke(*args: str):
         return runner.invoke(app, list(args), catch_exceptions=False)

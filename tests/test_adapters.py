@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from pipeline.datasets import REGISTRY, OptionError, open_dataset, storage_name
-from pipeline.datasets.base import safe_relative_path
-from pipeline.datasets.check import check_dataset
+from qfeat.pipeline.datasets import REGISTRY, OptionError, open_dataset, storage_name
+from qfeat.pipeline.datasets.base import safe_relative_path
+from qfeat.pipeline.datasets.check import check_dataset
 from tests.fixtures import layouts
 
 OFFICIAL = [n for n in layouts.BUILDERS if n not in ("labels", "csv")]
@@ -141,7 +141,7 @@ def test_lower_is_better_generic_scale(tmp_path):
 
 
 def test_missing_metadata_names_the_fix(tmp_path):
-    from pipeline.datasets import DatasetError
+    from qfeat.pipeline.datasets import DatasetError
 
     with pytest.raises(DatasetError, match="dmos.csv"):
         open_dataset("kadid", tmp_path).list_items()

@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.datasets.base import DatasetError
-from pipeline.models.backbones import build_backbone
-from pipeline.stages.backbone import BackboneStage
+from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.pipeline.models.backbones import build_backbone
+from qfeat.pipeline.stages.backbone import BackboneStage
 
 
 @pytest.mark.parametrize(
@@ -47,7 +47,7 @@ def test_seeded_builds_are_identical_and_seed_matters():
 
 
 def test_clip_patch_tokens_are_open_clips_own_tokens():
-    from pipeline.models.clip_build import build_clip
+    from qfeat.pipeline.models.clip_build import build_clip
 
     bb = build_backbone("clip:tiny-vit", seed=0)
     model, _ = build_clip("tiny-vit", seed=0)
@@ -123,8 +123,8 @@ def test_golden_backbone_and_text_outputs():
     Regenerate with ``QFEAT_UPDATE_GOLDEN=1 .venv/bin/python -m pytest
     tests/test_backbones.py -k golden``.
     """
-    from pipeline.stages.backbone import squash_normalise
-    from pipeline.stages.text import TextStage
+    from qfeat.pipeline.stages.backbone import squash_normalise
+    from qfeat.pipeline.stages.text import TextStage
 
     y, x = np.mgrid[0:96, 0:128]
     image = np.stack([x * 2 % 256, y * 2 % 256, (x + y) % 256], axis=2).astype(np.uint8)
@@ -151,7 +151,7 @@ def test_golden_backbone_and_text_outputs():
 
 def test_clip_backbone_identity_carries_the_toy_architecture():
     """clip:<tiny> backbones are the clip stage's tiny towers: same architecture hash, own name."""
-    from pipeline.models.clip_build import tiny_architecture
+    from qfeat.pipeline.models.clip_build import tiny_architecture
 
     for weights in ("", "random"):
         stage = BackboneStage({"model": "clip:tiny-pe", "weights": weights, "input_size": 64})
@@ -164,7 +164,7 @@ def test_clip_backbone_identity_carries_the_toy_architecture():
 def test_tiny_resnet_identity_follows_its_architecture(monkeypatch):
     """The toy ResNet's identity carries its architecture hash: another block count in
     layer1 (what the stage keeps) gives a new identity and cache."""
-    from pipeline.models import backbones
+    from qfeat.pipeline.models import backbones
 
     before = BackboneStage({"model": "tiny", "input_size": 64}, seed=0).model_identity()
     assert before["arch"] == backbones.tiny_architecture()

@@ -15,16 +15,16 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from cache.fingerprint import build_manifest, fingerprint, media_hash
-from cache.inventory import find_garbage
-from cache.items import read_items, write_items
-from cache.layout import MANIFEST, items_path
-from cache.plan import plan_shards, split_done
-from cache.reader import CacheMissing, MappedRows, join_stages, open_stage
-from cache.verify import verify_stage
-from cache.writer import ShardWriter, create_stage_dir
-from pipeline.config import apply_overrides, load_preset
-from pipeline.datasets import open_dataset
+from qfeat.cache.fingerprint import build_manifest, fingerprint, media_hash
+from qfeat.cache.inventory import find_garbage
+from qfeat.cache.items import read_items, write_items
+from qfeat.cache.layout import MANIFEST, items_path
+from qfeat.cache.plan import plan_shards, split_done
+from qfeat.cache.reader import CacheMissing, MappedRows, join_stages, open_stage
+from qfeat.cache.verify import verify_stage
+from qfeat.cache.writer import ShardWriter, create_stage_dir
+from qfeat.pipeline.config import apply_overrides, load_preset
+from qfeat.pipeline.datasets import open_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 IDS = [f"images/{i:03d}.png" for i in range(10)]
@@ -81,7 +81,7 @@ def test_fingerprint_covers_defaults_and_ignores_bookkeeping():
 
 
 def test_model_identity_hashes_weights(tmp_path):
-    from cache.fingerprint import model_identity
+    from qfeat.cache.fingerprint import model_identity
 
     weights = tmp_path / "sam.pth"
     weights.write_bytes(b"weights-v1")
@@ -261,8 +261,8 @@ KILLED_WRITER = textwrap.dedent(
     """
     import os, signal, sys
     import numpy as np
-    import cache.writer as w
-    from cache.writer import ShardWriter
+    import qfeat.cache.writer as w
+    from qfeat.cache.writer import ShardWriter
 
     real = w._write_h5
     def dying(path, arrays):
@@ -428,7 +428,7 @@ def test_cache_ls_json(tmp_path, qfeat):
 def test_cache_ls_marks_the_fingerprint_in_use(tmp_path, qfeat):
     """in_use: the fingerprint readers open (the last complete run, else the newest
     complete one); an incomplete folder never is."""
-    from cache.reader import mark_latest
+    from qfeat.cache.reader import mark_latest
 
     partial = manifest_for(shard_size=4)
     write_stage(tmp_path, partial, skip={2})
@@ -487,7 +487,7 @@ def test_last_completed_run_is_what_readers_and_gc_keep(tmp_path, qfeat):
     """After ``mark_latest`` (what a completed ``qfeat features`` run writes) readers use
     that fingerprint even when a newer one exists, and gc keeps it; a marked fingerprint
     that is no longer complete falls back to the newest complete one."""
-    from cache.reader import latest_fingerprint, mark_latest
+    from qfeat.cache.reader import latest_fingerprint, mark_latest
 
     old = dict(manifest_for(config={"v": 1}), created="2026-01-01T00:00:00+00:00")
     new = dict(manifest_for(config={"v": 2}), created="2026-02-01T00:00:00+00:00")

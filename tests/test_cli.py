@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipeline.datasets import REGISTRY
+from qfeat.pipeline.datasets import REGISTRY
 from tests.fixtures import layouts
 
 
@@ -82,7 +82,7 @@ def test_check_option_passes_through(qfeat, tmp_path):
     ],
 )
 def test_usage_errors_exit_2(runner, args):
-    from cli.main import app
+    from qfeat.cli.main import app
 
     result = runner.invoke(app, args)
     assert result.exit_code == 2
@@ -100,3 +100,14 @@ def test_default_root_comes_from_environment(qfeat, isolated_dirs):
     report = json.loads(result.output)
     assert report["root"] == str(isolated_dirs / "data" / "demo")
     assert report["items"] == 504 and report["groups"] == 24
+
+
+def test_paths_in_messages_are_absolute(qfeat, tmp_path, monkeypatch):
+    """Relative locations (the defaults, or --cache-dir rel) print as absolute paths, so a
+    message read in a job log or from another folder names the right place."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("QFEAT_CACHE_DIR", "relative-cache")
+    result = qfeat("cache", "ls")
+    assert f"the cache at {tmp_path / 'relative-cache'} is empty" in result.output
+    result = qfeat("cache", "ls", "--cache-dir", "other")
+    assert f"the cache at {tmp_path / 'other'} is empty" in result.output

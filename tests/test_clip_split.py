@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.models import clip_build as cb
-from pipeline.models import clip_split as cs
+from qfeat.pipeline.models import clip_build as cb
+from qfeat.pipeline.models import clip_split as cs
 
 pytest.importorskip("open_clip")
 pytest.importorskip("timm")

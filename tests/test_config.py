@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import paths
-from pipeline.config import (
+from qfeat.pipeline import paths
+from qfeat.pipeline.config import (
     apply_overrides,
     default_preset,
     list_presets,
@@ -15,7 +15,7 @@ from pipeline.config import (
     parse_options,
     resolve_config,
 )
-from pipeline.datasets.base import OptionError
+from qfeat.pipeline.datasets.base import OptionError
 
 
 def test_builtin_presets_have_the_same_fields():
@@ -94,5 +94,7 @@ def test_locations_from_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("QFEAT_CACHE_DIR")
     assert paths.dataset_root("koniq") == tmp_path / "d" / "koniq"
     assert paths.dataset_root("koniq", "/x/k") == Path("/x/k")
-    assert paths.cache_dir() == Path("qfeat-cache")
-    assert paths.runs_dir("elsewhere") == Path("elsewhere")
+    # relative locations come back absolute, taken from the current directory
+    monkeypatch.chdir(tmp_path)
+    assert paths.cache_dir() == tmp_path / "qfeat-cache"
+    assert paths.runs_dir("elsewhere") == tmp_path / "elsewhere"

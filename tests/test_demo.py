@@ -11,10 +11,10 @@ import av
 import numpy as np
 import pytest
 
-from pipeline.datasets import DatasetError, open_dataset
-from pipeline.demo import images, videos
-from pipeline.demo.common import generated_version, is_generated, write_atomically
-from pipeline.stages.clip import squash
+from qfeat.pipeline.datasets import DatasetError, open_dataset
+from qfeat.pipeline.demo import images, videos
+from qfeat.pipeline.demo.common import generated_version, is_generated, write_atomically
+from qfeat.pipeline.stages.clip import squash
 
 
 def digest(root: Path) -> dict[str, str]:

@@ -8,7 +8,7 @@ import time
 import pyarrow as pa
 import pytest
 
-from pipeline.describe.parse import (
+from qfeat.pipeline.describe.parse import (
     DIMENSIONS,
     LEVELS,
     MAX_CONTENT,

@@ -1,4 +1,4 @@
-"""pipeline.images.open_image: every format and mode to 8-bit RGB, EXIF, huge images,
+"""qfeat.pipeline.images.open_image: every format and mode to 8-bit RGB, EXIF, huge images,
 and a clear error kind for every bad input."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.images import open_image
-from pipeline.stages.base import ItemError
+from qfeat.pipeline.images import open_image
+from qfeat.pipeline.stages.base import ItemError
 
 
 def gradient(w: int = 48, h: int = 32) -> np.ndarray:
@@ -104,7 +104,7 @@ def test_huge_jpeg_is_decoded_at_reduced_scale(tmp_path):
     del img
     code = textwrap.dedent(
         f"""
-        from pipeline.images import open_image
+        from qfeat.pipeline.images import open_image
         out = open_image({str(path)!r}, max_side=2048)
         hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]
         print(out.shape, int(hwm.split()[1]) // 1024)
@@ -119,7 +119,7 @@ def test_huge_jpeg_is_decoded_at_reduced_scale(tmp_path):
 
 
 def test_too_many_pixels_is_refused_before_decoding(tmp_path, monkeypatch):
-    import pipeline.images as images
+    import qfeat.pipeline.images as images
 
     Image.fromarray(gradient()).save(tmp_path / "x.png")
     monkeypatch.setattr(images, "MAX_PIXELS", 100)

@@ -1,4 +1,4 @@
-"""The project's four top-level packages must come from this checkout, not sys.path."""
+"""The repository keeps the design card's top-level folders; installed, they are qfeat.*."""
 
 from __future__ import annotations
 
@@ -11,43 +11,51 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("pipeline", "trainers", "cache", "cli")
 
 
-@pytest.mark.parametrize("name", ["pipeline", "trainers", "cache", "cli"])
+@pytest.mark.parametrize("name", PACKAGES)
 def test_package_imported_from_checkout(name):
-    module = importlib.import_module(name)
+    module = importlib.import_module(f"qfeat.{name}")
     assert Path(module.__file__).resolve().parent == REPO / name
 
 
 def test_packages_resolve_to_checkout_from_another_directory(tmp_path):
-    """From an unrelated cwd (no repo on sys.path[0]) the installed qfeat is this checkout."""
+    """From an unrelated cwd (no repo on sys.path[0]) the installed qfeat is this checkout,
+    and none of its packages is importable under its bare generic name."""
     code = (
-        "import pipeline, trainers, cache, cli, sys;"
-        "print('\\n'.join(m.__file__ for m in (pipeline, trainers, cache, cli)))"
+        "import importlib.util as u, qfeat.pipeline, qfeat.trainers, qfeat.cache, qfeat.cli;"
+        "print('\\n'.join(m.__file__ for m in (qfeat.pipeline, qfeat.trainers, qfeat.cache,"
+        " qfeat.cli)));"
+        "print([n for n in ('pipeline', 'trainers', 'cache', 'cli') if u.find_spec(n)])"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
-    ).stdout.split()
-    assert [Path(p).resolve().parent.parent for p in out] == [REPO] * 4
+    ).stdout.splitlines()
+    assert [Path(p).resolve().parent.parent for p in out[:4]] == [REPO] * 4
+    assert out[4] == "[]"
 
 
 def test_console_script_points_at_cli():
     scripts = {ep.name: ep.value for ep in metadata.entry_points(group="console_scripts")}
-    assert scripts.get("qfeat") == "cli.main:app"
+    assert scripts.get("qfeat") == "qfeat.cli.main:app"
 
 
 def test_repository_layout():
     for rel in ("pyproject.toml", "Makefile", "README.md", ".ci/run", "requirements.lock"):
         assert (REPO / rel).is_file(), rel
-    for rel in ("pipeline", "trainers", "cache", "cli", "tests", "benchmarks"):
+    for rel in (*PACKAGES, "qfeat", "tests", "benchmarks"):
         assert (REPO / rel).is_dir(), rel
 
 
+def _pins(name: str) -> dict[str, str]:
+    lines = (REPO / name).read_text().splitlines()
+    return dict(line.strip().split("==", 1) for line in lines if "==" in line)
+
+
 def test_lock_pins_torch_pair_and_tools():
-    pins = dict(
-        line.strip().split("==", 1)
-        for line in (REPO / "requirements.lock").read_text().splitlines()
-        if "==" in line
-    )
-    assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
-    assert "pytest" in pins and "ruff" in pins
+    runtime, dev = _pins("requirements.lock"), _pins("requirements-dev.lock")
+    assert runtime["torch"] == "2.14.1" and runtime["torchvision"] == "0.29.1"
+    # the tools are the dev extra's pins, not runtime requirements
+    assert "pytest" in dev and "ruff" in dev and "setuptools" in dev
+    assert not {"pytest", "ruff"} & set(runtime)

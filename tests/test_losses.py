@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainers.losses import combined, l1_loss, mse_loss, plcc_loss, rank_loss
+from qfeat.trainers.losses import combined, l1_loss, mse_loss, plcc_loss, rank_loss
 
 
 def test_plcc_loss():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from trainers.metrics import evaluate, fit_logistic, krcc, logistic4, plcc, srcc
+from qfeat.trainers.metrics import evaluate, fit_logistic, krcc, logistic4, plcc, srcc
 
 
 def test_hand_computed():

@@ -1,4 +1,4 @@
-"""`qfeat predict` and `trainers.predict.load_run`: trained runs score new files with
+"""`qfeat predict` and `qfeat.load_run`: trained runs score new files with
 their stages run live.
 
 One small demo image cache + RSA run and one demo video cache + SCMA run per module.
@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from trainers.predict import KEYS, expand_paths, fit_mapping, load_run
-from trainers.runinfo import mos_range, normalise_score
+from qfeat.cli.main import app
+from qfeat.trainers.predict import KEYS, expand_paths, fit_mapping, load_run
+from qfeat.trainers.runinfo import mos_range, normalise_score
 
 # Live raw outputs vs predictions.csv. The cache stores floating arrays as fp16; live
 # prediction rounds its stage outputs to fp16 the same way, so the head sees the same

@@ -7,10 +7,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from pipeline.datasets.base import DatasetError
-from trainers.loop import LoopConfig
-from trainers.protocol import run_splits
-from trainers.splits import make_splits
+from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.trainers.loop import LoopConfig
+from qfeat.trainers.protocol import run_splits
+from qfeat.trainers.splits import make_splits
 
 
 def _data(n: int = 60) -> tuple[pd.DataFrame, torch.Tensor]:

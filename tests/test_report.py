@@ -21,10 +21,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from trainers.report import build_report
-from trainers.report.html import SCRIPT, esc, tag
-from trainers.report.samples import choose_samples, map_predictions, map_split
+from qfeat.cli.main import app
+from qfeat.trainers.report import build_report
+from qfeat.trainers.report.html import SCRIPT, esc, tag
+from qfeat.trainers.report.samples import choose_samples, map_predictions, map_split
 
 EVIL = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 EVIL_RUN = "run-<img src=x onerror=alert(3)>"

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from trainers.rsa import RSAHead, region_moments
-from trainers.rsa_data import grid_masks, needed_stages, ratings_of
+from qfeat.trainers.rsa import RSAHead, region_moments
+from qfeat.trainers.rsa_data import grid_masks, needed_stages, ratings_of
 
 B, C, H, W, R, D = 3, 6, 4, 5, 4, 8
 
@@ -43,7 +43,7 @@ def test_pooling_from_moments_is_attention_pooling_of_the_map():
     mu = (a[:, None] * f).sum(-1) / a.sum(-1, keepdim=True)
     var = (a[:, None] * (f - mu[..., None]) ** 2).sum(-1) / a.sum(-1, keepdim=True)
     want = torch.cat([mu, var.sqrt()], dim=-1)
-    from trainers.rsa import _mean_std
+    from qfeat.trainers.rsa import _mean_std
 
     got = _mean_std(weights * area * valid, mean, square)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
@@ -64,7 +64,7 @@ def test_global_and_uniform_ablations():
     _, w = uni(mean, square, area, valid, text, text_valid, ratings, return_weights=True)
     torch.testing.assert_close(w, 0.5 * valid)
     # uniform weights on a partition pool exactly like global pooling
-    from trainers.rsa import _mean_std
+    from qfeat.trainers.rsa import _mean_std
 
     torch.testing.assert_close(
         _mean_std(w * area * valid, mean, square), _mean_std(torch.ones(B, 1), gm, gs)

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cache.items import read_items
-from cache.reader import open_stage
-from pipeline.demo import videos
+from qfeat.cache.items import read_items
+from qfeat.cache.reader import open_stage
+from qfeat.pipeline.demo import videos
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -215,7 +215,7 @@ def _done_count(cache: Path) -> int:
 
 def test_driver_killed_mid_run_then_same_command_completes(video_root, tmp_path):
     cache = tmp_path / "cache"
-    args = [sys.executable, "-m", "cli.main", *features_args(video_root, cache)]
+    args = [sys.executable, "-m", "qfeat", *features_args(video_root, cache)]
     env = {**os.environ, "QFEAT_TEST_SHARD_DELAY": "1.0"}
     driver = subprocess.Popen(args, cwd=REPO, env=env, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -275,7 +275,7 @@ def test_real_cluster_survives_a_killed_worker(video_root, tmp_path):
         ]
         procs += workers
         cache = tmp_path / "cache"
-        args = [sys.executable, "-m", "cli.main", *features_args(video_root, cache)[:-2],
+        args = [sys.executable, "-m", "qfeat", *features_args(video_root, cache)[:-2],
                 "--scheduler", address]  # fmt: skip
         driver = subprocess.Popen(
             args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

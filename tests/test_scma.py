@@ -6,8 +6,8 @@ import open_clip
 import pytest
 import torch
 
-from pipeline.models import clip_build, clip_split
-from trainers.scma import LEVELS, QCLIP
+from qfeat.pipeline.models import clip_build, clip_split
+from qfeat.trainers.scma import LEVELS, QCLIP
 
 
 def build(name: str, k: int = 2, r: int = 8, mode: str = "full") -> QCLIP:

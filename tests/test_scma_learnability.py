@@ -18,7 +18,7 @@ import pytest
 def run(tmp_path_factory):
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from qfeat.cli.main import app
 
     root = tmp_path_factory.mktemp("learn")
     cli = CliRunner()

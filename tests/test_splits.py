@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trainers.splits import make_splits
+from qfeat.trainers.splits import make_splits
 
 
 def table(n_groups=30, per_group=5, split=None):

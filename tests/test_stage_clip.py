@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from cache.reader import open_stage
-from pipeline.config import load_preset
-from pipeline.models.clip_split import finish_from_hidden
-from pipeline.stages.clip import ClipStage, squash
-from pipeline.stages.frames import FramesStage
+from qfeat.cache.reader import open_stage
+from qfeat.pipeline.config import load_preset
+from qfeat.pipeline.models.clip_split import finish_from_hidden
+from qfeat.pipeline.stages.clip import ClipStage, squash
+from qfeat.pipeline.stages.frames import FramesStage
 
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory) -> list[dict]:
-    from pipeline.demo.videos import clip_frames, encode_mp4
+    from qfeat.pipeline.demo.videos import clip_frames, encode_mp4
 
     root = tmp_path_factory.mktemp("clips")
     items = []
@@ -55,7 +55,7 @@ def test_hidden_states_reproduce_pooled_embedding(clips, model, tokens):
 
 
 def test_only_chosen_frames_are_decoded(clips, monkeypatch):
-    import pipeline.video.reader as reader_module
+    import qfeat.pipeline.video.reader as reader_module
 
     requested = []
     real = reader_module.open_video
@@ -116,7 +116,7 @@ def test_features_demo_video_computes_frames_and_clip(qfeat, tmp_path):
 
 
 def test_paper_preset_needs_weights(tmp_path):
-    from pipeline.datasets.base import DatasetError
+    from qfeat.pipeline.datasets.base import DatasetError
 
     with pytest.raises(DatasetError, match="clip.pretrained"):
         ClipStage(load_preset("paper")["clip"]).check()
@@ -128,7 +128,7 @@ def test_paper_preset_needs_weights(tmp_path):
 
 def test_tiny_architecture_is_part_of_the_model_identity(monkeypatch):
     """A changed toy config gives another identity (so another cache), the same one does not."""
-    from pipeline.models import clip_build
+    from qfeat.pipeline.models import clip_build
 
     before = clip_stage("tiny-pe").model_identity()
     assert before == clip_stage("tiny-pe").model_identity()

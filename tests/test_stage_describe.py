@@ -16,18 +16,18 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from cache.fingerprint import model_identity
-from pipeline.datasets.base import DatasetError
-from pipeline.describe.parse import DIMENSIONS
-from pipeline.describe.prompt import (
+from qfeat.cache.fingerprint import model_identity
+from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.pipeline.describe.parse import DIMENSIONS
+from qfeat.pipeline.describe.prompt import (
     GREY,
     PROMPT_VERSION,
     prompt_texts,
     region_view,
     resize_mask,
 )
-from pipeline.models import vlm
-from pipeline.stages.describe import DescribeStage
+from qfeat.pipeline.models import vlm
+from qfeat.pipeline.stages.describe import DescribeStage
 
 K = 8  # max_regions of the fake regions stage: the rest region's id
 GOLDEN = Path(__file__).parent / "golden" / "describe_tiny.json"
@@ -258,8 +258,8 @@ def test_failing_batch_is_retried_then_marks_the_item(stage, dataset, monkeypatc
 
 def test_worker_shard_through_the_cache(stage, dataset, tmp_path, monkeypatch):
     """Regions rows read back from a cache shard (pandas cells) -> a written describe shard."""
-    from cache.writer import ShardWriter
-    from pipeline import worker
+    from qfeat.cache.writer import ShardWriter
+    from qfeat.pipeline import worker
 
     items, rows = dataset
     regions_dir, describe_dir = tmp_path / "regions", tmp_path / "describe"
@@ -340,7 +340,7 @@ def test_regions_at_another_size_are_resized(stage, tmp_path):
 
 # -- identity, checks, loading ------------------------------------------------------------
 def test_model_identity(models_root, tmp_path):
-    from pipeline.models.vlm import TINY_RECIPE
+    from qfeat.pipeline.models.vlm import TINY_RECIPE
 
     assert DescribeStage(dict(TINY_CFG), seed=3).model_identity() == model_identity(
         "tiny-qwen2-vl", seed=3, recipe=TINY_RECIPE
@@ -416,7 +416,7 @@ def test_offline_loading_of_the_tiny_folder(models_root, stage, dataset):
     items, rows = dataset
     code = (
         "import pickle, sys\n"
-        "from pipeline.stages.describe import DescribeStage\n"
+        "from qfeat.pipeline.stages.describe import DescribeStage\n"
         "items, rows = pickle.loads(sys.stdin.buffer.read())\n"
         f"s = DescribeStage({TINY_CFG!r}, seed=0)\n"
         "s.check(); s.load()\n"

@@ -16,12 +16,18 @@ import pyarrow as pa
 import pytest
 import torch
 
-from pipeline.config import load_preset
-from pipeline.datasets.base import DatasetError
-from pipeline.models import sam as sam_module
-from pipeline.models.sam import MaskParams, build_sam, generate_batched, generate_stock
-from pipeline.regions import bbox_xywh, decode_rle, encode_rle, partition_masks, priority_order
-from pipeline.stages.regions import RegionsStage
+from qfeat.pipeline.config import load_preset
+from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.pipeline.models import sam as sam_module
+from qfeat.pipeline.models.sam import MaskParams, build_sam, generate_batched, generate_stock
+from qfeat.pipeline.regions import (
+    bbox_xywh,
+    decode_rle,
+    encode_rle,
+    partition_masks,
+    priority_order,
+)
+from qfeat.pipeline.stages.regions import RegionsStage
 
 GOLDEN = Path(__file__).parent / "golden" / "regions_tiny.json"
 I32, F32 = pa.int32(), pa.float32()
@@ -352,7 +358,7 @@ def test_check_and_identity_name_the_checkpoint(tiny_cfg, tmp_path):
     with pytest.raises(DatasetError, match="regions.max_regions"):
         RegionsStage({**tiny_cfg, "max_regions": 0}).check()
     RegionsStage(tiny_cfg).check()  # tiny needs no checkpoint
-    from pipeline.models import sam
+    from qfeat.pipeline.models import sam
 
     arch = sam.tiny_architecture()
     assert RegionsStage(tiny_cfg, seed=3).model_identity() == {
@@ -397,7 +403,7 @@ def test_real_model_loads_checkpoint_safely(monkeypatch, tmp_path):
 def test_rows_survive_the_shard_writer(good_table, tmp_path):
     import pyarrow.parquet as pq
 
-    from cache.writer import ShardWriter
+    from qfeat.cache.writer import ShardWriter
 
     ShardWriter(tmp_path, 0).write(good_table, {}, timings={})
     (file,) = tmp_path.rglob("*.parquet")
@@ -409,7 +415,7 @@ def test_rows_survive_the_shard_writer(good_table, tmp_path):
 def test_tiny_sam_identity_follows_its_architecture(monkeypatch):
     """A changed toy SAM (here a deeper image encoder) gets a new identity, so its caches
     are recomputed, not reused; the seed alone would not tell them apart."""
-    from pipeline.models import sam
+    from qfeat.pipeline.models import sam
 
     before = sam.tiny_architecture()
     stock = sam._tiny_sam

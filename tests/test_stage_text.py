@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.config import load_preset
-from pipeline.datasets.base import DatasetError
-from pipeline.stages.text import TextStage, region_text, region_texts
+from qfeat.pipeline.config import load_preset
+from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.pipeline.stages.text import TextStage, region_text, region_texts
 
 K = 4
 
@@ -79,7 +79,7 @@ def test_missing_weights_named():
 def test_tiny_text_identity_carries_the_toy_architecture(monkeypatch):
     """The text stage shares the clip towers' tiny configs, so a changed toy config gives it
     a new identity (and cache) as well."""
-    from pipeline.models import clip_build
+    from qfeat.pipeline.models import clip_build
 
     cfg = load_preset("tiny")["text"]
     before = TextStage(cfg, seed=0).model_identity()

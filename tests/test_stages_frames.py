@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.stages import STAGES, Stage
-from pipeline.video.sampling import STRATEGIES, frame_differences, sample
+from qfeat.pipeline.stages import STAGES, Stage
+from qfeat.pipeline.video.sampling import STRATEGIES, frame_differences, sample
 
 
 def curve(n: int, peaks: dict[int, float]) -> np.ndarray:
@@ -66,8 +66,8 @@ def test_unknown_strategy():
 
 
 def test_pyav_fallback_reads_what_decord_reads(tmp_path):
-    from pipeline.demo.videos import clip_frames, encode_mp4
-    from pipeline.video.reader import DecordReader, PyAVReader
+    from qfeat.pipeline.demo.videos import clip_frames, encode_mp4
+    from qfeat.pipeline.video.reader import DecordReader, PyAVReader
 
     frames = clip_frames("ball", "ref", 0, np.random.default_rng(0))[:12]
     path = tmp_path / "clip.mp4"
@@ -80,7 +80,7 @@ def test_pyav_fallback_reads_what_decord_reads(tmp_path):
 
 
 def test_model_is_built_once_per_worker(monkeypatch):
-    from pipeline import worker
+    from qfeat.pipeline import worker
 
     builds = []
 

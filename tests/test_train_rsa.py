@@ -14,7 +14,7 @@ import torch
 from scipy import stats
 from typer.testing import CliRunner
 
-from cli.main import app
+from qfeat.cli.main import app
 
 LIMIT = 60
 
@@ -98,9 +98,9 @@ def test_metrics_agree_with_predictions(run):
 def test_checkpoint_round_trip(run, cache):
     from safetensors.torch import load_file
 
-    from trainers.loop import predict
-    from trainers.rsa_data import load_rsa_data
-    from trainers.rsa_train import build_head, head_scorer
+    from qfeat.trainers.loop import predict
+    from qfeat.trainers.rsa_data import load_rsa_data
+    from qfeat.trainers.rsa_train import build_head, head_scorer
 
     config = json.loads((run / "config.json").read_text())
     data = load_rsa_data(cache, "demo", list(config["stages"]))
@@ -212,8 +212,8 @@ def test_stages_are_read_as_one_chain(cache, tmp_path):
     reads the regions those two were made from, not the newer regions."""
     import shutil
 
-    from cache.reader import open_stage
-    from trainers.rsa_data import open_needed
+    from qfeat.cache.reader import open_stage
+    from qfeat.trainers.rsa_data import open_needed
 
     copy = tmp_path / "cache"
     shutil.copytree(cache, copy)

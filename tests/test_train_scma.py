@@ -10,14 +10,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from trainers.metrics import evaluate
+from qfeat.trainers.metrics import evaluate
 
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from qfeat.cli.main import app
 
     root = tmp_path_factory.mktemp("scma")
     result = CliRunner().invoke(
@@ -109,7 +109,7 @@ def test_cache_from_other_weights_names_the_command(qfeat, cache, tmp_path):
     the command that recomputes it, not trained on with mismatched towers."""
     import shutil
 
-    from cache.reader import open_stage
+    from qfeat.cache.reader import open_stage
 
     copy = tmp_path / "cache"
     shutil.copytree(cache, copy)

@@ -12,9 +12,9 @@ import av
 import numpy as np
 import pytest
 
-from pipeline.config import load_preset
-from pipeline.demo.videos import encode_mp4
-from pipeline.stages.frames import FramesStage
+from qfeat.pipeline.config import load_preset
+from qfeat.pipeline.demo.videos import encode_mp4
+from qfeat.pipeline.stages.frames import FramesStage
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,7 +98,7 @@ def test_rotated_video_reports_display_size(tmp_path):
 
 
 def test_fallback_reader_when_decord_fails(tmp_path, monkeypatch):
-    import pipeline.video.reader as reader
+    import qfeat.pipeline.video.reader as reader
 
     path = encode(tmp_path / "x.mp4", "mp4", "libx264", ramp())
 
@@ -160,8 +160,8 @@ def test_bad_inputs_become_error_rows(tmp_path):
 MEMORY_PROBE = """
 import sys
 from pathlib import Path
-from pipeline.config import load_preset
-from pipeline.stages.frames import FramesStage
+from qfeat.pipeline.config import load_preset
+from qfeat.pipeline.stages.frames import FramesStage
 stage = FramesStage(load_preset("tiny")["frames"])
 table, _ = stage.process_shard([{"item_id": "4k", "path": sys.argv[1]}], {})
 row = table.to_pylist()[0]

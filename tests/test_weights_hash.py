@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-import cache.weights_hash as wh
-from cache.fingerprint import file_sha256, model_identity
+import qfeat.cache.weights_hash as wh
+from qfeat.cache.fingerprint import file_sha256, model_identity
 
 
 @pytest.fixture

@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from cache.items import read_items
-from cache.reader import open_stage
-from pipeline.datasets.base import DatasetError
-from trainers.loop import predict
-from trainers.protocol import checkpoints
-from trainers.runfolder import KEYS, split_metrics, summarise
+from qfeat.cache.items import read_items
+from qfeat.cache.reader import open_stage
+from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.trainers.loop import predict
+from qfeat.trainers.protocol import checkpoints
+from qfeat.trainers.runfolder import KEYS, split_metrics, summarise
 
 
 def evaluate_run(
@@ -65,8 +65,8 @@ def _score_checkpoints(
 
 
 def _evaluate_rsa(run_dir: Path, config: dict, dataset: str, cache_dir: Path, device: str):
-    from trainers.rsa_data import load_rsa_data, needed_stages
-    from trainers.rsa_train import build_head, head_scorer
+    from qfeat.trainers.rsa_data import load_rsa_data, needed_stages
+    from qfeat.trainers.rsa_train import build_head, head_scorer
 
     head = config["head"]
     stages = needed_stages(head["attention"], head["use_text"], head["use_ratings"])
@@ -96,8 +96,8 @@ def _evaluate_rsa(run_dir: Path, config: dict, dataset: str, cache_dir: Path, de
 
 
 def _evaluate_scma(run_dir: Path, config: dict, dataset: str, cache_dir: Path, device: str):
-    from trainers.scma import QCLIP
-    from trainers.scma_train import load_clip_for, scorer, tokenizer_for, usable_data
+    from qfeat.trainers.scma import QCLIP
+    from qfeat.trainers.scma_train import load_clip_for, scorer, tokenizer_for, usable_data
 
     stage = open_stage(cache_dir, dataset, "clip")
     trained_on = config["clip"]

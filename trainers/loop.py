@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainers.losses import combined
-from trainers.metrics import srcc
+from qfeat.trainers.losses import combined
+from qfeat.trainers.metrics import srcc
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 ::
 
-    from trainers.predict import load_run
+    from qfeat.trainers.predict import load_run
 
     model = load_run("runs/rsa-demo-20250101-120000", device="cpu")
     results = model.score(["a.jpg", "b.png"])  # [Prediction(path, score, score_01, status, error)]
@@ -10,14 +10,14 @@
 
 The run's cache stages run live on the files, in-process (no Dask, no cache writes),
 with exactly the stage configs, seeds and model identities recorded in the run's
-``config.json`` (:mod:`trainers.predict_live`); a stage whose model differs from the
+``config.json`` (:mod:`qfeat.trainers.predict_live`); a stage whose model differs from the
 recorded one is refused. Then every split's checkpoint (``split-NN.safetensors``) scores
 each file:
 
 - ``raw``: the head's output (the scale ``predictions.csv`` ``pred`` is on);
 - mapped to the training dataset's MOS scale by a monotonic map fitted on that split's
   own test predictions in ``predictions.csv`` (pred -> mos: the 4-parameter logistic of
-  :mod:`trainers.metrics`, or a straight line when that fit fails), clipped to the
+  :mod:`qfeat.trainers.metrics`, or a straight line when that fit fails), clipped to the
   dataset's MOS scale;
 - ``score``: the mean over splits of the mapped scores (native MOS units);
 - ``score_01``: ``score`` on 0..1 like the cache's ``mos_01`` (1 = best, clipped), from
@@ -47,10 +47,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.datasets.base import DatasetError
-from trainers.metrics import Mapping, fit_mapping
-from trainers.protocol import checkpoints
-from trainers.runinfo import mos_range, normalise_score
+from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.trainers.metrics import Mapping, fit_mapping
+from qfeat.trainers.protocol import checkpoints
+from qfeat.trainers.runinfo import mos_range, normalise_score
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def split_mappings(
 
 def resolve_run(run: str | os.PathLike, runs_dir: Path | None = None) -> Path:
     """A run folder, or a run name under ``runs_dir`` (as ``qfeat evaluate`` does)."""
-    from pipeline.paths import runs_dir as default_runs_dir
+    from qfeat.pipeline.paths import runs_dir as default_runs_dir
 
     path = Path(run).expanduser()
     folder = path if path.is_dir() else default_runs_dir(runs_dir) / str(run)
@@ -141,11 +141,11 @@ def file_kind(run_dir: Path) -> tuple[str, tuple[str, ...]]:
     """``(modality, file extensions)`` a run scores, from its ``config.json`` alone."""
     trainer = json.loads((run_dir / "config.json").read_text()).get("trainer")
     if trainer == "rsa":
-        from trainers.predict_rsa import IMAGE_EXTENSIONS
+        from qfeat.trainers.predict_rsa import IMAGE_EXTENSIONS
 
         return "image", IMAGE_EXTENSIONS
     if trainer == "scma":
-        from trainers.predict_scma import VIDEO_EXTENSIONS
+        from qfeat.trainers.predict_scma import VIDEO_EXTENSIONS
 
         return "video", VIDEO_EXTENSIONS
     raise DatasetError(f"{run_dir} is a run of an unknown trainer ({trainer!r})")
@@ -169,11 +169,11 @@ class RunModel:
             pd.read_csv(run_dir / "predictions.csv"), len(paths), self.mos_range
         )
         if self.trainer == "rsa":
-            from trainers.predict_rsa import RsaScorer
+            from qfeat.trainers.predict_rsa import RsaScorer
 
             self.scorer = RsaScorer(run_dir, self.config, states, device)
         elif self.trainer == "scma":
-            from trainers.predict_scma import ScmaScorer
+            from qfeat.trainers.predict_scma import ScmaScorer
 
             self.scorer = ScmaScorer(run_dir, self.config, states, device)
         else:
@@ -184,7 +184,7 @@ class RunModel:
 
     def _items_range(self) -> dict[str, Any] | None:
         """Older runs: the scale recovered from the training cache's items.parquet."""
-        from cache.items import read_items
+        from qfeat.cache.items import read_items
 
         try:
             items = read_items(Path(self.config["cache"]["dir"]), self.config["dataset"])
@@ -248,7 +248,7 @@ def load_run(
     with its stages' models on ``device`` (``auto``, ``cpu`` or ``cuda``); raises
     DatasetError when the run cannot score files (e.g. a stage model that differs from
     the recorded one)."""
-    from pipeline.cluster import resolve_device
+    from qfeat.pipeline.cluster import resolve_device
 
     folder = resolve_run(run, Path(runs_dir) if runs_dir else None)
     return RunModel(folder, resolve_device(device))

@@ -4,7 +4,7 @@
 (the stage's fully resolved config and seed) and refuses when the model a stage would
 build now is not the one the run's cache was made with (its ``model_identity()``:
 weights sha256, hub revision or seed). :meth:`LiveStages.run` then does what a Dask
-worker does for a shard (see :mod:`pipeline.worker`): ``process_shard`` on a chunk of
+worker does for a shard (see :mod:`qfeat.pipeline.worker`): ``process_shard`` on a chunk of
 items, with the upstream stages' rows as ``item_id -> row`` and their configs as
 ``upstream_config``. Nothing is written; floating arrays are rounded to fp16 exactly as
 the cache writer stores them, so a file scores the same live as from the cache.
@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from cache.writer import prepare_arrays
-from pipeline.datasets.base import DatasetError
-from pipeline.stages import get_stage
+from qfeat.cache.writer import prepare_arrays
+from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.pipeline.stages import get_stage
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,9 @@
 split's head.
 
 The stage outputs become head inputs through the same function the cache loader uses
-(:func:`trainers.rsa_data.build_rsa_data`), and the head is built and applied as in
-training (:func:`trainers.rsa_train.build_head`, :func:`trainers.rsa_train.head_scorer`).
+(:func:`qfeat.trainers.rsa_data.build_rsa_data`), and the head is built and applied as in
+training (:func:`qfeat.trainers.rsa_train.build_head`,
+:func:`qfeat.trainers.rsa_train.head_scorer`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.stages import ORDER
-from trainers.loop import predict
-from trainers.predict_live import LiveStages
-from trainers.rsa_data import build_rsa_data, needed_stages
+from qfeat.pipeline.stages import ORDER
+from qfeat.trainers.loop import predict
+from qfeat.trainers.predict_live import LiveStages
+from qfeat.trainers.rsa_data import build_rsa_data, needed_stages
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 BATCH = 64  # items per head forward
@@ -46,7 +47,7 @@ class RsaScorer:
 
     def raw(self, items: list[dict[str, Any]]) -> tuple[list[tuple[str, str | None]], np.ndarray]:
         """``(statuses, raw [splits, len(items)])``; NaN where an item failed."""
-        from trainers.rsa_train import build_head, head_scorer
+        from qfeat.trainers.rsa_train import build_head, head_scorer
 
         outputs, statuses, ok = self.live.run_checked(items)
         raw = np.full((len(self.states), len(items)), np.nan)

@@ -3,7 +3,7 @@ then every split's adapter on the clip stage's own outputs.
 
 The clip stage's ``hidden`` (tokens entering block L-K; ``embeddings`` in projection
 mode) is exactly what training read from the cache, and the model is rebuilt and applied
-as in training (:func:`trainers.scma_train.load_clip_for`, :func:`tokenizer_for`,
+as in training (:func:`qfeat.trainers.scma_train.load_clip_for`, :func:`tokenizer_for`,
 :func:`scorer`).
 """
 
@@ -17,18 +17,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from cache.layout import stage_dir
-from pipeline.datasets.base import DatasetError
-from pipeline.stages import ORDER
-from trainers.loop import predict
-from trainers.predict_live import LiveStages
+from qfeat.cache.layout import stage_dir
+from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.pipeline.stages import ORDER
+from qfeat.trainers.loop import predict
+from qfeat.trainers.predict_live import LiveStages
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 BATCH = 8  # videos per adapter forward
 
 
 def stage_records(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
-    """``{"frames": record, "clip": record}`` as :func:`trainers.runinfo.stage_record`.
+    """``{"frames": record, "clip": record}`` as :func:`qfeat.trainers.runinfo.stage_record`.
 
     Runs record them in ``config.json`` ``stages``; for runs made before that, they are
     read from the manifests of the cache folders the run names (while they exist).
@@ -61,8 +61,8 @@ class ScmaScorer:
     extensions = VIDEO_EXTENSIONS
 
     def __init__(self, run_dir: Path, config: dict[str, Any], states: list, device: str):
-        from trainers.scma import QCLIP
-        from trainers.scma_train import load_clip_for, tokenizer_for
+        from qfeat.trainers.scma import QCLIP
+        from qfeat.trainers.scma_train import load_clip_for, tokenizer_for
 
         records = stage_records(run_dir, config)
         self.live = LiveStages(records, list(ORDER["video"]), device, run_dir.name)
@@ -80,7 +80,7 @@ class ScmaScorer:
 
     def raw(self, items: list[dict[str, Any]]) -> tuple[list[tuple[str, str | None]], np.ndarray]:
         """``(statuses, raw [splits, len(items)])``; NaN where an item failed."""
-        from trainers.scma_train import scorer
+        from qfeat.trainers.scma_train import scorer
 
         outputs, statuses, ok = self.live.run_checked(items)
         raw = np.full((len(self.states), len(items)), np.nan)

@@ -1,7 +1,7 @@
 """The evaluation protocol shared by every trainer: one model per split, trained on the
 split's training part, selected on its validation part, scored on its test part(s).
 
-Test rows never reach :func:`trainers.loop.fit`. Each split's best weights go to
+Test rows never reach :func:`qfeat.trainers.loop.fit`. Each split's best weights go to
 ``split-NN.safetensors`` in the run folder, then its test records, epoch history and
 predictions to ``split-NN.json`` (written last, atomically). A run folder records the
 settings it was started with in ``resume.json``; the same command run again on the same
@@ -23,10 +23,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from cache.layout import write_json_atomic
-from pipeline.datasets.base import DatasetError
-from trainers.loop import LoopConfig, fit, predict
-from trainers.runfolder import split_metrics, write_run
+from qfeat.cache.layout import write_json_atomic
+from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.trainers.loop import LoopConfig, fit, predict
+from qfeat.trainers.runfolder import split_metrics, write_run
 
 CHECKPOINT = "split-{:02d}.safetensors"
 SPLIT_RESULT = "split-{:02d}.json"

@@ -1,6 +1,6 @@
 """The RSA head (Region-aware Semantic Attention, RSFIQA), our reconstruction.
 
-Inputs per image (all from the cache, see :mod:`trainers.rsa_data`):
+Inputs per image (all from the cache, see :mod:`qfeat.trainers.rsa_data`):
 
 - ``features`` ``[B, C, h, w]``: a frozen backbone map (any backbone);
 - ``masks`` ``[B, R, h, w]``: region masks on the map's grid as area fractions (R = K+1,

@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cache.items import read_items
-from cache.reader import CacheMissing, open_stage
-from pipeline.stages.text import DIMENSIONS
-from trainers.rsa import region_moments
+from qfeat.cache.items import read_items
+from qfeat.cache.reader import CacheMissing, open_stage
+from qfeat.pipeline.stages.text import DIMENSIONS
+from qfeat.trainers.rsa import region_moments
 
 
 def needed_stages(attention: str, use_text: bool, use_ratings: bool) -> list[str]:
@@ -105,7 +105,7 @@ class RSAData:
     """Usable items (``data``: item_id, mos, split, group, ...) and their inputs by row.
 
     The backbone map enters only through its per-region moments (see
-    :func:`trainers.rsa.region_moments`): ``mean``/``square`` ``[N, R, C]``, ``area``
+    :func:`qfeat.trainers.rsa.region_moments`): ``mean``/``square`` ``[N, R, C]``, ``area``
     ``[N, R]``; in ``global`` mode R = 1, a region covering the whole map.
     """
 
@@ -147,7 +147,7 @@ class RSAData:
 
 
 def moments(features, rows: np.ndarray, masks: torch.Tensor, chunk: int = 64):
-    """:func:`trainers.rsa.region_moments` of every item, read from the (memory-mapped)
+    """:func:`qfeat.trainers.rsa.region_moments` of every item, read from the (memory-mapped)
     feature array a chunk at a time."""
     parts = []
     for start in range(0, len(rows), chunk):
@@ -183,7 +183,7 @@ def build_rsa_data(
     """The head's inputs for the items of ``data`` (one per row, in order).
 
     Shared by the cache loader (:func:`load_rsa_data`) and live prediction
-    (:mod:`trainers.predict_rsa`), so both turn stage outputs into inputs the same way.
+    (:mod:`qfeat.trainers.predict_rsa`), so both turn stage outputs into inputs the same way.
 
     - ``features``: backbone maps ``[M, C, h, w]`` (fp16 or fp32, may be memory-mapped);
       ``feature_rows`` ``[N]``: each item's row in it;

@@ -2,8 +2,8 @@
 
 Reads ``items.parquet`` and the cached ``backbone`` / ``regions`` / ``describe`` /
 ``text`` stages (only those the ablation needs), trains one head per split with the
-protocol of :mod:`trainers.protocol` and writes the run folder of
-:mod:`trainers.runfolder`.
+protocol of :mod:`qfeat.trainers.protocol` and writes the run folder of
+:mod:`qfeat.trainers.runfolder`.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from cache.items import read_items
-from pipeline.config import apply_overrides, default_preset, load_preset
-from pipeline.datasets.base import DatasetError, OptionError
-from trainers.protocol import TrainRequest, loop_config, train_and_record
-from trainers.rsa import ATTENTION, RSAHead
-from trainers.rsa_data import RSAData, load_rsa_data, needed_stages
-from trainers.runinfo import mos_range, stage_record
-from trainers.splits import make_splits
+from qfeat.cache.items import read_items
+from qfeat.pipeline.config import apply_overrides, default_preset, load_preset
+from qfeat.pipeline.datasets.base import DatasetError, OptionError
+from qfeat.trainers.protocol import TrainRequest, loop_config, train_and_record
+from qfeat.trainers.rsa import ATTENTION, RSAHead
+from qfeat.trainers.rsa_data import RSAData, load_rsa_data, needed_stages
+from qfeat.trainers.runinfo import mos_range, stage_record
+from qfeat.trainers.splits import make_splits
 
 
 @dataclass
@@ -48,7 +48,7 @@ def build_head(data: RSAData, head_cfg: dict[str, Any]) -> RSAHead:
 
 
 def head_scorer(data: RSAData, device) -> Callable:
-    """``make_score(model)`` for :func:`trainers.protocol.run_splits` and evaluation."""
+    """``make_score(model)`` for :func:`qfeat.trainers.protocol.run_splits` and evaluation."""
 
     def make_score(model: RSAHead) -> Callable[[np.ndarray], torch.Tensor]:
         return lambda rows: model(*data.batch(rows, device))

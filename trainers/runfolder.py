@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trainers.metrics import evaluate
+from qfeat.trainers.metrics import evaluate
 
 KEYS = ("srcc", "krcc", "plcc", "plcc_raw", "rmse")
 

@@ -18,7 +18,7 @@ Frozen CLIP towers; trainable parts only:
 
 The adapters are attached to the frozen blocks as forward hooks, so the same model runs
 from pixels (``encode_image``) and from cached hidden states
-(:func:`pipeline.models.clip_split.finish_from_hidden`) with identical results.
+(:func:`qfeat.pipeline.models.clip_split.finish_from_hidden`) with identical results.
 ``mode="projection"`` keeps only P, the prompts and w (for caches without hidden states).
 """
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from pipeline.models import clip_split
+from qfeat.pipeline.models import clip_split
 
 LEVELS = ("bad", "poor", "fair", "good", "excellent")
 TEMPLATE = "X X X a video of {} quality"

@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cache.items import read_items
-from cache.reader import CacheMissing, open_stage
-from pipeline.config import apply_overrides, default_preset, load_preset
-from pipeline.datasets.base import DatasetError
-from trainers.protocol import CHECKPOINT, TrainRequest, loop_config, train_and_record
-from trainers.runinfo import mos_range, stage_record
-from trainers.splits import make_splits
+from qfeat.cache.items import read_items
+from qfeat.cache.reader import CacheMissing, open_stage
+from qfeat.pipeline.config import apply_overrides, default_preset, load_preset
+from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.trainers.protocol import CHECKPOINT, TrainRequest, loop_config, train_and_record
+from qfeat.trainers.runinfo import mos_range, stage_record
+from qfeat.trainers.splits import make_splits
 
 
 @dataclass
@@ -35,8 +35,8 @@ class ScmaRequest(TrainRequest):
 
 def load_clip_for(stage) -> tuple[torch.nn.Module, Any, dict]:
     """The frozen CLIP model a cached clip stage was computed with."""
-    from pipeline.models.clip_build import build_clip
-    from pipeline.stages.clip import ClipStage
+    from qfeat.pipeline.models.clip_build import build_clip
+    from qfeat.pipeline.stages.clip import ClipStage
 
     cfg = dict(stage.manifest["config"])
     seed = int(cfg.pop("seed", 0))
@@ -57,7 +57,7 @@ def load_clip_for(stage) -> tuple[torch.nn.Module, Any, dict]:
 def tokenizer_for(model_name: str):
     import open_clip
 
-    from pipeline.models.clip_build import OPEN_CLIP_NAMES, tiny_name
+    from qfeat.pipeline.models.clip_build import OPEN_CLIP_NAMES, tiny_name
 
     tiny = tiny_name(model_name)
     return open_clip.get_tokenizer(OPEN_CLIP_NAMES[tiny] if tiny else model_name)
@@ -105,7 +105,7 @@ def train_scma(
 ) -> tuple[Path, dict[str, Any]]:
     from safetensors.torch import load_file
 
-    from trainers.scma import QCLIP
+    from qfeat.trainers.scma import QCLIP
 
     t_start = time.perf_counter()
     items = read_items(req.cache_dir, req.dataset)

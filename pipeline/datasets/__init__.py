@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.datasets.base import (
+from qfeat.pipeline.datasets.base import (
     DatasetAdapter,
     DatasetError,
     Item,
@@ -16,19 +16,19 @@ from pipeline.datasets.base import (
     OptionError,
     ScoreScale,
 )
-from pipeline.datasets.cvd2014 import CVD2014
-from pipeline.datasets.demo import DemoImages, DemoVideos
-from pipeline.datasets.generic import CsvTable, LabelsFile
-from pipeline.datasets.kadid import KADID
-from pipeline.datasets.koniq import KonIQ
-from pipeline.datasets.konvid import KoNViD
-from pipeline.datasets.live_qualcomm import LIVEQualcomm
-from pipeline.datasets.livec import LIVEChallenge
-from pipeline.datasets.livevqc import LIVEVQC
-from pipeline.datasets.lsvq import LSVQ
-from pipeline.datasets.spaq import SPAQ
-from pipeline.datasets.youtube_ugc import YouTubeUGC
-from pipeline.paths import dataset_root
+from qfeat.pipeline.datasets.cvd2014 import CVD2014
+from qfeat.pipeline.datasets.demo import DemoImages, DemoVideos
+from qfeat.pipeline.datasets.generic import CsvTable, LabelsFile
+from qfeat.pipeline.datasets.kadid import KADID
+from qfeat.pipeline.datasets.koniq import KonIQ
+from qfeat.pipeline.datasets.konvid import KoNViD
+from qfeat.pipeline.datasets.live_qualcomm import LIVEQualcomm
+from qfeat.pipeline.datasets.livec import LIVEChallenge
+from qfeat.pipeline.datasets.livevqc import LIVEVQC
+from qfeat.pipeline.datasets.lsvq import LSVQ
+from qfeat.pipeline.datasets.spaq import SPAQ
+from qfeat.pipeline.datasets.youtube_ugc import YouTubeUGC
+from qfeat.pipeline.paths import dataset_root
 
 REGISTRY: dict[str, type[DatasetAdapter]] = {
     cls.name: cls

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from pipeline.datasets.base import DatasetAdapter, Item
+from qfeat.pipeline.datasets.base import DatasetAdapter, Item
 
 MAX_LISTED = 50  # file names listed per problem kind in the report
 

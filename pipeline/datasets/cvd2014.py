@@ -9,8 +9,8 @@ anywhere under the root. Realigned MOS is nominally 0–100 but can be slightly 
 
 from __future__ import annotations
 
-from pipeline.datasets.base import DatasetAdapter, Listing, ScoreScale
-from pipeline.datasets.tables import read_csv, require_columns
+from qfeat.pipeline.datasets.base import DatasetAdapter, Listing, ScoreScale
+from qfeat.pipeline.datasets.tables import read_csv, require_columns
 
 RATINGS = "CVD2014_ratings/Realignment_MOS.csv"
 

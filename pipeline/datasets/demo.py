@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.datasets.base import DatasetAdapter, DatasetError, Listing, ScoreScale
-from pipeline.datasets.tables import read_csv, require_columns
-from pipeline.demo import images, videos
-from pipeline.demo.common import is_generated
+from qfeat.pipeline.datasets.base import DatasetAdapter, DatasetError, Listing, ScoreScale
+from qfeat.pipeline.datasets.tables import read_csv, require_columns
+from qfeat.pipeline.demo import images, videos
+from qfeat.pipeline.demo.common import is_generated
 
 log = logging.getLogger(__name__)
 

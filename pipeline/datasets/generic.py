@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.datasets.base import (
+from qfeat.pipeline.datasets.base import (
     DatasetAdapter,
     ItemProblem,
     Listing,
@@ -17,7 +17,7 @@ from pipeline.datasets.base import (
     fit_scale,
     parse_score,
 )
-from pipeline.datasets.tables import read_csv, require_columns
+from qfeat.pipeline.datasets.tables import read_csv, require_columns
 
 _SCALE_OPTIONS = {"score_min": "", "score_max": "", "higher_is_better": "true"}
 

@@ -11,8 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.datasets.base import DatasetAdapter, DatasetError, Listing, OptionError, ScoreScale
-from pipeline.datasets.tables import read_csv, require_columns
+from qfeat.pipeline.datasets.base import (
+    DatasetAdapter,
+    DatasetError,
+    Listing,
+    OptionError,
+    ScoreScale,
+)
+from qfeat.pipeline.datasets.tables import read_csv, require_columns
 
 SCORES = "koniq10k_scores_and_distributions.csv"
 SETS = "koniq10k_distributions_sets.csv"

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.datasets.base import DatasetAdapter, DatasetError, Listing, ScoreScale
-from pipeline.datasets.tables import read_csv, require_columns
+from qfeat.pipeline.datasets.base import DatasetAdapter, DatasetError, Listing, ScoreScale
+from qfeat.pipeline.datasets.tables import read_csv, require_columns
 
 MOS_CSV = "KoNViD_1k_mos.csv"
 ATTRIBUTES_CSV = "KoNViD_1k_attributes.csv"

@@ -8,8 +8,8 @@ includes the batch folder: ``yfcc-batch1/722`` -> ``yfcc-batch1/722.mp4``. MOS 0
 
 from __future__ import annotations
 
-from pipeline.datasets.base import DatasetAdapter, Listing, ScoreScale
-from pipeline.datasets.tables import read_csv, require_columns
+from qfeat.pipeline.datasets.base import DatasetAdapter, Listing, ScoreScale
+from qfeat.pipeline.datasets.tables import read_csv, require_columns
 
 TRAIN_TEST = "labels_train_test.csv"
 TEST_1080P = "labels_test_1080p.csv"

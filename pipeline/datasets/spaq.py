@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pipeline.datasets.base import DatasetAdapter, Listing, ScoreScale
-from pipeline.datasets.tables import read_xlsx, require_columns
+from qfeat.pipeline.datasets.base import DatasetAdapter, Listing, ScoreScale
+from qfeat.pipeline.datasets.tables import read_xlsx, require_columns
 
 MOS_FILE = "Annotations/MOS and Image attribute scores.xlsx"
 

@@ -10,7 +10,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from pipeline.datasets.base import DatasetError
+from qfeat.pipeline.datasets.base import DatasetError
 
 
 def read_csv(path: Path, delimiter: str = ",") -> list[dict[str, str]]:
@@ -37,6 +37,11 @@ def read_xlsx(path: Path, sheet: str | int = 0) -> list[dict[str, Any]]:
 
     try:
         frame = pd.read_excel(path, sheet_name=sheet, engine="openpyxl")
+    except ImportError as exc:
+        raise DatasetError(
+            f"{path} is an Excel file and reading it needs openpyxl: "
+            "pip install 'qfeat[xlsx]' (or pip install openpyxl)"
+        ) from exc
     except (OSError, ValueError, KeyError) as exc:
         raise DatasetError(f"cannot read {path}: {exc}") from exc
     frame.columns = [str(c).strip() for c in frame.columns]

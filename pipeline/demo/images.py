@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from pipeline.demo.common import GENERATOR_VERSION, SEED, demo_mos, write_atomically
+from qfeat.pipeline.demo.common import GENERATOR_VERSION, SEED, demo_mos, write_atomically
 
 SIZE = 128
 VERSION = GENERATOR_VERSION  #: generator version in the set's marker

@@ -28,7 +28,7 @@ import av
 import numpy as np
 from PIL import Image, ImageFilter
 
-from pipeline.demo.common import SEED, demo_mos, write_atomically
+from qfeat.pipeline.demo.common import SEED, demo_mos, write_atomically
 
 SIZE = 96
 FPS = 16

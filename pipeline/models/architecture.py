@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from cache.fingerprint import canonical_json, sha256_text
+from qfeat.cache.fingerprint import canonical_json, sha256_text
 
 
 def architecture_hash(build: Callable[[], nn.Module]) -> str:

@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline.datasets.base import DatasetError
-from pipeline.models.architecture import architecture_hash
+from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.pipeline.models.architecture import architecture_hash
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -92,7 +92,7 @@ def _torchvision(name: str, weights: str, seed: int, size: int) -> Backbone:
 
 @functools.cache
 def tiny_architecture() -> str:
-    """:func:`~pipeline.models.architecture.architecture_hash` of the toy ResNet trunk."""
+    """:func:`~qfeat.pipeline.models.architecture.architecture_hash` of the toy ResNet trunk."""
     return architecture_hash(lambda: _torchvision("tiny", "", 0, 32).module)
 
 
@@ -117,8 +117,8 @@ class _TokenGrid(nn.Module):
 
 
 def _open_clip(name: str, weights: str, seed: int, size: int) -> Backbone:
-    from pipeline.models.clip_build import build_clip
-    from pipeline.models.clip_split import oc_run_blocks, tower_kind, vision_blocks
+    from qfeat.pipeline.models.clip_build import build_clip
+    from qfeat.pipeline.models.clip_split import oc_run_blocks, tower_kind, vision_blocks
 
     model, pre = build_clip(name, "" if weights in ("", "random") else weights, seed=seed)
     visual = model.visual

@@ -4,7 +4,7 @@
 random weights), a ``local-dir:`` folder in open_clip's hub layout, or a tiny preset:
 ``tiny-vit`` (a classic open_clip ViT) and ``tiny-pe`` (a PE-Core-style timm Eva trunk
 with rotary embedding), both the real library classes at toy size. Tags are never
-resolved and nothing is downloaded. :mod:`pipeline.models.clip_split` runs the towers
+resolved and nothing is downloaded. :mod:`qfeat.pipeline.models.clip_split` runs the towers
 built here split at block ``L - K``.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pipeline.models.clip_split import num_blocks, num_tokens, visual_tower
+from qfeat.pipeline.models.clip_split import num_blocks, num_tokens, visual_tower
 
 __all__ = [
     "OPEN_CLIP_NAMES",
@@ -146,7 +146,7 @@ def tiny_name(name: str) -> str | None:
 def tiny_architecture(name: str) -> str:
     """Short hash of a tiny preset's full config (open_clip JSON plus the timm trunk
     arguments), so caches made with an older toy architecture are not reused."""
-    from cache.fingerprint import canonical_json, sha256_text
+    from qfeat.cache.fingerprint import canonical_json, sha256_text
 
     tiny = tiny_name(name)
     if tiny is None:
@@ -160,7 +160,7 @@ def tiny_architecture(name: str) -> str:
 def random_identity(name: str, seed: int) -> dict[str, Any]:
     """Model identity of a seeded random model ``name`` (for a manifest): name, seed and,
     for the tiny presets, :func:`tiny_architecture`, shared by every stage built on them."""
-    from cache.fingerprint import model_identity
+    from qfeat.cache.fingerprint import model_identity
 
     arch = {"arch": tiny_architecture(name)} if tiny_name(name) else {}
     return model_identity(name, seed=seed, init="random", **arch)

@@ -33,7 +33,7 @@ Two vision-tower families are supported, both as built by ``open_clip.create_mod
 Patch dropout happens before block 0, so it never affects :func:`finish_from_hidden`;
 in eval mode it is off, and cached hidden states always hold every token.
 
-The models come from :func:`pipeline.models.clip_build.build_clip` (local files only;
+The models come from :func:`qfeat.pipeline.models.clip_build.build_clip` (local files only;
 ``tiny-vit`` and ``tiny-pe`` are toy-size configs of the same classes).
 """
 

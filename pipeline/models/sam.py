@@ -41,9 +41,9 @@ from segment_anything.utils.amg import (
 )
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from pipeline.datasets.base import DatasetError
-from pipeline.models.architecture import architecture_hash
-from pipeline.regions import SAM_CHECKPOINTS, SAM_MODELS
+from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.pipeline.models.architecture import architecture_hash
+from qfeat.pipeline.regions import SAM_CHECKPOINTS, SAM_MODELS
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def _tiny_sam() -> Sam:
 
 @functools.cache
 def tiny_architecture() -> str:
-    """:func:`~pipeline.models.architecture.architecture_hash` of the toy SAM."""
+    """:func:`~qfeat.pipeline.models.architecture.architecture_hash` of the toy SAM."""
     return architecture_hash(_tiny_sam)
 
 

@@ -1,13 +1,13 @@
 """Regions: SAM's overlapping masks turned into a partition of the image.
 
-:mod:`pipeline.regions.partition` holds the pure functions (partition, bounding boxes,
-COCO RLE strings); the model side lives in :mod:`pipeline.models.sam` and the cached
-stage in :mod:`pipeline.stages.regions`.
+:mod:`qfeat.pipeline.regions.partition` holds the pure functions (partition, bounding boxes,
+COCO RLE strings); the model side lives in :mod:`qfeat.pipeline.models.sam` and the cached
+stage in :mod:`qfeat.pipeline.stages.regions`.
 """
 
 from __future__ import annotations
 
-from pipeline.regions.partition import (
+from qfeat.pipeline.regions.partition import (
     OVERLAP_RULES,
     Partition,
     Region,

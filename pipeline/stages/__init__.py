@@ -6,13 +6,13 @@ Stages not implemented yet are listed in PLANNED and reported as such by the run
 
 from __future__ import annotations
 
-from pipeline.stages.backbone import BackboneStage
-from pipeline.stages.base import ItemError, Stage
-from pipeline.stages.clip import ClipStage
-from pipeline.stages.describe import DescribeStage
-from pipeline.stages.frames import FramesStage
-from pipeline.stages.regions import RegionsStage
-from pipeline.stages.text import TextStage
+from qfeat.pipeline.stages.backbone import BackboneStage
+from qfeat.pipeline.stages.base import ItemError, Stage
+from qfeat.pipeline.stages.clip import ClipStage
+from qfeat.pipeline.stages.describe import DescribeStage
+from qfeat.pipeline.stages.frames import FramesStage
+from qfeat.pipeline.stages.regions import RegionsStage
+from qfeat.pipeline.stages.text import TextStage
 
 STAGES: dict[str, type[Stage]] = {
     cls.name: cls

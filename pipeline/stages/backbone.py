@@ -1,11 +1,11 @@
 """``backbone``: a frozen feature map per image, cached once for the RSA head.
 
 HDF5 array ``features`` ``[items, C, h, w]`` fp16. Images are read by
-:func:`pipeline.images.open_image` (every format and mode becomes 8-bit RGB, EXIF
+:func:`qfeat.pipeline.images.open_image` (every format and mode becomes 8-bit RGB, EXIF
 applied), squashed to the backbone's fixed square input size (``backbone.input_size``;
 ``clip:`` backbones use their model's own size) and normalised with the backbone's
 mean/std. Columns: ``width``, ``height`` (the image size after EXIF orientation).
-The registry of backbones is :mod:`pipeline.models.backbones`.
+The registry of backbones is :mod:`qfeat.pipeline.models.backbones`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from cache.fingerprint import model_identity
-from pipeline.datasets.base import DatasetError
-from pipeline.images import open_image
-from pipeline.stages.base import ItemError, Stage
+from qfeat.cache.fingerprint import model_identity
+from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.pipeline.images import open_image
+from qfeat.pipeline.stages.base import ItemError, Stage
 
 BATCH = 16
 MAX_SIDE = 4096  # decode-time bound for huge images (JPEG draft); then squashed
@@ -45,19 +45,19 @@ class BackboneStage(Stage):
     def model_identity(self) -> dict[str, Any]:
         name, weights = self.cfg["model"], self.cfg.get("weights", "")
         if name == "tiny":
-            from pipeline.models.backbones import tiny_architecture
+            from qfeat.pipeline.models.backbones import tiny_architecture
 
             return model_identity("tiny-resnet-layer1", seed=self.seed, arch=tiny_architecture())
         if weights == "random" or (not weights and name.startswith("clip:tiny")):
             if name.startswith("clip:"):  # the clip towers' identity, toy architecture included
-                from pipeline.models.clip_build import random_identity
+                from qfeat.pipeline.models.clip_build import random_identity
 
                 return {**random_identity(name.removeprefix("clip:"), self.seed), "name": name}
             return model_identity(name, seed=self.seed, init="random")
         return model_identity(name, weights or None)
 
     def check(self) -> None:
-        from pipeline.models.backbones import BUILDERS, FIXED, PREFIXES, needs_weights
+        from qfeat.pipeline.models.backbones import BUILDERS, FIXED, PREFIXES, needs_weights
 
         name, weights = self.cfg["model"], self.cfg.get("weights", "")
         if name not in FIXED and not name.startswith(PREFIXES):
@@ -75,7 +75,7 @@ class BackboneStage(Stage):
     def load(self) -> None:
         import torch
 
-        from pipeline.models.backbones import build_backbone
+        from qfeat.pipeline.models.backbones import build_backbone
 
         self.backbone = build_backbone(
             self.cfg["model"], self.cfg.get("weights", ""), self.seed, self.cfg["input_size"]

@@ -5,7 +5,7 @@ and normalised as the model expects. HDF5 arrays (fp16): ``embeddings`` ``[items
 (pooled projected embedding, not L2-normalised) and ``hidden`` ``[items, T, tokens,
 width]`` (the tokens entering vision block L-K, K = ``clip.adapted_blocks``), so a
 trainer can run the last K blocks with adapters from the cache (see
-``pipeline.models.clip_split``). Columns: ``frames`` (T), ``reader``.
+``qfeat.pipeline.models.clip_split``). Columns: ``frames`` (T), ``reader``.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from cache.fingerprint import model_identity
-from pipeline.datasets.base import DatasetError
-from pipeline.stages.base import ItemError, Stage
-from pipeline.video.reader import VideoError, read_video
+from qfeat.cache.fingerprint import model_identity
+from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.pipeline.stages.base import ItemError, Stage
+from qfeat.pipeline.video.reader import VideoError, read_video
 
 FRAMES_PER_FORWARD = 64
 
@@ -51,14 +51,14 @@ class ClipStage(Stage):
     arrays = ("embeddings", "hidden")
 
     def _tiny(self) -> bool:
-        from pipeline.models.clip_build import tiny_name
+        from qfeat.pipeline.models.clip_build import tiny_name
 
         return tiny_name(self.cfg["model"]) is not None
 
     def model_identity(self) -> dict[str, Any]:
         pretrained = self.cfg.get("pretrained", "")
         if self._tiny() or pretrained == "random":
-            from pipeline.models.clip_build import random_identity
+            from qfeat.pipeline.models.clip_build import random_identity
 
             return random_identity(self.cfg["model"], self.seed)
         return model_identity(self.cfg["model"], pretrained or None)
@@ -77,8 +77,8 @@ class ClipStage(Stage):
     def load(self) -> None:
         import torch
 
-        from pipeline.models.clip_build import build_clip
-        from pipeline.models.clip_split import encode_with_hidden
+        from qfeat.pipeline.models.clip_build import build_clip
+        from qfeat.pipeline.models.clip_split import encode_with_hidden
 
         pretrained = self.cfg.get("pretrained", "")
         model, self.pre = build_clip(

@@ -16,13 +16,13 @@ raw            list<string>     ``generate``: the model's new text, verbatim;
                                 ``logprob``: JSON ``{"probs": {dim: [p_bad, ..,
                                 p_excellent]}, "mass": {dim: m}}`` (see below)
 parse_ok       list<bool>       ``generate``: a strict JSON object with all five
-                                ratings valid (:mod:`pipeline.describe.parse`);
+                                ratings valid (:mod:`qfeat.pipeline.describe.parse`);
                                 ``logprob``: the probabilities were finite
-prompt_version string           :data:`pipeline.describe.prompt.PROMPT_VERSION`
+prompt_version string           :data:`qfeat.pipeline.describe.prompt.PROMPT_VERSION`
 ============== ================ =====================================================
 
-Per region the model sees :func:`pipeline.describe.prompt.region_view` of the image
-(read by :func:`pipeline.images.open_image` at the regions stage's ``max_side``, so the
+Per region the model sees :func:`qfeat.pipeline.describe.prompt.region_view` of the image
+(read by :func:`qfeat.pipeline.images.open_image` at the regions stage's ``max_side``, so the
 masks match; a mask of another size is resized nearest-neighbour).
 
 Modes (``describe.mode``):
@@ -62,10 +62,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from cache.fingerprint import model_identity
-from pipeline.datasets.base import DatasetError
-from pipeline.describe.parse import DIMENSIONS, clean_text, parse_answer
-from pipeline.describe.prompt import (
+from qfeat.cache.fingerprint import model_identity
+from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.pipeline.describe.parse import DIMENSIONS, clean_text, parse_answer
+from qfeat.pipeline.describe.prompt import (
     LEVEL_CONTINUATIONS,
     PROMPT_VERSION,
     generate_prompt,
@@ -73,8 +73,8 @@ from pipeline.describe.prompt import (
     region_view,
     resize_mask,
 )
-from pipeline.models.vlm import TINY_NAME, TINY_RECIPE, check_source
-from pipeline.stages.base import ItemError, Stage
+from qfeat.pipeline.models.vlm import TINY_NAME, TINY_RECIPE, check_source
+from qfeat.pipeline.stages.base import ItemError, Stage
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class DescribeStage(Stage):
     def load(self) -> None:
         import torch
 
-        from pipeline.models.vlm import ensure_tiny_vlm, load_vlm
+        from qfeat.pipeline.models.vlm import ensure_tiny_vlm, load_vlm
 
         source = ensure_tiny_vlm(self.seed) if self.model_name == "tiny" else self.model_name
         self.processor, self.model = load_vlm(
@@ -177,7 +177,7 @@ class DescribeStage(Stage):
         """``uint8 [h, w, 3]`` view of each region of ``row``, in the row's order."""
         from pycocotools import mask as mask_utils
 
-        from pipeline.images import open_image
+        from qfeat.pipeline.images import open_image
 
         counts, boxes = list(row["rle"]), list(row["bbox"])
         if not len(counts) == len(boxes) == len(row["region_id"]):

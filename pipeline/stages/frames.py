@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pipeline.stages.base import ItemError, Stage
-from pipeline.video.reader import VideoError, read_video
-from pipeline.video.sampling import STRATEGIES, frame_differences, sample
+from qfeat.pipeline.stages.base import ItemError, Stage
+from qfeat.pipeline.video.reader import VideoError, read_video
+from qfeat.pipeline.video.sampling import STRATEGIES, frame_differences, sample
 
 
 class FramesStage(Stage):
@@ -28,7 +28,7 @@ class FramesStage(Stage):
         return {"name": "frame-difference", "reader": "decord|pyav"}
 
     def check(self) -> None:
-        from pipeline.datasets.base import OptionError
+        from qfeat.pipeline.datasets.base import OptionError
 
         if self.cfg["strategy"] not in STRATEGIES:
             choices = ", ".join(STRATEGIES)

@@ -1,7 +1,7 @@
 """``regions``: SAM automatic masks turned into at most K disjoint regions plus "rest".
 
 Parquet only, one row per image (columns of :meth:`RegionsStage.schema`). The image is
-read with :func:`pipeline.images.open_image` (at most ``regions.max_side`` pixels on its
+read with :func:`qfeat.pipeline.images.open_image` (at most ``regions.max_side`` pixels on its
 long side, default 1024); ``width``/``height`` are of the image as segmented, and every
 mask is a COCO compressed RLE at that size. Regions ``0..n-1`` (n <= K) are SAM masks,
 largest owned area first; the rest region, id K (``max_regions``), holds every pixel
@@ -23,19 +23,19 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from cache.fingerprint import model_identity
-from pipeline.datasets.base import DatasetError
-from pipeline.regions import (
+from qfeat.cache.fingerprint import model_identity
+from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.pipeline.regions import (
     OVERLAP_RULES,
     SAM_CHECKPOINTS,
     SAM_MODELS,
     encode_rle,
     partition_masks,
 )
-from pipeline.stages.base import ItemError, Stage
+from qfeat.pipeline.stages.base import ItemError, Stage
 
 if TYPE_CHECKING:
-    from pipeline.models.sam import MaskParams
+    from qfeat.pipeline.models.sam import MaskParams
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class RegionsStage(Stage):
         return int(self.cfg["max_regions"])
 
     def _params(self) -> MaskParams:
-        from pipeline.models.sam import MaskParams
+        from qfeat.pipeline.models.sam import MaskParams
 
         default_batch = 256 if self._on_cuda() else 64
         return MaskParams(
@@ -71,7 +71,7 @@ class RegionsStage(Stage):
     def model_identity(self) -> dict[str, Any]:
         model = self.cfg["model"]
         if model == "tiny":
-            from pipeline.models.sam import tiny_architecture
+            from qfeat.pipeline.models.sam import tiny_architecture
 
             return model_identity("tiny-sam", seed=self.seed, arch=tiny_architecture())
         return model_identity(f"sam_{model}", self.cfg.get("checkpoint") or None)
@@ -125,7 +125,7 @@ class RegionsStage(Stage):
 
     # -- work ----------------------------------------------------------------------------
     def load(self) -> None:
-        from pipeline.models.sam import MaskGenerator, build_sam
+        from qfeat.pipeline.models.sam import MaskGenerator, build_sam
 
         self.model = build_sam(
             self.cfg["model"], str(self.cfg.get("checkpoint") or ""), self.seed
@@ -153,7 +153,7 @@ class RegionsStage(Stage):
         """Read the images, encode them ``batch_size`` at a time, then mask each one."""
         import torch
 
-        from pipeline.images import open_image
+        from qfeat.pipeline.images import open_image
 
         max_side = int(self.cfg.get("max_side", 1024))
         batch_size = int(self.cfg.get("batch_size", 4))
@@ -191,7 +191,7 @@ class RegionsStage(Stage):
         timer: dict[str, float],
     ) -> None:
         """Fill ``results[row]`` for every image of ``batch``."""
-        from pipeline.models.sam import encode_images, generate_stock
+        from qfeat.pipeline.models.sam import encode_images, generate_stock
 
         batched = bool(self.cfg.get("batched", True))
         t0 = time.perf_counter()
@@ -222,9 +222,9 @@ class RegionsStage(Stage):
         """The stage's columns for one image from segment-anything's mask records.
 
         ``image``: ``uint8 [H, W, 3]``; ``records``: ``generate()`` output with
-        uncompressed RLE ``segmentation`` (see :class:`pipeline.models.sam.MaskParams`).
+        uncompressed RLE ``segmentation`` (see :class:`qfeat.pipeline.models.sam.MaskParams`).
         """
-        from pipeline.models.sam import record_mask
+        from qfeat.pipeline.models.sam import record_mask
 
         h, w = image.shape[:2]
         partition = partition_masks(

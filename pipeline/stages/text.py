@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from cache.fingerprint import model_identity
-from pipeline.datasets.base import DatasetError
-from pipeline.stages.base import Stage
+from qfeat.cache.fingerprint import model_identity
+from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.pipeline.stages.base import Stage
 
 DIMENSIONS = ("colour", "noise", "artifact", "blur", "overall")
 LEVELS = ("bad", "poor", "fair", "good", "excellent")
@@ -65,13 +65,13 @@ class TextStage(Stage):
         return TINY_TEXT_MODEL if self.cfg["model"] == "tiny" else self.cfg["model"]
 
     def _random(self) -> bool:
-        from pipeline.models.clip_build import tiny_name
+        from qfeat.pipeline.models.clip_build import tiny_name
 
         return tiny_name(self._model_name()) is not None or self.cfg.get("pretrained") == "random"
 
     def model_identity(self) -> dict[str, Any]:
         if self._random():
-            from pipeline.models.clip_build import random_identity
+            from qfeat.pipeline.models.clip_build import random_identity
 
             return random_identity(self._model_name(), self.seed)
         return model_identity(self._model_name(), self.cfg.get("pretrained") or None)
@@ -91,7 +91,7 @@ class TextStage(Stage):
         import open_clip
         import torch
 
-        from pipeline.models.clip_build import OPEN_CLIP_NAMES, build_clip, tiny_name
+        from qfeat.pipeline.models.clip_build import OPEN_CLIP_NAMES, build_clip, tiny_name
 
         pretrained = self.cfg.get("pretrained", "")
         name = self._model_name()

@@ -19,10 +19,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pipeline.datasets.base import DatasetError
-from trainers.report.html import join, page, tag
-from trainers.report.run import Run, load_run, resolve_cache_dir
-from trainers.report.samples import choose_samples, map_predictions
+from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.trainers.report.html import join, page, tag
+from qfeat.trainers.report.run import Run, load_run, resolve_cache_dir
+from qfeat.trainers.report.samples import choose_samples, map_predictions
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,11 @@ def _details(run: Run, samples, cache_dir: Path) -> tuple[dict, str | None]:
         return {}, None
     try:
         if run.trainer == "rsa":
-            from trainers.report.images import image_details
+            from qfeat.trainers.report.images import image_details
 
             return image_details(run, samples, cache_dir), None
         if run.trainer == "scma":
-            from trainers.report.videos import video_details
+            from qfeat.trainers.report.videos import video_details
 
             return video_details(run, samples, cache_dir), None
     except DatasetError as exc:  # the cache is gone or moved: the rest of the report stands
@@ -52,7 +52,12 @@ def build_report(run_dir: Path, out: Path | None = None, cache_dir: Path | None 
     """Write the report of the run in ``run_dir`` to ``out`` (default
     ``<run_dir>/report.html``) and return its path. ``cache_dir`` overrides the cache
     recorded in the run's config.json."""
-    from trainers.report.sections import metrics_section, plots_section, samples_section, summary
+    from qfeat.trainers.report.sections import (
+        metrics_section,
+        plots_section,
+        samples_section,
+        summary,
+    )
 
     run = load_run(Path(run_dir))
     cache = resolve_cache_dir(run, cache_dir)

@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cache.items import read_items
-from cache.reader import Stage, list_stages
-from pipeline.describe.parse import DIMENSIONS, LEVELS
-from trainers.report import plots
-from trainers.report.run import Run, open_recorded
-from trainers.report.samples import Sample
+from qfeat.cache.items import read_items
+from qfeat.cache.reader import Stage, list_stages
+from qfeat.pipeline.describe.parse import DIMENSIONS, LEVELS
+from qfeat.trainers.report import plots
+from qfeat.trainers.report.run import Run, open_recorded
+from qfeat.trainers.report.samples import Sample
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def _picture(path: str, size: tuple[int, int] | None, max_side: int) -> np.ndarr
     """The image as the regions stage segmented it, ``size`` = (width, height)."""
     from PIL import Image
 
-    from pipeline.images import open_image
+    from qfeat.pipeline.images import open_image
 
     picture = open_image(Path(path), max_side=max_side)
     if size is not None and (picture.shape[1], picture.shape[0]) != size:
@@ -122,9 +122,9 @@ def image_details(
 ) -> dict[tuple[str, str], ImageDetail]:
     """``(item_id, split) -> ImageDetail`` for every sample (raises DatasetError when the
     run's cache is gone)."""
-    from trainers.protocol import split_state
-    from trainers.rsa_data import build_rsa_data, needed_stages
-    from trainers.rsa_train import build_head
+    from qfeat.trainers.protocol import split_state
+    from qfeat.trainers.rsa_data import build_rsa_data, needed_stages
+    from qfeat.trainers.rsa_train import build_head
 
     head = run.config["head"]
     names = needed_stages(head["attention"], head["use_text"], head["use_ratings"])

@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from cache.reader import CacheMissing, Stage, open_stage
-from pipeline.datasets.base import DatasetError
+from qfeat.cache.reader import CacheMissing, Stage, open_stage
+from qfeat.pipeline.datasets.base import DatasetError
 
 
 @dataclass
@@ -62,7 +62,7 @@ def load_run(run_dir: Path) -> Run:
 def resolve_cache_dir(run: Run, override: Path | None) -> Path:
     """``override`` when given, else the cache the run was trained from (config.json),
     else ``$QFEAT_CACHE_DIR``."""
-    from pipeline.paths import cache_dir
+    from qfeat.pipeline.paths import cache_dir
 
     if override is not None:
         return Path(override).expanduser()

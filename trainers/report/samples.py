@@ -2,7 +2,7 @@
 
 A run's ``predictions.csv`` holds raw model scores. To compare them with MOS, each test
 split's scores are mapped onto the MOS scale with the 4-parameter logistic of
-:mod:`trainers.metrics` fitted on that split (the mapping ``plcc`` and ``rmse`` use);
+:mod:`qfeat.trainers.metrics` fitted on that split (the mapping ``plcc`` and ``rmse`` use);
 when the fit fails, a least-squares line; when the scores are constant, the split's
 mean MOS. The absolute error of the mapped prediction ranks the items.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from trainers.metrics import fit_mapping
+from qfeat.trainers.metrics import fit_mapping
 
 KINDS = ("best", "median", "worst")
 
@@ -42,7 +42,7 @@ def split_index(split: str) -> int:
 
 def map_split(pred: np.ndarray, mos: np.ndarray) -> tuple[np.ndarray, str]:
     """``(mapped, kind)``: ``pred`` mapped onto the MOS scale by a monotonic fit
-    (:func:`trainers.metrics.fit_mapping`, unclipped)."""
+    (:func:`qfeat.trainers.metrics.fit_mapping`, unclipped)."""
     mapping = fit_mapping(pred, mos, bounds=(-np.inf, np.inf))
     return mapping(pred), mapping.kind
 

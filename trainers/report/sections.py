@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from trainers.report.html import Html, figure, join, notes, number, table, tag
-from trainers.report.images import ImageDetail
-from trainers.report.run import Run
-from trainers.report.samples import KINDS, Sample
-from trainers.report.videos import VideoDetail
+from qfeat.trainers.report.html import Html, figure, join, notes, number, table, tag
+from qfeat.trainers.report.images import ImageDetail
+from qfeat.trainers.report.run import Run
+from qfeat.trainers.report.samples import KINDS, Sample
+from qfeat.trainers.report.videos import VideoDetail
 
 METRIC_KEYS = ("srcc", "krcc", "plcc", "plcc_raw", "rmse")
 METRIC_NAMES = ("SRCC", "KRCC", "PLCC (logistic)", "PLCC (raw)", "RMSE (logistic)")
@@ -140,7 +140,7 @@ def _image(detail: ImageDetail) -> Html:
 
 
 def _video(detail: VideoDetail) -> Html:
-    from trainers.scma import LEVELS
+    from qfeat.trainers.scma import LEVELS
 
     caption = "frame-difference curve"
     if detail.n_frames is not None:

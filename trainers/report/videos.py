@@ -4,7 +4,7 @@ prompts under the split's checkpoint.
 
 Frames are decoded from the item's file (the path in ``items.parquet``) at the indices
 the cached ``frames`` row chose; the similarities come from the cached ``clip`` features
-(the fingerprints in ``config.json``) through :class:`trainers.scma.QCLIP`, and the
+(the fingerprints in ``config.json``) through :class:`qfeat.trainers.scma.QCLIP`, and the
 recomputed score is compared with ``predictions.csv``.
 """
 
@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from cache.items import read_items
-from trainers.report import plots
-from trainers.report.run import Run, open_recorded
-from trainers.report.samples import Sample
+from qfeat.cache.items import read_items
+from qfeat.trainers.report import plots
+from qfeat.trainers.report.run import Run, open_recorded
+from qfeat.trainers.report.samples import Sample
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,9 @@ def video_details(
 ) -> dict[tuple[str, str], VideoDetail]:
     """``(item_id, split) -> VideoDetail`` for every sample (raises DatasetError when the
     run's cache is gone)."""
-    from trainers.protocol import split_state
-    from trainers.scma import LEVELS, QCLIP
-    from trainers.scma_train import load_clip_for, tokenizer_for
+    from qfeat.trainers.protocol import split_state
+    from qfeat.trainers.scma import LEVELS, QCLIP
+    from qfeat.trainers.scma_train import load_clip_for, tokenizer_for
 
     clip_stage = open_recorded(cache_dir, run, "clip")
     frames_stage = open_recorded(cache_dir, run, "frames")
@@ -100,7 +100,7 @@ def _rows(table) -> dict[str, int]:
 
 
 def _frames(detail: VideoDetail, row: Any, path: str | None) -> None:
-    from pipeline.video.reader import read_video
+    from qfeat.pipeline.video.reader import read_video
 
     diff = np.asarray(row["diff"], np.float32)
     indices = [int(i) for i in row["indices"]]

@@ -1,0 +1,35 @@
+"""Dask server classes of qfeat's embedded cluster: quiet on the network and at exit.
+
+- Dask's scheduler always starts an HTTP server for its health and metrics routes (on
+  8787, moving to another port with a warning when two runs share a machine) and each
+  worker one on a random port. qfeat talks to them over TCP comms only, so unless
+  ``--dashboard`` is given :class:`NoHttpScheduler` and :class:`NoHttpWorker` build the
+  routes and serve them nowhere.
+- A nanny gives its worker process 4 s to exit before it kills it with a warning; a
+  worker that is freeing large models on a loaded machine needs longer, so
+  :class:`PatientNanny` waits up to :data:`CLOSE_TIMEOUT_S`.
+
+Kept in their own module: worker processes import the worker class by name.
+"""
+
+from __future__ import annotations
+
+from distributed import Nanny, Scheduler, Worker
+from distributed.http.routing import RoutingApplication
+
+CLOSE_TIMEOUT_S = 30.0
+
+
+class NoHttpScheduler(Scheduler):
+    def start_http_server(self, routes, dashboard_address, default_port=0, ssl_options=None):
+        self.http_application = RoutingApplication(routes)
+
+
+class NoHttpWorker(Worker):
+    def start_http_server(self, routes, dashboard_address, default_port=0, ssl_options=None):
+        self.http_application = RoutingApplication(routes)
+
+
+class PatientNanny(Nanny):
+    async def close(self, timeout: float = CLOSE_TIMEOUT_S, reason: str = "nanny-close"):
+        return await super().close(timeout=max(timeout, CLOSE_TIMEOUT_S), reason=reason)

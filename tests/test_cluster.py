@@ -1,0 +1,65 @@
+"""The embedded Dask cluster: loopback only, no HTTP port unless asked, quiet shutdown."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+import textwrap
+
+SNIPPET = """
+import json, sys
+from qfeat.pipeline.cluster import Resources, connect
+
+with connect(None, Resources("cpu", 2, 1), dashboard=False) as client:
+    assert client.submit(sum, [1, 2, 3]).result() == 6
+    info = client.scheduler_info()
+    print(json.dumps({
+        "scheduler": info["address"],
+        "services": info["services"],
+        "workers": {a: w["services"] for a, w in info["workers"].items()},
+    }))
+"""
+
+
+def test_embedded_cluster_opens_no_http_port_and_closes_quietly():
+    """With 8787 taken by someone else (a second run, a notebook), the cluster neither
+    moves its HTTP server elsewhere with a warning nor serves one at all; scheduler and
+    workers listen on loopback only, and closing kills no worker process."""
+    holder = socket.socket()
+    with contextlib.suppress(OSError):  # another process may hold it already: same test
+        holder.bind(("127.0.0.1", 8787))
+        holder.listen()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(SNIPPET)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        holder.close()
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout.strip().splitlines()[-1])
+    assert info["scheduler"].startswith("tcp://127.0.0.1:")
+    assert info["services"] == {}  # no "dashboard"/HTTP service on the scheduler
+    assert len(info["workers"]) == 2
+    assert all(a.startswith("tcp://127.0.0.1:") for a in info["workers"])
+    assert all(services == {} for services in info["workers"].values())
+    for noise in ("already in use", "still alive", "killing", "Traceback"):
+        assert noise not in done.stderr, done.stderr
+
+
+def test_dashboard_only_when_asked_and_on_loopback():
+    code = textwrap.dedent(SNIPPET).replace("dashboard=False", "dashboard=True")
+    code = code.replace(
+        '"services": info["services"],',
+        '"services": info["services"], "listen": sorted({c.laddr.ip for c in '
+        '__import__("psutil").net_connections("tcp") if c.status == "LISTEN" and '
+        'c.laddr.port == info["services"]["dashboard"]}),',
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout.strip().splitlines()[-1])
+    assert info["services"] == {"dashboard": 8787} or "already in use" in done.stderr
+    assert info["listen"] == ["127.0.0.1"]
