@@ -14,13 +14,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Protocol
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from qfeat.cache.layout import items_path, write_via_tmp
-from qfeat.pipeline.datasets.base import DatasetError, Item
+from qfeat.errors import DatasetError
+
+
+class Item(Protocol):
+    """What the table stores of a dataset item (``qfeat.pipeline.datasets.base.Item``
+    has these fields; the cache does not import the pipeline)."""
+
+    item_id: str
+    path: Path
+    mos: float
+    mos_01: float
+    split: str | None
+    group: str | None
+
 
 SCHEMA = pa.schema(
     [

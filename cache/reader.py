@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from qfeat.cache.layout import LATEST, MANIFEST, SHARD_RE, shard_name, stage_root, write_json_atomic
 from qfeat.cache.plan import read_marker
-from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.errors import DatasetError
 
 
 class CacheMissing(DatasetError):

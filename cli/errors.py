@@ -1,4 +1,4 @@
-"""Exit codes and the mapping from library errors to them.
+"""The one place library errors become exit codes (see :mod:`qfeat.errors`).
 
 0 ok · 1 a problem with the user's data or setup (the message names the fix) · 2 usage.
 """
@@ -10,24 +10,23 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from qfeat.pipeline.datasets.base import DatasetError, OptionError
+from qfeat.errors import EXIT_DATA, EXIT_OK, EXIT_USAGE, QfeatError
 
-EXIT_OK = 0
-EXIT_DATA = 1
-EXIT_USAGE = 2
+__all__ = ["EXIT_DATA", "EXIT_OK", "EXIT_USAGE", "err_console", "user_errors"]
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn DatasetError into exit 1 and OptionError into exit 2, with a clean message."""
+    """Turn a :class:`~qfeat.errors.QfeatError` into its exit code (DatasetError 1,
+    OptionError 2) with a one-line message instead of a traceback. The message is
+    escaped: item ids and paths may hold text that looks like rich markup."""
     try:
         yield
-    except OptionError as exc:
-        err_console.print(f"[bold red]usage error:[/] {exc}", markup=True)
-        raise typer.Exit(EXIT_USAGE) from None
-    except DatasetError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", markup=True)
-        raise typer.Exit(EXIT_DATA) from None
+    except QfeatError as exc:
+        label = "usage error" if exc.exit_code == EXIT_USAGE else "error"
+        err_console.print(f"[bold red]{label}:[/] {escape(str(exc))}", markup=True)
+        raise typer.Exit(exc.exit_code) from None

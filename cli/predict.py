@@ -45,8 +45,8 @@ def predict(
     ] = None,
 ) -> None:
     """Score new images or videos with a trained run (its stages run live on the files)."""
+    from qfeat.errors import OptionError
     from qfeat.pipeline.cluster import resolve_device
-    from qfeat.pipeline.datasets.base import OptionError
     from qfeat.trainers.predict import expand_paths, file_kind, load_run, resolve_run
 
     t0 = time.perf_counter()

@@ -103,7 +103,7 @@ def scma(
 
     with user_errors():
         if mode not in ("full", "projection"):
-            from qfeat.pipeline.datasets.base import OptionError
+            from qfeat.errors import OptionError
 
             raise OptionError("--mode must be full or projection")
         common = _common(dataset, cache_dir, runs_dir, run, splits, epochs, seed, device, set_)

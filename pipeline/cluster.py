@@ -12,7 +12,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.errors import DatasetError
 
 ALLOWED_FAILURES = 2  # worker deaths one task may cause before it is reported as failed
 

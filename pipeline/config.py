@@ -1,9 +1,12 @@
 """Presets (TOML files of models and parameters per stage) and ``--set`` overrides.
 
 A preset is chosen by name (``tiny``, ``paper``: files in ``pipeline/presets/``) or by a
-path to a TOML file with the same keys. ``--set key.path=value`` replaces one field; the
-key must exist in the preset (typos fail loudly instead of being ignored) and the value
-is read as a TOML literal (``8``, ``0.5``, ``true``, ``"text"``), bare words as strings.
+path to a TOML file with the same keys. ``--set key.path=value`` replaces one field and
+the value is read as a TOML literal (``8``, ``0.5``, ``true``, ``"text"``), bare words
+as strings. Sections with typed settings (:mod:`qfeat.pipeline.settings`: every stage
+and trainer) accept exactly their fields, from the preset and from ``--set``, and come
+back with every default filled in; other keys must exist in the preset. Typos fail
+loudly instead of being ignored.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ from __future__ import annotations
 import copy
 import difflib
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from qfeat.pipeline.datasets.base import OptionError
+from qfeat.errors import OptionError
+from qfeat.pipeline.settings import Settings, settings_fields
 
 PRESET_DIR = Path(__file__).parent / "presets"
 DEMO_DATASETS = ("demo", "demo-video")
@@ -61,38 +66,73 @@ def _flat_keys(cfg: dict[str, Any], prefix: str = "") -> list[str]:
     return keys
 
 
-def apply_overrides(cfg: dict[str, Any], sets: list[str]) -> dict[str, Any]:
-    """Return a copy of ``cfg`` with each ``key.path=value`` of ``sets`` applied."""
+def apply_overrides(
+    cfg: dict[str, Any],
+    sets: list[str],
+    sections: Mapping[str, type[Settings]] | None = None,
+) -> dict[str, Any]:
+    """Return a copy of ``cfg`` with each ``key.path=value`` of ``sets`` applied.
+
+    Each section named in ``sections`` is rebuilt as its typed settings (preset values,
+    then ``--set`` values, over the class's defaults) and returned as a plain dict with
+    every field; a preset may leave such a section out entirely."""
+    typed = dict(sections or {})
     out = copy.deepcopy(cfg)
+    values = {name: dict(out.get(name) or {}) for name in typed}
     for item in sets:
         key, sep, raw = item.partition("=")
-        key = key.strip()
+        key, raw = key.strip(), raw.strip()
         if not sep or not key:
             raise OptionError(f"--set expects key.path=value, got '{item}'")
-        *parents, leaf = key.split(".")
-        node = out
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-        if not isinstance(node, dict) or leaf not in node or isinstance(node[leaf], dict):
-            close = difflib.get_close_matches(key, _flat_keys(cfg), n=3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise OptionError(f"--set: the preset has no field '{key}'{hint}")
-        value, old = parse_value(raw.strip()), node[leaf]
-        if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if isinstance(old, str) and not isinstance(value, str):
-            value = raw.strip()  # e.g. a numeric-looking path or model name
-        if type(value) is not type(old):
-            raise OptionError(
-                f"--set {key}: expected a {type(old).__name__} like {old!r}, got {raw.strip()!r}"
-            )
-        node[leaf] = value
+        section, _, field = key.partition(".")
+        if section in typed:
+            if field not in typed[section].field_names():
+                raise _unknown(key, cfg, typed)
+            default = getattr(typed[section](), field)
+            values[section][field] = raw if isinstance(default, str) else parse_value(raw)
+            continue
+        _set_untyped(out, key, raw, cfg, typed)
+    for name, cls in typed.items():
+        out[name] = cls.build(values[name]).as_dict()
     return out
 
 
-def resolve_config(preset: str, sets: list[str] | None = None) -> dict[str, Any]:
-    """The fully resolved configuration: preset defaults plus overrides, and its source."""
-    cfg = apply_overrides(load_preset(preset), list(sets or []))
+def _unknown(key: str, cfg: dict[str, Any], typed: Mapping[str, type[Settings]]) -> OptionError:
+    known = settings_fields(typed.values()) + [
+        k for k in _flat_keys(cfg) if k.split(".")[0] not in typed
+    ]
+    close = difflib.get_close_matches(key, known, n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return OptionError(f"--set: there is no setting '{key}'{hint}")
+
+
+def _set_untyped(
+    out: dict[str, Any], key: str, raw: str, cfg: dict[str, Any], typed: Mapping
+) -> None:
+    *parents, leaf = key.split(".")
+    node = out
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or leaf not in node or isinstance(node[leaf], dict):
+        raise _unknown(key, cfg, typed)
+    value, old = parse_value(raw), node[leaf]
+    if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(old, str) and not isinstance(value, str):
+        value = raw  # e.g. a numeric-looking path or model name
+    if type(value) is not type(old):
+        raise OptionError(f"--set {key}: expected a {type(old).__name__} like {old!r}, got {raw!r}")
+    node[leaf] = value
+
+
+def resolve_config(
+    preset: str,
+    sets: list[str] | None = None,
+    sections: Mapping[str, type[Settings]] | None = None,
+) -> dict[str, Any]:
+    """The fully resolved configuration: preset values plus overrides over the typed
+    defaults of ``sections``, and its source."""
+    cfg = apply_overrides(load_preset(preset), list(sets or []), sections)
     cfg["preset"] = preset
     return cfg
 

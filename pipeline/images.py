@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from qfeat.errors import ItemError
+
 log = logging.getLogger(__name__)
 
 # Pillow refuses images above ~179 M pixels as decompression bombs. We accept up to
@@ -59,9 +61,6 @@ def _to_rgb(img) -> np.ndarray:
 def open_image(path: Path, max_side: int = 4096) -> np.ndarray:
     """``uint8 [H, W, 3]`` RGB with EXIF orientation applied, ``max(H, W) <= max_side``."""
     from PIL import Image, ImageOps, UnidentifiedImageError
-
-    # imported here: qfeat.pipeline.stages imports this module (stages -> images -> stages)
-    from qfeat.pipeline.stages.base import ItemError
 
     path = Path(path)
     if not path.exists():

@@ -19,12 +19,13 @@ from qfeat.cache.items import write_items
 from qfeat.cache.plan import plan_shards, split_done
 from qfeat.cache.reader import CacheMissing, mark_latest, open_stage
 from qfeat.cache.writer import create_stage_dir
+from qfeat.errors import DatasetError, OptionError
 from qfeat.pipeline import paths
 from qfeat.pipeline.cluster import connect, plan_resources, resolve_device
 from qfeat.pipeline.config import default_preset, resolve_config
 from qfeat.pipeline.datasets import open_dataset, storage_name
-from qfeat.pipeline.datasets.base import DatasetError, OptionError
 from qfeat.pipeline.stages import ORDER, PLANNED, STAGES, available, get_stage
+from qfeat.pipeline.stages.settings import STAGE_SETTINGS
 
 TASK_RETRIES = 2  # retries of a shard task that raised (worker deaths: cluster.ALLOWED_FAILURES)
 
@@ -98,7 +99,8 @@ def prepare(request: RunRequest) -> Plan:
         raise OptionError("--limit must be at least 1")
     adapter = open_dataset(request.dataset, request.root, request.options)
     dataset = storage_name(adapter, request.name)
-    config = resolve_config(request.preset or default_preset(request.dataset), request.sets)
+    preset = request.preset or default_preset(request.dataset)
+    config = resolve_config(preset, request.sets, STAGE_SETTINGS)
     order = ORDER[adapter.modality]
     if request.stages:
         unknown = [s for s in request.stages if s not in order]

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from qfeat.pipeline.datasets import REGISTRY, OptionError, open_dataset, storage_name
+from qfeat.errors import OptionError
+from qfeat.pipeline.datasets import REGISTRY, open_dataset, storage_name
 from qfeat.pipeline.datasets.base import safe_relative_path
 from qfeat.pipeline.datasets.check import check_dataset
 from tests.fixtures import layouts
@@ -141,7 +142,7 @@ def test_lower_is_better_generic_scale(tmp_path):
 
 
 def test_missing_metadata_names_the_fix(tmp_path):
-    from qfeat.pipeline.datasets import DatasetError
+    from qfeat.errors import DatasetError
 
     with pytest.raises(DatasetError, match="dmos.csv"):
         open_dataset("kadid", tmp_path).list_items()

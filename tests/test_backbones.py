@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.errors import DatasetError
 from qfeat.pipeline.models.backbones import build_backbone
 from qfeat.pipeline.stages.backbone import BackboneStage
 

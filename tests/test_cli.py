@@ -111,3 +111,17 @@ def test_paths_in_messages_are_absolute(qfeat, tmp_path, monkeypatch):
     assert f"the cache at {tmp_path / 'relative-cache'} is empty" in result.output
     result = qfeat("cache", "ls", "--cache-dir", "other")
     assert f"the cache at {tmp_path / 'other'} is empty" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "scma", "demo-video", "--set", "scma.batch_size=0"], "scma.batch_size = 0"),
+        (["train", "rsa", "demo", "--set", "rsa.lr=0"], "rsa.lr = 0.0 is invalid"),
+        (["train", "rsa", "demo", "--set", "rsa.hiden=8"], "did you mean rsa.hidden"),
+    ],
+)
+def test_bad_trainer_settings_are_usage_errors_before_any_work(qfeat, tmp_path, args, message):
+    result = qfeat(*args, "--cache-dir", str(tmp_path / "empty"), "--runs-dir", str(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert message in result.output

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from qfeat.cache.fingerprint import build_manifest
+from qfeat.errors import OptionError
 from qfeat.pipeline import paths
 from qfeat.pipeline.config import (
     apply_overrides,
@@ -15,7 +18,8 @@ from qfeat.pipeline.config import (
     parse_options,
     resolve_config,
 )
-from qfeat.pipeline.datasets.base import OptionError
+from qfeat.pipeline.stages.settings import STAGE_SETTINGS, DescribeSettings, FramesSettings
+from qfeat.trainers.settings import RSASettings, SCMASettings, trainer_settings
 
 
 def test_builtin_presets_have_the_same_fields():
@@ -65,7 +69,7 @@ def test_set_overrides_typed_values():
     [
         ("frames.num_frame=4", "did you mean frames.num_frames"),
         ("frames.num_frames=many", "expected a int"),
-        ("frames=3", "no field"),
+        ("frames=3", "no setting 'frames'"),
         ("frames.num_frames", "key.path=value"),
     ],
 )
@@ -98,3 +102,86 @@ def test_locations_from_environment(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     assert paths.cache_dir() == tmp_path / "qfeat-cache"
     assert paths.runs_dir("elsewhere") == tmp_path / "elsewhere"
+
+
+# -- typed settings ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("frames.num_frame=4", "did you mean frames.num_frames"),
+        ("frames.num_frames=many", "frames.num_frames: expected an integer like 8"),
+        ("frames.num_frames=0", r"frames.num_frames = 0 is invalid: it must be a number in"),
+        ("frames.num_frames=100000", "frames.num_frames = 100000 is invalid"),
+        ("frames.lowres=0", "frames.lowres = 0 is invalid"),
+        ("frames.strategy=best", "one of uniform, random"),
+        ("regions.pred_iou_thresh=2.0", r"regions.pred_iou_thresh = 2.0 is invalid.*\[0.0, 1.0\]"),
+        ("regions.model=vit_x", "regions.model = 'vit_x' is invalid"),
+        ("describe.batched=true", "there is no setting 'describe.batched'"),
+        ("describe.margin=-1", "describe.margin = -1.0 is invalid"),
+        ("regions.batched=maybe", "expected true or false"),
+    ],
+)
+def test_typed_settings_refuse_bad_values_as_usage_errors(bad, message):
+    with pytest.raises(OptionError, match=message):
+        resolve_config("tiny", [bad], STAGE_SETTINGS)
+
+
+def test_every_default_is_in_the_resolved_config():
+    """A setting the preset does not name (describe.margin) is still in the resolved
+    section, so it reaches the fingerprint, and --set accepts it."""
+    cfg = resolve_config("tiny", ["describe.margin=0.2"], STAGE_SETTINGS)
+    for name, cls in STAGE_SETTINGS.items():
+        assert set(cfg[name]) == set(cls.field_names())
+    assert cfg["describe"]["margin"] == 0.2 and cfg["describe"]["min_new_tokens"] == 0
+    assert "margin" not in load_preset("tiny")["describe"]
+
+
+def test_changing_a_default_changes_the_fingerprint():
+    @dataclass(frozen=True)
+    class WiderMargin(DescribeSettings):
+        margin: float = 0.3
+
+    def fp(sections):
+        config = resolve_config("tiny", [], sections)["describe"]
+        return build_manifest(
+            stage="describe", stage_version=1, config=config, model={"name": "tiny"},
+            upstream={}, dataset={"adapter": "demo"}, item_ids=["a"], shard_size=1,
+        )["fingerprint"]  # fmt: skip
+
+    assert fp(STAGE_SETTINGS) != fp({**STAGE_SETTINGS, "describe": WiderMargin})
+
+
+def test_preset_may_leave_a_section_out_and_typos_in_presets_fail(tmp_path):
+    short = tmp_path / "short.toml"
+    short.write_text("seed = 1\n[regions]\nmodel = 'tiny'\n")
+    cfg = resolve_config(str(short), [], STAGE_SETTINGS)
+    assert cfg["frames"] == FramesSettings().as_dict() and cfg["regions"]["model"] == "tiny"
+    typo = tmp_path / "typo.toml"
+    typo.write_text("[frames]\nnum_frame = 4\n")
+    with pytest.raises(OptionError, match="frames has no setting 'num_frame'.*num_frames"):
+        resolve_config(str(typo), [], STAGE_SETTINGS)
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text("[frames]\nnum_frames = 'eight'\n")
+    with pytest.raises(OptionError, match="frames.num_frames: expected an integer"):
+        resolve_config(str(wrong), [], STAGE_SETTINGS)
+
+
+def test_trainer_settings_are_typed_too():
+    tcfg = trainer_settings(SCMASettings, "tiny", ["scma.r=4"], epochs=3)
+    assert tcfg["r"] == 4 and tcfg["epochs"] == 3 and set(tcfg) == set(SCMASettings.field_names())
+    assert trainer_settings(RSASettings, "paper", [])["hidden"] == RSASettings().hidden
+    for bad in ("scma.batch_size=0", "scma.lr=0", "scma.depth=3"):
+        with pytest.raises(OptionError):
+            trainer_settings(SCMASettings, "tiny", [bad])
+    with pytest.raises(OptionError, match="scma.epochs = 0"):
+        trainer_settings(SCMASettings, "tiny", [], epochs=0)
+
+
+def test_paper_preset_equals_the_defaults():
+    """The paper preset's values are the classes' defaults (so leaving a section out of a
+    preset means the paper's setting)."""
+    paper = load_preset("paper")
+    for name, cls in {**STAGE_SETTINGS, "rsa": RSASettings, "scma": SCMASettings}.items():
+        assert cls.build(paper[name]) == cls(), name

@@ -11,7 +11,8 @@ import av
 import numpy as np
 import pytest
 
-from qfeat.pipeline.datasets import DatasetError, open_dataset
+from qfeat.errors import DatasetError
+from qfeat.pipeline.datasets import open_dataset
 from qfeat.pipeline.demo import images, videos
 from qfeat.pipeline.demo.common import generated_version, is_generated, write_atomically
 from qfeat.pipeline.stages.clip import squash

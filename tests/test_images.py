@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from qfeat.errors import ItemError
 from qfeat.pipeline.images import open_image
-from qfeat.pipeline.stages.base import ItemError
 
 
 def gradient(w: int = 48, h: int = 32) -> np.ndarray:

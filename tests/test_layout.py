@@ -59,3 +59,36 @@ def test_lock_pins_torch_pair_and_tools():
     # the tools are the dev extra's pins, not runtime requirements
     assert "pytest" in dev and "ruff" in dev and "setuptools" in dev
     assert not {"pytest", "ruff"} & set(runtime)
+
+
+def _qfeat_imports(path: Path) -> set[str]:
+    """The qfeat packages a module imports (``qfeat.cache``, ``qfeat.errors``, ...)."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        found |= {".".join(n.split(".")[:2]) for n in names if n.startswith("qfeat.")}
+    return found
+
+
+def test_layers_import_downwards_only():
+    """cli -> trainers -> pipeline -> cache, with qfeat.errors the leaf every layer uses:
+    the cache never imports the pipeline, trainers or CLI; nothing imports the CLI."""
+    assert _qfeat_imports(REPO / "qfeat" / "errors.py") == set()
+    allowed = {
+        "cache": {"qfeat.cache", "qfeat.errors"},
+        "pipeline": {"qfeat.pipeline", "qfeat.cache", "qfeat.errors"},
+        "trainers": {"qfeat.trainers", "qfeat.pipeline", "qfeat.cache", "qfeat.errors"},
+    }
+    wrong = {
+        str(path.relative_to(REPO)): sorted(_qfeat_imports(path) - allowed[layer])
+        for layer in allowed
+        for path in (REPO / layer).rglob("*.py")
+        if _qfeat_imports(path) - allowed[layer]
+    }
+    assert not wrong

@@ -7,7 +7,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.errors import DatasetError
 from qfeat.trainers.loop import LoopConfig
 from qfeat.trainers.protocol import run_splits
 from qfeat.trainers.splits import make_splits

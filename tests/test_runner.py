@@ -311,6 +311,11 @@ def test_real_cluster_survives_a_killed_worker(video_root, tmp_path):
         (["features", "demo", "--preset", "paper", "--stages", "text"], 1, "text.pretrained"),
         (["features", "demo", "--set", "backbone.inputsize=3"], 2, "did you mean"),
         (["stage", "frames", "demo-video", "--set", "frames.strategy=best"], 2, "frames.strategy"),
+        # every bad setting value is a usage error (exit 2), whichever stage it belongs to
+        (["features", "demo-video", "--set", "frames.num_frames=0"], 2, "frames.num_frames"),
+        (["features", "demo", "--set", "regions.pred_iou_thresh=2.0"], 2, "pred_iou_thresh"),
+        (["features", "demo", "--set", "describe.margin=-0.5"], 2, "describe.margin"),
+        (["features", "demo", "--set", "describe.mode=guess"], 2, "describe.mode"),
         (["features", "demo", "--device", "cuda"], 1, "no CUDA GPU"),
     ],
 )

@@ -116,7 +116,7 @@ def test_features_demo_video_computes_frames_and_clip(qfeat, tmp_path):
 
 
 def test_paper_preset_needs_weights(tmp_path):
-    from qfeat.pipeline.datasets.base import DatasetError
+    from qfeat.errors import DatasetError
 
     with pytest.raises(DatasetError, match="clip.pretrained"):
         ClipStage(load_preset("paper")["clip"]).check()

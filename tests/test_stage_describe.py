@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from qfeat.cache.fingerprint import model_identity
-from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.errors import DatasetError, OptionError
 from qfeat.pipeline.describe.parse import DIMENSIONS
 from qfeat.pipeline.describe.prompt import (
     GREY,
@@ -384,8 +384,9 @@ def test_check_messages(tmp_path, monkeypatch):
         ("max_side", 0, "describe.max_side"),
         ("margin", -1, "describe.margin"),
     ):
-        with pytest.raises(DatasetError, match=hint):
-            DescribeStage({**TINY_CFG, key: value}).check()
+        # a bad setting is a usage error as soon as the stage's settings are built
+        with pytest.raises(OptionError, match=hint):
+            DescribeStage({**TINY_CFG, key: value})
 
 
 def test_tiny_model_is_built_once_and_deterministic(models_root, stage, tmp_path):

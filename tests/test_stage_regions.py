@@ -16,8 +16,8 @@ import pyarrow as pa
 import pytest
 import torch
 
+from qfeat.errors import DatasetError, OptionError
 from qfeat.pipeline.config import load_preset
-from qfeat.pipeline.datasets.base import DatasetError
 from qfeat.pipeline.models import sam as sam_module
 from qfeat.pipeline.models.sam import MaskParams, build_sam, generate_batched, generate_stock
 from qfeat.pipeline.regions import (
@@ -353,10 +353,11 @@ def test_check_and_identity_name_the_checkpoint(tiny_cfg, tmp_path):
     assert "--set regions.checkpoint=/path/sam_vit_h_4b8939.pth" in str(err.value)
     with pytest.raises(DatasetError, match="--set regions.checkpoint="):
         RegionsStage({**tiny_cfg, "model": "vit_b", "checkpoint": ""}).check()
-    with pytest.raises(DatasetError, match="regions.model"):
-        RegionsStage({**tiny_cfg, "model": "vit_x"}).check()
-    with pytest.raises(DatasetError, match="regions.max_regions"):
-        RegionsStage({**tiny_cfg, "max_regions": 0}).check()
+    # bad settings are usage errors as soon as the stage's settings are built
+    with pytest.raises(OptionError, match="regions.model"):
+        RegionsStage({**tiny_cfg, "model": "vit_x"})
+    with pytest.raises(OptionError, match="regions.max_regions"):
+        RegionsStage({**tiny_cfg, "max_regions": 0})
     RegionsStage(tiny_cfg).check()  # tiny needs no checkpoint
     from qfeat.pipeline.models import sam
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from qfeat.errors import DatasetError
 from qfeat.pipeline.config import load_preset
-from qfeat.pipeline.datasets.base import DatasetError
 from qfeat.pipeline.stages.text import TextStage, region_text, region_texts
 
 K = 4

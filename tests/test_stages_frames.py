@@ -82,11 +82,21 @@ def test_pyav_fallback_reads_what_decord_reads(tmp_path):
 def test_model_is_built_once_per_worker(monkeypatch):
     from qfeat.pipeline import worker
 
+    from dataclasses import dataclass
+
+    from qfeat.pipeline.settings import Settings
+
     builds = []
+
+    @dataclass(frozen=True)
+    class CountingSettings(Settings):
+        section = "counting"
+        x: int = 0
 
     class Counting(Stage):
         name = "counting"
         modality = "video"
+        settings = CountingSettings
 
         def load(self):
             builds.append(1)

@@ -18,7 +18,7 @@ import numpy as np
 
 from qfeat.cache.items import read_items
 from qfeat.cache.reader import open_stage
-from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.errors import DatasetError
 from qfeat.trainers.loop import predict
 from qfeat.trainers.protocol import checkpoints
 from qfeat.trainers.runfolder import KEYS, split_metrics, summarise

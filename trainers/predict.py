@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.errors import DatasetError
 from qfeat.trainers.metrics import Mapping, fit_mapping
 from qfeat.trainers.protocol import checkpoints
 from qfeat.trainers.runinfo import mos_range, normalise_score

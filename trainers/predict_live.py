@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from qfeat.cache.writer import prepare_arrays
-from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.errors import DatasetError
 from qfeat.pipeline.stages import get_stage
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from qfeat.cache.layout import stage_dir
-from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.errors import DatasetError
 from qfeat.pipeline.stages import ORDER
 from qfeat.trainers.loop import predict
 from qfeat.trainers.predict_live import LiveStages

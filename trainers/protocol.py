@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from qfeat.cache.layout import write_json_atomic
-from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.errors import DatasetError
 from qfeat.trainers.loop import LoopConfig, fit, predict
 from qfeat.trainers.runfolder import split_metrics, write_run
 

@@ -18,12 +18,13 @@ import numpy as np
 import torch
 
 from qfeat.cache.items import read_items
-from qfeat.pipeline.config import apply_overrides, default_preset, load_preset
-from qfeat.pipeline.datasets.base import DatasetError, OptionError
+from qfeat.errors import DatasetError, OptionError
+from qfeat.pipeline.config import default_preset
 from qfeat.trainers.protocol import TrainRequest, loop_config, train_and_record
 from qfeat.trainers.rsa import ATTENTION, RSAHead
 from qfeat.trainers.rsa_data import RSAData, load_rsa_data, needed_stages
 from qfeat.trainers.runinfo import mos_range, stage_record
+from qfeat.trainers.settings import RSASettings, trainer_settings
 from qfeat.trainers.splits import make_splits
 
 
@@ -65,9 +66,7 @@ def train_rsa(
     if req.attention not in ATTENTION:
         raise OptionError(f"--attention must be one of {', '.join(ATTENTION)}")
     preset = req.preset or default_preset(req.dataset)
-    tcfg = apply_overrides(load_preset(preset), req.sets or [])["rsa"]
-    if req.epochs:
-        tcfg["epochs"] = req.epochs
+    tcfg = trainer_settings(RSASettings, preset, req.sets, req.epochs)
     stages = needed_stages(req.attention, req.use_text, req.use_ratings)
     data = load_rsa_data(req.cache_dir, req.dataset, stages)
     if len(data.data) < 10:

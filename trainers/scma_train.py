@@ -20,10 +20,11 @@ import torch
 
 from qfeat.cache.items import read_items
 from qfeat.cache.reader import CacheMissing, open_stage
-from qfeat.pipeline.config import apply_overrides, default_preset, load_preset
-from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.errors import DatasetError
+from qfeat.pipeline.config import default_preset
 from qfeat.trainers.protocol import CHECKPOINT, TrainRequest, loop_config, train_and_record
 from qfeat.trainers.runinfo import mos_range, stage_record
+from qfeat.trainers.settings import SCMASettings, trainer_settings
 from qfeat.trainers.splits import make_splits
 
 
@@ -108,12 +109,10 @@ def train_scma(
     from qfeat.trainers.scma import QCLIP
 
     t_start = time.perf_counter()
+    preset = req.preset or default_preset(req.dataset)
+    tcfg = trainer_settings(SCMASettings, preset, req.sets, req.epochs)  # usage errors first
     items = read_items(req.cache_dir, req.dataset)
     clip_stage = open_stage(req.cache_dir, req.dataset, "clip")
-    preset = req.preset or default_preset(req.dataset)
-    tcfg = apply_overrides(load_preset(preset), req.sets or [])["scma"]
-    if req.epochs:
-        tcfg["epochs"] = req.epochs
     base_clip, _, clip_cfg = load_clip_for(clip_stage)
     k = int(clip_cfg["adapted_blocks"])
     tokenizer = tokenizer_for(clip_cfg["model"])

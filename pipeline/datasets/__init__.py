@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from qfeat.errors import DatasetError, OptionError
 from qfeat.pipeline.datasets.base import (
     DatasetAdapter,
-    DatasetError,
     Item,
     ItemProblem,
     Listing,
-    OptionError,
     ScoreScale,
 )
 from qfeat.pipeline.datasets.cvd2014 import CVD2014

@@ -13,13 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
-
-class DatasetError(Exception):
-    """A problem with the user's data or setup; the message says how to fix it."""
-
-
-class OptionError(ValueError):
-    """An unknown or malformed ``--option KEY=VALUE`` (a usage error)."""
+from qfeat.errors import DatasetError, OptionError
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from qfeat.pipeline.datasets.base import DatasetAdapter, DatasetError, Listing, ScoreScale
+from qfeat.errors import DatasetError
+from qfeat.pipeline.datasets.base import DatasetAdapter, Listing, ScoreScale
 from qfeat.pipeline.datasets.tables import read_csv, require_columns
 from qfeat.pipeline.demo import images, videos
 from qfeat.pipeline.demo.common import is_generated

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from qfeat.errors import OptionError
 from qfeat.pipeline.datasets.base import (
     DatasetAdapter,
     ItemProblem,
     Listing,
-    OptionError,
     ScoreScale,
     fit_scale,
     parse_score,

@@ -11,13 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qfeat.pipeline.datasets.base import (
-    DatasetAdapter,
-    DatasetError,
-    Listing,
-    OptionError,
-    ScoreScale,
-)
+from qfeat.errors import DatasetError, OptionError
+from qfeat.pipeline.datasets.base import DatasetAdapter, Listing, ScoreScale
 from qfeat.pipeline.datasets.tables import read_csv, require_columns
 
 SCORES = "koniq10k_scores_and_distributions.csv"

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qfeat.pipeline.datasets.base import DatasetAdapter, DatasetError, Listing, ScoreScale
+from qfeat.errors import DatasetError
+from qfeat.pipeline.datasets.base import DatasetAdapter, Listing, ScoreScale
 from qfeat.pipeline.datasets.tables import read_csv, require_columns
 
 MOS_CSV = "KoNViD_1k_mos.csv"

@@ -8,7 +8,8 @@ YUV 4:2:0 8-bit, 1920x1080, 30 fps, at ``<distortionName>/<vidName>``.
 
 from __future__ import annotations
 
-from qfeat.pipeline.datasets.base import DatasetAdapter, DatasetError, Listing, ScoreScale
+from qfeat.errors import DatasetError
+from qfeat.pipeline.datasets.base import DatasetAdapter, Listing, ScoreScale
 from qfeat.pipeline.datasets.tables import (
     as_float_list,
     as_str_list,

@@ -8,7 +8,8 @@ training images in ``Images/trainingImages/``; like everyone, they are left out 
 
 from __future__ import annotations
 
-from qfeat.pipeline.datasets.base import DatasetAdapter, DatasetError, Listing, ScoreScale
+from qfeat.errors import DatasetError
+from qfeat.pipeline.datasets.base import DatasetAdapter, Listing, ScoreScale
 from qfeat.pipeline.datasets.tables import as_float_list, as_str_list, mat_var, read_mat
 
 N_TRAINING = 7

@@ -10,7 +10,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.errors import DatasetError
 
 
 def read_csv(path: Path, delimiter: str = ",") -> list[dict[str, str]]:

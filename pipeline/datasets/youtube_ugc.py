@@ -9,7 +9,8 @@ Scores: ``original_videos_MOS_for_YouTube_UGC_dataset.xlsx``, sheet ``MOS``, col
 
 from __future__ import annotations
 
-from qfeat.pipeline.datasets.base import DatasetAdapter, Listing, OptionError, ScoreScale
+from qfeat.errors import OptionError
+from qfeat.pipeline.datasets.base import DatasetAdapter, Listing, ScoreScale
 from qfeat.pipeline.datasets.tables import read_xlsx, require_columns
 
 MOS_XLSX = "original_videos_MOS_for_YouTube_UGC_dataset.xlsx"

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.errors import DatasetError
 from qfeat.pipeline.models.architecture import architecture_hash
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

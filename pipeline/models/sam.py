@@ -41,7 +41,7 @@ from segment_anything.utils.amg import (
 )
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.errors import DatasetError
 from qfeat.pipeline.models.architecture import architecture_hash
 from qfeat.pipeline.regions import SAM_CHECKPOINTS, SAM_MODELS
 

@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.errors import DatasetError
 
 log = logging.getLogger(__name__)
 

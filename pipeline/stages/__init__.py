@@ -6,8 +6,9 @@ Stages not implemented yet are listed in PLANNED and reported as such by the run
 
 from __future__ import annotations
 
+from qfeat.errors import ItemError
 from qfeat.pipeline.stages.backbone import BackboneStage
-from qfeat.pipeline.stages.base import ItemError, Stage
+from qfeat.pipeline.stages.base import Stage
 from qfeat.pipeline.stages.clip import ClipStage
 from qfeat.pipeline.stages.describe import DescribeStage
 from qfeat.pipeline.stages.frames import FramesStage

@@ -18,9 +18,10 @@ import pandas as pd
 import pyarrow as pa
 
 from qfeat.cache.fingerprint import model_identity
-from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.errors import DatasetError, ItemError
 from qfeat.pipeline.images import open_image
-from qfeat.pipeline.stages.base import ItemError, Stage
+from qfeat.pipeline.stages.base import Stage
+from qfeat.pipeline.stages.settings import BackboneSettings
 
 BATCH = 16
 MAX_SIDE = 4096  # decode-time bound for huge images (JPEG draft); then squashed
@@ -38,12 +39,13 @@ def squash_normalise(rgb: np.ndarray, size: int, mean, std) -> np.ndarray:
 
 class BackboneStage(Stage):
     name = "backbone"
+    settings = BackboneSettings
     version = 1
     modality = "image"
     arrays = ("features",)
 
     def model_identity(self) -> dict[str, Any]:
-        name, weights = self.cfg["model"], self.cfg.get("weights", "")
+        name, weights = self.cfg["model"], self.cfg["weights"]
         if name == "tiny":
             from qfeat.pipeline.models.backbones import tiny_architecture
 
@@ -59,7 +61,7 @@ class BackboneStage(Stage):
     def check(self) -> None:
         from qfeat.pipeline.models.backbones import BUILDERS, FIXED, PREFIXES, needs_weights
 
-        name, weights = self.cfg["model"], self.cfg.get("weights", "")
+        name, weights = self.cfg["model"], self.cfg["weights"]
         if name not in FIXED and not name.startswith(PREFIXES):
             raise DatasetError(
                 f"unknown backbone '{name}' (known: {', '.join(BUILDERS)}); "
@@ -78,7 +80,7 @@ class BackboneStage(Stage):
         from qfeat.pipeline.models.backbones import build_backbone
 
         self.backbone = build_backbone(
-            self.cfg["model"], self.cfg.get("weights", ""), self.seed, self.cfg["input_size"]
+            self.cfg["model"], self.cfg["weights"], self.seed, self.cfg["input_size"]
         )
         self.model = self.backbone.module.to(self.device)
         self.torch = torch

@@ -14,15 +14,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from qfeat.errors import ItemError
+from qfeat.pipeline.settings import Settings
+
 log = logging.getLogger(__name__)
-
-
-class ItemError(Exception):
-    """A per-item failure with the status word to store (``decode_error``, ...)."""
-
-    def __init__(self, kind: str, reason: str):
-        super().__init__(reason)
-        self.kind = kind
 
 
 class Stage:
@@ -31,9 +26,11 @@ class Stage:
     modality: ClassVar[str]
     upstream: ClassVar[tuple[str, ...]] = ()
     arrays: ClassVar[tuple[str, ...]] = ()
+    settings: ClassVar[type[Settings]]  # every setting with its default (stages/settings.py)
 
     def __init__(self, cfg: dict[str, Any], seed: int = 0, device: str = "cpu"):
-        self.cfg = cfg
+        # every field, defaults filled in and validated (OptionError for a bad value)
+        self.cfg = self.settings.build(cfg, source=f"the {self.name} settings").as_dict()
         self.seed = seed
         self.device = device
         # stage name -> config of the upstream stage folder this shard reads (set per shard)

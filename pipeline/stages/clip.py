@@ -18,8 +18,9 @@ import pandas as pd
 import pyarrow as pa
 
 from qfeat.cache.fingerprint import model_identity
-from qfeat.pipeline.datasets.base import DatasetError
-from qfeat.pipeline.stages.base import ItemError, Stage
+from qfeat.errors import DatasetError, ItemError
+from qfeat.pipeline.stages.base import Stage
+from qfeat.pipeline.stages.settings import ClipSettings
 from qfeat.pipeline.video.reader import VideoError, read_video
 
 FRAMES_PER_FORWARD = 64
@@ -45,6 +46,7 @@ def squash(frames: np.ndarray, size: tuple[int, int], mean, std, interpolation: 
 
 class ClipStage(Stage):
     name = "clip"
+    settings = ClipSettings
     version = 1
     modality = "video"
     upstream = ("frames",)
@@ -56,7 +58,7 @@ class ClipStage(Stage):
         return tiny_name(self.cfg["model"]) is not None
 
     def model_identity(self) -> dict[str, Any]:
-        pretrained = self.cfg.get("pretrained", "")
+        pretrained = self.cfg["pretrained"]
         if self._tiny() or pretrained == "random":
             from qfeat.pipeline.models.clip_build import random_identity
 
@@ -64,7 +66,7 @@ class ClipStage(Stage):
         return model_identity(self.cfg["model"], pretrained or None)
 
     def check(self) -> None:
-        pretrained = self.cfg.get("pretrained", "")
+        pretrained = self.cfg["pretrained"]
         if self._tiny() or pretrained == "random":
             return
         if not (pretrained and Path(pretrained).is_file()):
@@ -80,14 +82,14 @@ class ClipStage(Stage):
         from qfeat.pipeline.models.clip_build import build_clip
         from qfeat.pipeline.models.clip_split import encode_with_hidden
 
-        pretrained = self.cfg.get("pretrained", "")
+        pretrained = self.cfg["pretrained"]
         model, self.pre = build_clip(
             self.cfg["model"], "" if pretrained == "random" else pretrained, seed=self.seed
         )
         self.model = model.to(self.device)
         self.k = int(self.cfg["adapted_blocks"])
         self.torch, self.encode = torch, encode_with_hidden
-        self.autocast = self.device == "cuda" and self.cfg.get("dtype") == "bfloat16"
+        self.autocast = self.device == "cuda" and self.cfg["dtype"] == "bfloat16"
         probe = torch.zeros(1, 3, *self.pre.size, device=self.device)
         with torch.inference_mode():
             pooled, hidden = encode_with_hidden(self.model, probe, self.k)

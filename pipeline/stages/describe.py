@@ -63,7 +63,7 @@ import pandas as pd
 import pyarrow as pa
 
 from qfeat.cache.fingerprint import model_identity
-from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.errors import DatasetError, ItemError
 from qfeat.pipeline.describe.parse import DIMENSIONS, clean_text, parse_answer
 from qfeat.pipeline.describe.prompt import (
     LEVEL_CONTINUATIONS,
@@ -74,17 +74,17 @@ from qfeat.pipeline.describe.prompt import (
     resize_mask,
 )
 from qfeat.pipeline.models.vlm import TINY_NAME, TINY_RECIPE, check_source
-from qfeat.pipeline.stages.base import ItemError, Stage
+from qfeat.pipeline.stages.base import Stage
+from qfeat.pipeline.stages.settings import DescribeSettings
 
 log = logging.getLogger(__name__)
 
-MODES = ("generate", "logprob")
-DTYPES = ("float32", "bfloat16", "float16")
 WINDOW = 1024  # regions whose views are held in memory (and sorted by size) at once
 
 
 class DescribeStage(Stage):
     name = "describe"
+    settings = DescribeSettings
     version = 1
     modality = "image"
     upstream = ("regions",)
@@ -93,11 +93,11 @@ class DescribeStage(Stage):
     # -- settings ------------------------------------------------------------------------
     @property
     def model_name(self) -> str:
-        return str(self.cfg.get("model", "tiny"))
+        return str(self.cfg["model"])
 
     @property
     def mode(self) -> str:
-        return str(self.cfg.get("mode", "generate"))
+        return str(self.cfg["mode"])
 
     def _local(self) -> Path | None:
         path = Path(self.model_name).expanduser()
@@ -110,30 +110,10 @@ class DescribeStage(Stage):
         local = self._local()
         if local is not None:
             return model_identity(local.name, local)
-        return model_identity(self.model_name, revision=self.cfg.get("revision") or "main")
+        return model_identity(self.model_name, revision=self.cfg["revision"] or "main")
 
     def check(self) -> None:
-        for key, allowed in (("mode", MODES), ("dtype", DTYPES)):
-            value = self.cfg.get(key, allowed[0])
-            if value not in allowed:
-                raise DatasetError(
-                    f"describe.{key} '{value}' is not one of {', '.join(allowed)}; "
-                    f"pass --set describe.{key}={allowed[0]}"
-                )
-        for key in ("batch_size", "max_new_tokens", "max_side"):
-            value = self.cfg.get(key, 1)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise DatasetError(
-                    f"describe.{key} must be a positive integer, got {value!r}; "
-                    f"pass --set describe.{key}=16"
-                )
-        margin = self.cfg.get("margin", 0.1)
-        if isinstance(margin, bool) or not isinstance(margin, int | float) or margin < 0:
-            raise DatasetError(
-                f"describe.margin must be a number >= 0, got {margin!r}; "
-                "pass --set describe.margin=0.1"
-            )
-        check_source(self.model_name, self.cfg.get("revision") or None)
+        check_source(self.model_name, self.cfg["revision"] or None)
 
     # -- work (worker side) --------------------------------------------------------------
     def load(self) -> None:
@@ -144,9 +124,9 @@ class DescribeStage(Stage):
         source = ensure_tiny_vlm(self.seed) if self.model_name == "tiny" else self.model_name
         self.processor, self.model = load_vlm(
             source,
-            dtype=str(self.cfg.get("dtype", "float32")),
+            dtype=str(self.cfg["dtype"]),
             device=self.device,
-            revision=self.cfg.get("revision") or None,
+            revision=self.cfg["revision"] or None,
         )
         self.torch = torch
         tokenizer = self.processor.tokenizer
@@ -200,8 +180,8 @@ class DescribeStage(Stage):
                     image,
                     mask,
                     bbox,
-                    max_side=int(self.cfg.get("max_side", 448)),
-                    margin=float(self.cfg.get("margin", 0.1)),
+                    max_side=int(self.cfg["max_side"]),
+                    margin=float(self.cfg["margin"]),
                 )
             )
         return views
@@ -249,7 +229,7 @@ class DescribeStage(Stage):
         from PIL import Image
 
         order = sorted(range(len(pending)), key=lambda k: (pending[k][2].size, k))
-        batch = int(self.cfg.get("batch_size", 16))
+        batch = int(self.cfg["batch_size"])
         run = self._generate if self.mode == "generate" else self._logprob
         for start in range(0, len(order), batch):
             chunk = [pending[k] for k in order[start : start + batch]]
@@ -288,7 +268,7 @@ class DescribeStage(Stage):
                 top_p=None,
                 top_k=None,
                 max_new_tokens=int(self.cfg["max_new_tokens"]),
-                min_new_tokens=int(self.cfg.get("min_new_tokens", 0)),
+                min_new_tokens=int(self.cfg["min_new_tokens"]),
             )
         new = out[:, inputs["input_ids"].shape[1] :].cpu()
         texts = self.processor.batch_decode(new, skip_special_tokens=True)

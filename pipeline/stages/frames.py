@@ -14,29 +14,21 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from qfeat.pipeline.stages.base import ItemError, Stage
+from qfeat.errors import ItemError
+from qfeat.pipeline.stages.base import Stage
+from qfeat.pipeline.stages.settings import FramesSettings
 from qfeat.pipeline.video.reader import VideoError, read_video
-from qfeat.pipeline.video.sampling import STRATEGIES, frame_differences, sample
+from qfeat.pipeline.video.sampling import frame_differences, sample
 
 
 class FramesStage(Stage):
     name = "frames"
+    settings = FramesSettings
     version = 1
     modality = "video"
 
     def model_identity(self) -> dict[str, Any]:
         return {"name": "frame-difference", "reader": "decord|pyav"}
-
-    def check(self) -> None:
-        from qfeat.pipeline.datasets.base import OptionError
-
-        if self.cfg["strategy"] not in STRATEGIES:
-            choices = ", ".join(STRATEGIES)
-            raise OptionError(
-                f"frames.strategy must be one of {choices}, not {self.cfg['strategy']!r}"
-            )
-        if int(self.cfg["num_frames"]) < 1:
-            raise OptionError("frames.num_frames must be at least 1")
 
     def schema(self) -> pa.Schema:
         return pa.schema(

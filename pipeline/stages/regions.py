@@ -24,15 +24,10 @@ import pandas as pd
 import pyarrow as pa
 
 from qfeat.cache.fingerprint import model_identity
-from qfeat.pipeline.datasets.base import DatasetError
-from qfeat.pipeline.regions import (
-    OVERLAP_RULES,
-    SAM_CHECKPOINTS,
-    SAM_MODELS,
-    encode_rle,
-    partition_masks,
-)
-from qfeat.pipeline.stages.base import ItemError, Stage
+from qfeat.errors import DatasetError, ItemError
+from qfeat.pipeline.regions import SAM_CHECKPOINTS, encode_rle, partition_masks
+from qfeat.pipeline.stages.base import Stage
+from qfeat.pipeline.stages.settings import RegionsSettings
 
 if TYPE_CHECKING:
     from qfeat.pipeline.models.sam import MaskParams
@@ -42,15 +37,13 @@ log = logging.getLogger(__name__)
 
 class RegionsStage(Stage):
     name = "regions"
+    settings = RegionsSettings
     version = 1
     modality = "image"
     upstream = ()
     arrays = ()
 
     # -- settings ------------------------------------------------------------------------
-    def _on_cuda(self) -> bool:
-        return str(self.device).startswith("cuda")
-
     @property
     def max_regions(self) -> int:
         return int(self.cfg["max_regions"])
@@ -58,10 +51,9 @@ class RegionsStage(Stage):
     def _params(self) -> MaskParams:
         from qfeat.pipeline.models.sam import MaskParams
 
-        default_batch = 256 if self._on_cuda() else 64
         return MaskParams(
             points_per_side=int(self.cfg["points_per_side"]),
-            points_per_batch=int(self.cfg.get("points_per_batch", default_batch)),
+            points_per_batch=int(self.cfg["points_per_batch"]),
             pred_iou_thresh=float(self.cfg["pred_iou_thresh"]),
             stability_score_thresh=float(self.cfg["stability_score_thresh"]),
             box_nms_thresh=float(self.cfg["box_nms_thresh"]),
@@ -74,62 +66,22 @@ class RegionsStage(Stage):
             from qfeat.pipeline.models.sam import tiny_architecture
 
             return model_identity("tiny-sam", seed=self.seed, arch=tiny_architecture())
-        return model_identity(f"sam_{model}", self.cfg.get("checkpoint") or None)
+        return model_identity(f"sam_{model}", self.cfg["checkpoint"] or None)
 
     def check(self) -> None:
-        model = self.cfg.get("model")
-        if model not in SAM_MODELS:
-            raise DatasetError(
-                f"unknown regions.model '{model}'; use one of {', '.join(SAM_MODELS)} "
-                "(--set regions.model=vit_h)"
-            )
-        checkpoint = str(self.cfg.get("checkpoint") or "")
+        model, checkpoint = self.cfg["model"], self.cfg["checkpoint"]
         if model != "tiny" and not (checkpoint and Path(checkpoint).is_file()):
             raise DatasetError(
                 f"SAM checkpoint not found at '{checkpoint}'; pass "
                 f"--set regions.checkpoint=/path/{SAM_CHECKPOINTS[model]} "
                 "(or set regions.checkpoint in the preset)"
             )
-        self._check_numbers()
-
-    def _check_numbers(self) -> None:
-        cfg = self.cfg
-
-        def bad(key: str, want: str) -> DatasetError:
-            return DatasetError(
-                f"regions.{key} = {cfg.get(key)!r} is invalid: it must be {want} "
-                f"(--set regions.{key}=...)"
-            )
-
-        try:
-            if int(cfg["points_per_side"]) < 1:
-                raise bad("points_per_side", "an integer >= 1")
-            if int(cfg["max_regions"]) < 1:
-                raise bad("max_regions", "an integer >= 1")
-            for key in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh"):
-                if not 0.0 <= float(cfg[key]) <= 1.0:
-                    raise bad(key, "a number in [0, 1]")
-            if not 0.0 <= float(cfg["min_area_frac"]) < 1.0:
-                raise bad("min_area_frac", "a number in [0, 1)")
-            for key in ("points_per_batch", "batch_size", "max_side"):
-                if key in cfg and int(cfg[key]) < 1:
-                    raise bad(key, "an integer >= 1")
-        except KeyError as exc:
-            raise DatasetError(f"the preset has no regions.{exc.args[0]}") from exc
-        except (TypeError, ValueError) as exc:
-            raise DatasetError(f"a regions setting is not a number: {exc}") from exc
-        if cfg.get("overlap", OVERLAP_RULES[0]) not in OVERLAP_RULES:
-            raise DatasetError(
-                f"regions.overlap = {cfg.get('overlap')!r}; use one of {', '.join(OVERLAP_RULES)}"
-            )
 
     # -- work ----------------------------------------------------------------------------
     def load(self) -> None:
         from qfeat.pipeline.models.sam import MaskGenerator, build_sam
 
-        self.model = build_sam(
-            self.cfg["model"], str(self.cfg.get("checkpoint") or ""), self.seed
-        ).to(self.device)
+        self.model = build_sam(self.cfg["model"], self.cfg["checkpoint"], self.seed).to(self.device)
         self.params = self._params()
         self.generator = MaskGenerator(self.model, self.params)
 
@@ -155,8 +107,8 @@ class RegionsStage(Stage):
 
         from qfeat.pipeline.images import open_image
 
-        max_side = int(self.cfg.get("max_side", 1024))
-        batch_size = int(self.cfg.get("batch_size", 4))
+        max_side = int(self.cfg["max_side"])
+        batch_size = int(self.cfg["batch_size"])
         results: list[dict[str, Any]] = [{} for _ in items]
         batch: list[tuple[int, np.ndarray]] = []  # (row, uint8 [H, W, 3]) awaiting SAM
         timer = {"read": 0.0, "encode": 0.0, "masks": 0.0}
@@ -193,7 +145,7 @@ class RegionsStage(Stage):
         """Fill ``results[row]`` for every image of ``batch``."""
         from qfeat.pipeline.models.sam import encode_images, generate_stock
 
-        batched = bool(self.cfg.get("batched", True))
+        batched = bool(self.cfg["batched"])
         t0 = time.perf_counter()
         embeddings: list[Any] = [None] * len(batch)
         if batched:
@@ -233,7 +185,7 @@ class RegionsStage(Stage):
             (h, w),
             self.max_regions,
             float(self.cfg["min_area_frac"]),
-            rule=str(self.cfg.get("overlap", OVERLAP_RULES[0])),
+            rule=str(self.cfg["overlap"]),
         )
         regions = partition.regions
         sources = [None if r.source is None else records[r.source] for r in regions]

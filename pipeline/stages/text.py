@@ -19,8 +19,9 @@ import pandas as pd
 import pyarrow as pa
 
 from qfeat.cache.fingerprint import model_identity
-from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.errors import DatasetError
 from qfeat.pipeline.stages.base import Stage
+from qfeat.pipeline.stages.settings import TextSettings
 
 DIMENSIONS = ("colour", "noise", "artifact", "blur", "overall")
 LEVELS = ("bad", "poor", "fair", "good", "excellent")
@@ -56,6 +57,7 @@ def region_texts(row: dict[str, Any]) -> list[tuple[int, str]]:
 
 class TextStage(Stage):
     name = "text"
+    settings = TextSettings
     version = 1
     modality = "image"
     upstream = ("regions", "describe")
@@ -67,17 +69,17 @@ class TextStage(Stage):
     def _random(self) -> bool:
         from qfeat.pipeline.models.clip_build import tiny_name
 
-        return tiny_name(self._model_name()) is not None or self.cfg.get("pretrained") == "random"
+        return tiny_name(self._model_name()) is not None or self.cfg["pretrained"] == "random"
 
     def model_identity(self) -> dict[str, Any]:
         if self._random():
             from qfeat.pipeline.models.clip_build import random_identity
 
             return random_identity(self._model_name(), self.seed)
-        return model_identity(self._model_name(), self.cfg.get("pretrained") or None)
+        return model_identity(self._model_name(), self.cfg["pretrained"] or None)
 
     def check(self) -> None:
-        pretrained = self.cfg.get("pretrained", "")
+        pretrained = self.cfg["pretrained"]
         if self._random():
             return
         if not (pretrained and Path(pretrained).is_file()):
@@ -93,7 +95,7 @@ class TextStage(Stage):
 
         from qfeat.pipeline.models.clip_build import OPEN_CLIP_NAMES, build_clip, tiny_name
 
-        pretrained = self.cfg.get("pretrained", "")
+        pretrained = self.cfg["pretrained"]
         name = self._model_name()
         model, _ = build_clip(name, "" if pretrained == "random" else pretrained, seed=self.seed)
         model.visual = None  # only the text tower is used here

@@ -13,15 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from qfeat.errors import ItemError
+
 log = logging.getLogger(__name__)
 
 
-class VideoError(Exception):
+class VideoError(ItemError):
     """A file that cannot be read as a video; ``kind`` is the error row's status."""
-
-    def __init__(self, kind: str, reason: str):
-        super().__init__(reason)
-        self.kind = kind
 
 
 @dataclass(frozen=True)

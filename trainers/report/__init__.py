@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.errors import DatasetError
 from qfeat.trainers.report.html import join, page, tag
 from qfeat.trainers.report.run import Run, load_run, resolve_cache_dir
 from qfeat.trainers.report.samples import choose_samples, map_predictions

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from qfeat.cache.reader import CacheMissing, Stage, open_stage
-from qfeat.pipeline.datasets.base import DatasetError
+from qfeat.errors import DatasetError
 
 
 @dataclass

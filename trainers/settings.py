@@ -1,0 +1,71 @@
+"""The trainers' settings (preset sections ``[rsa]`` and ``[scma]``) with every default.
+
+Defaults are the ``paper`` preset's values; a preset only overrides them and
+``--set rsa.<field>=...`` / ``--set scma.<field>=...`` accept exactly these fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from qfeat.pipeline.config import apply_overrides, load_preset
+from qfeat.pipeline.settings import Settings
+
+
+@dataclass(frozen=True)
+class LoopSettings(Settings):
+    """What every trainer's loop reads (:func:`qfeat.trainers.protocol.loop_config`)."""
+
+    epochs: int = 30  # passes over the training part of a split
+    batch_size: int = 32  # items per optimiser step
+    lr: float = 1e-3  # AdamW learning rate (peak, after warm-up)
+    weight_decay: float = 1e-2  # AdamW weight decay
+    warmup_epochs: float = 1.0  # linear warm-up, then cosine decay
+    rank_weight: float = 0.3  # loss = PLCC loss + rank_weight * ranking loss
+    patience: int = 0  # early stopping on validation SRCC (0 = off; best epoch kept)
+
+    def validate(self) -> None:
+        self.at_least(1, "epochs", "batch_size")
+        self.at_least(0, "weight_decay", "warmup_epochs", "rank_weight", "patience")
+        if not self.lr > 0:
+            raise self._fail("lr", "a number > 0", type(self)().lr)
+
+
+@dataclass(frozen=True)
+class RSASettings(LoopSettings):
+    """The RSA head (``qfeat train rsa``)."""
+
+    section = "rsa"
+    hidden: int = 256  # width of region descriptors, semantic tokens and the MLPs
+    rating_dim: int = 16  # embedding size of each rating level
+
+    def validate(self) -> None:
+        super().validate()
+        self.at_least(1, "hidden", "rating_dim")
+
+
+@dataclass(frozen=True)
+class SCMASettings(LoopSettings):
+    """The Q-CLIP adapter (``qfeat train scma``), as its authors released it."""
+
+    section = "scma"
+    r: int = 128  # adapter bottleneck width
+    epochs: int = 8
+    batch_size: int = 12
+    weight_decay: float = 5e-2  # 1e-4 for LSVQ, 5e-2 for small sets
+
+    def validate(self) -> None:
+        super().validate()
+        self.at_least(1, "r")
+
+
+def trainer_settings(
+    cls: type[LoopSettings], preset: str, sets: list[str] | None, epochs: int | None = None
+) -> dict[str, Any]:
+    """The resolved ``[rsa]``/``[scma]`` section: defaults, preset, ``--set``, then
+    ``--epochs`` (validated like the rest)."""
+    extra = [f"{cls.section}.epochs={epochs}"] if epochs is not None else []
+    return apply_overrides(load_preset(preset), [*(sets or []), *extra], {cls.section: cls})[
+        cls.section
+    ]
