@@ -80,10 +80,9 @@ def test_pyav_fallback_reads_what_decord_reads(tmp_path):
 
 
 def test_model_is_built_once_per_worker(monkeypatch):
-    from qfeat.pipeline import worker
-
     from dataclasses import dataclass
 
+    from qfeat.pipeline import worker
     from qfeat.pipeline.settings import Settings
 
     builds = []
