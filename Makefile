@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.qfeat-installed
 DATASET ?= demo
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo features train test lint format bench bench-gpu clean
+.PHONY: help install demo features train test test-fast lint format bench bench-gpu clean
 
 help: ## show this list (one line per target)
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -37,8 +37,11 @@ features: $(STAMP) ## compute cached features of DATASET (default demo): make fe
 train: $(STAMP) ## train on DATASET's cache (rsa for images, scma for videos): make train DATASET=demo-video
 	$(BIN)/qfeat train $$($(BIN)/python -c "import sys; from qfeat.pipeline.datasets import get_adapter; print({'image': 'rsa', 'video': 'scma'}[get_adapter(sys.argv[1]).modality])" $(DATASET)) $(DATASET)
 
-test: $(STAMP) ## run the test suite
+test: $(STAMP) ## run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP) ## the suite without slow and browser tests, for the edit loop
+	$(BIN)/python -m pytest -q -m "not slow and not browser"
 
 lint: $(STAMP) ## ruff: lint and format check
 	$(BIN)/ruff check .

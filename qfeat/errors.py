@@ -23,6 +23,22 @@ EXIT_DATA = 1
 EXIT_USAGE = 2
 
 
+# The status words an error row may carry (the ``status`` column of every stage), with
+# what each means. ItemError kinds and every status a stage writes come from here.
+STATUSES = {
+    "ok": "computed",
+    "missing": "the media file does not exist",
+    "empty_file": "the media file is empty (0 bytes)",
+    "decode_error": "corrupt, truncated, or not an image/video at all",
+    "too_large": "an image over the pixel limit (decompression-bomb guard)",
+    "no_video": "the file has no video stream (e.g. audio only)",
+    "no_frames": "the video stream has no decodable frame",
+    "upstream_error": "a stage this one reads failed on the item (see that stage's error)",
+    "model_error": "the model failed on the item (e.g. out of memory on one batch)",
+    "error": "anything else; the error column says what",
+}
+
+
 class QfeatError(Exception):
     """Base of the errors that end a command with a message instead of a traceback."""
 
@@ -43,5 +59,7 @@ class ItemError(Exception):
     """A per-item failure with the status word to store (``decode_error``, ...)."""
 
     def __init__(self, kind: str, reason: str):
+        if kind not in STATUSES or kind == "ok":
+            raise ValueError(f"unknown error status {kind!r}; add it to qfeat.errors.STATUSES")
         super().__init__(reason)
         self.kind = kind

@@ -1,11 +1,20 @@
-"""Shared fixtures: isolated data/cache/runs folders and a CLI runner."""
+"""Shared fixtures: isolated data/cache/runs folders, a CLI runner, and the demo caches
+and runs many modules read (built once per session)."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "chromium" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
 
 
 def _session_env(name: str, value: str):
@@ -58,3 +67,50 @@ def qfeat(runner):
         return runner.invoke(app, list(args), catch_exceptions=False)
 
     return invoke
+
+
+# -- shared demo caches and runs (session scope: built once, read by many modules) ---------
+# Tests read these; a test that changes a cache or run folder copies it first.
+
+
+def _cli_ok(*args) -> None:
+    from qfeat.cli.main import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture(scope="session")
+def demo_images(tmp_path_factory) -> SimpleNamespace:
+    """The first 48 demo images through all four image stages (tiny preset)."""
+    root = tmp_path_factory.mktemp("demo-images")
+    _cli_ok("features", "demo", "--root", root / "data", "--cache-dir", root / "cache",
+            "--limit", 48, "--workers", 1)  # fmt: skip
+    return SimpleNamespace(root=root, data=root / "data", cache=root / "cache", limit=48)
+
+
+@pytest.fixture(scope="session")
+def rsa_run(demo_images) -> Path:
+    """An RSA run on ``demo_images``: 2 splits, 3 epochs."""
+    runs = demo_images.root / "runs"
+    _cli_ok("train", "rsa", "demo", "--cache-dir", demo_images.cache, "--runs-dir", runs,
+            "--run", "rsa", "--splits", 2, "--epochs", 3, "--device", "cpu")  # fmt: skip
+    return runs / "rsa"
+
+
+@pytest.fixture(scope="session")
+def demo_videos(tmp_path_factory) -> SimpleNamespace:
+    """The first 36 demo videos through the frames and clip stages (tiny preset)."""
+    root = tmp_path_factory.mktemp("demo-videos")
+    _cli_ok("features", "demo-video", "--root", root / "data", "--cache-dir", root / "cache",
+            "--limit", 36, "--workers", 1)  # fmt: skip
+    return SimpleNamespace(root=root, data=root / "data", cache=root / "cache", limit=36)
+
+
+@pytest.fixture(scope="session")
+def scma_run(demo_videos) -> Path:
+    """An SCMA run on ``demo_videos``: 2 splits, 2 epochs."""
+    runs = demo_videos.root / "runs"
+    _cli_ok("train", "scma", "demo-video", "--cache-dir", demo_videos.cache, "--runs-dir", runs,
+            "--run", "scma", "--splits", 2, "--epochs", 2, "--device", "cpu")  # fmt: skip
+    return runs / "scma"

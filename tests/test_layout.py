@@ -92,3 +92,33 @@ def test_layers_import_downwards_only():
         if _qfeat_imports(path) - allowed[layer]
     }
     assert not wrong
+
+
+def test_every_status_word_is_declared_once():
+    """Error kinds (ItemError/VideoError) and the statuses stages write are the words of
+    qfeat.errors.STATUSES, so one failure reads the same in every stage."""
+    import ast
+
+    from qfeat.errors import STATUSES
+
+    used = set()
+    for folder in ("pipeline", "trainers", "cache"):
+        for path in (REPO / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (
+                    isinstance(node, ast.Call)
+                    and getattr(node.func, "id", "") in ("ItemError", "VideoError")
+                    and node.args
+                    and isinstance(node.args[0], ast.Constant)
+                ):
+                    used.add(node.args[0].value)
+                if isinstance(node, ast.Dict):
+                    for key, value in zip(node.keys, node.values, strict=True):
+                        if (
+                            isinstance(key, ast.Constant)
+                            and key.value == "status"
+                            and isinstance(value, ast.Constant)
+                        ):
+                            used.add(value.value)
+    assert {"missing", "decode_error", "upstream_error", "error"} <= used
+    assert used <= set(STATUSES), used - set(STATUSES)

@@ -156,6 +156,7 @@ print("qfeat from", qfeat.__file__)
 """
 
 
+@pytest.mark.slow
 def test_installed_wheel_works_beside_a_users_own_packages(wheel, tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)

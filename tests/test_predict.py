@@ -49,17 +49,10 @@ def predict_json(*args) -> tuple[int, list[dict]]:
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory) -> SimpleNamespace:
-    root = tmp_path_factory.mktemp("predict-images")
-    made = qfeat("features", "demo", "--root", root / "data", "--cache-dir", root / "cache",
-                 "--limit", "48", "--workers", "1")  # fmt: skip
-    assert made.exit_code == 0, made.output
-    trained = qfeat("train", "rsa", "demo", "--cache-dir", root / "cache", "--runs-dir",
-                    root / "runs", "--run", "r", "--splits", "2", "--epochs", "3",
-                    "--device", "cpu")  # fmt: skip
-    assert trained.exit_code == 0, trained.output
+def images(demo_images, rsa_run, tmp_path_factory) -> SimpleNamespace:
+    root, run = demo_images.root, rsa_run
     # inputs: a folder, a glob and explicit files, with a corrupt, an empty and a missing one
-    inputs = root / "inputs"
+    inputs = tmp_path_factory.mktemp("predict-inputs")
     (inputs / "folder" / "deeper").mkdir(parents=True)
     data = root / "data" / "images"
     shutil.copy(data / "checker-a_blur1.png", inputs / "folder" / "a.png")
@@ -67,7 +60,7 @@ def images(tmp_path_factory) -> SimpleNamespace:
     (inputs / "folder" / "notes.txt").write_text("not an image: skipped in folders")
     (inputs / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
     (inputs / "empty.jpg").write_bytes(b"")
-    preds = pd.read_csv(root / "runs" / "r" / "predictions.csv")
+    preds = pd.read_csv(run / "predictions.csv")
     tests = [data.parent / i for i in preds[preds["split"] == "test@0"]["item_id"][:2]]
     args = [
         inputs / "folder",
@@ -77,7 +70,7 @@ def images(tmp_path_factory) -> SimpleNamespace:
         inputs / "empty.jpg",
         inputs / "missing.png",
     ]
-    return SimpleNamespace(root=root, run=root / "runs" / "r", args=args, tests=tests)
+    return SimpleNamespace(root=root, run=run, args=args, tests=tests)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +130,7 @@ def test_live_equals_cache_and_api_equals_cli(images, image_results):
 
 
 def test_run_name_under_runs_dir_and_no_files(images, tmp_path):
-    code, results = predict_json("r", "--runs-dir", images.run.parent, images.tests[0])
+    code, results = predict_json(images.run.name, "--runs-dir", images.run.parent, images.tests[0])
     assert code == 0 and results[0]["status"] == "ok"
     (tmp_path / "none").mkdir()
     result = qfeat("predict", images.run, tmp_path / "none", str(tmp_path / "*.jpg"))
@@ -156,16 +149,8 @@ def test_refuses_a_different_model(images, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def videos(tmp_path_factory) -> SimpleNamespace:
-    root = tmp_path_factory.mktemp("predict-videos")
-    made = qfeat("features", "demo-video", "--root", root / "data", "--cache-dir",
-                 root / "cache", "--limit", "36", "--workers", "1")  # fmt: skip
-    assert made.exit_code == 0, made.output
-    trained = qfeat("train", "scma", "demo-video", "--cache-dir", root / "cache", "--runs-dir",
-                    root / "runs", "--run", "v", "--splits", "2", "--epochs", "2",
-                    "--device", "cpu")  # fmt: skip
-    assert trained.exit_code == 0, trained.output
-    return SimpleNamespace(root=root, run=root / "runs" / "v")
+def videos(demo_videos, scma_run) -> SimpleNamespace:
+    return SimpleNamespace(root=demo_videos.root, run=scma_run)
 
 
 def test_scma_run_scores_videos(videos, tmp_path):

@@ -112,33 +112,6 @@ def test_predictions_mapped_to_mos_per_split():
 
 
 @pytest.fixture(scope="module")
-def rsa_run(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("report-rsa")
-    cache, runs = root / "cache", root / "runs"
-    result = qfeat("features", "demo", "--limit", "48", "--workers", "1", "--cache-dir",
-                   str(cache), "--root", str(root / "data"))  # fmt: skip
-    assert result.exit_code == 0, result.output
-    result = qfeat("train", "rsa", "demo", "--splits", "2", "--epochs", "3", "--device", "cpu",
-                   "--cache-dir", str(cache), "--runs-dir", str(runs), "--run", "rsa")  # fmt: skip
-    assert result.exit_code == 0, result.output
-    return runs / "rsa"
-
-
-@pytest.fixture(scope="module")
-def scma_run(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("report-scma")
-    cache, runs = root / "cache", root / "runs"
-    result = qfeat("features", "demo-video", "--limit", "36", "--workers", "1", "--cache-dir",
-                   str(cache), "--root", str(root / "data"))  # fmt: skip
-    assert result.exit_code == 0, result.output
-    result = qfeat("train", "scma", "demo-video", "--splits", "2", "--epochs", "2",
-                   "--cache-dir", str(cache), "--runs-dir", str(runs), "--run", "scma",
-                   "--device", "cpu")  # fmt: skip
-    assert result.exit_code == 0, result.output
-    return runs / "scma"
-
-
-@pytest.fixture(scope="module")
 def evil_run(rsa_run, tmp_path_factory) -> Path:
     """A copy of the rsa run and its cache whose region descriptions (and run name) are
     markup, as a model or a user could produce."""

@@ -176,6 +176,7 @@ def _audio_only(path: Path) -> None:
             c.mux(packet)
 
 
+@pytest.mark.slow
 def test_shard_that_always_crashes_is_reported_then_retried(
     qfeat, video_root, tmp_path, monkeypatch
 ):
@@ -213,6 +214,7 @@ def _done_count(cache: Path) -> int:
     return len(list((cache / "demo-video" / "frames").glob("*/shard-*.done.json")))
 
 
+@pytest.mark.slow
 def test_driver_killed_mid_run_then_same_command_completes(video_root, tmp_path):
     cache = tmp_path / "cache"
     args = [sys.executable, "-m", "qfeat", *features_args(video_root, cache)]
@@ -248,6 +250,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_real_cluster_survives_a_killed_worker(video_root, tmp_path):
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"

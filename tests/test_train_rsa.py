@@ -16,8 +16,6 @@ from typer.testing import CliRunner
 
 from qfeat.cli.main import app
 
-LIMIT = 60
-
 
 def qfeat(*args: str):
     result = CliRunner().invoke(app, list(args), catch_exceptions=False)
@@ -25,13 +23,9 @@ def qfeat(*args: str):
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("rsa")
-    cache = root / "cache"
-    result = qfeat("features", "demo", "--root", str(root / "data"), "--cache-dir", str(cache),
-                   "--limit", str(LIMIT), "--shard-size", "30", "--workers", "1")  # fmt: skip
-    assert result.exit_code == 0, result.output
-    return cache
+def cache(demo_images) -> Path:
+    """The session's demo image cache (read only: tests that change a cache copy it)."""
+    return demo_images.cache
 
 
 def train(cache: Path, runs: Path, name: str, *extra: str):
@@ -43,8 +37,9 @@ def train(cache: Path, runs: Path, name: str, *extra: str):
 
 
 @pytest.fixture(scope="module")
-def run(cache, tmp_path_factory) -> Path:
-    return train(cache, tmp_path_factory.mktemp("runs"), "r1")
+def run(rsa_run) -> Path:
+    """The session's RSA run on that cache (as ``train`` makes it: 2 splits, 3 epochs)."""
+    return rsa_run
 
 
 def test_a_new_run_says_how_to_resume_it(cache, tmp_path):
@@ -114,7 +109,7 @@ def test_checkpoint_round_trip(run, cache):
 
 
 def test_same_command_same_numbers(run, cache, tmp_path):
-    again = train(cache, tmp_path, "r1")
+    again = train(cache, tmp_path, run.name)
     a = json.loads((run / "metrics.json").read_text())
     b = json.loads((again / "metrics.json").read_text())
     assert a["splits"] == b["splits"]
@@ -125,17 +120,17 @@ def test_killed_run_resumes_with_the_same_numbers(run, cache, tmp_path):
     finished split (not retrained) and ends with the numbers of the uninterrupted run."""
     import shutil
 
-    folder = tmp_path / "r1"
+    folder = tmp_path / run.name
     shutil.copytree(run, folder)
     for name in ("split-01.json", "split-01.safetensors", "metrics.json", "predictions.csv"):
         (folder / name).unlink()  # what a kill during split 1 leaves behind
     kept = (folder / "split-00.safetensors").stat().st_mtime_ns
     result = qfeat("train", "rsa", "demo", "--cache-dir", str(cache), "--runs-dir",
-                   str(tmp_path), "--run", "r1", "--splits", "2", "--epochs", "3",
+                   str(tmp_path), "--run", run.name, "--splits", "2", "--epochs", "3",
                    "--device", "cpu")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert f"resuming {folder}: 1 of 2 splits already finished" in result.output
-    assert "split 0: already finished in r1, kept" in result.output
+    assert f"split 0: already finished in {run.name}, kept" in result.output
     assert "split 1 test:" in result.output and "split 0 test:" not in result.output
     assert (folder / "split-00.safetensors").stat().st_mtime_ns == kept
     a = json.loads((run / "metrics.json").read_text())
@@ -148,9 +143,9 @@ def test_killed_run_resumes_with_the_same_numbers(run, cache, tmp_path):
 def test_resuming_with_other_settings_is_refused(run, cache, tmp_path):
     import shutil
 
-    shutil.copytree(run, tmp_path / "r1")
+    shutil.copytree(run, tmp_path / run.name)
     result = qfeat("train", "rsa", "demo", "--cache-dir", str(cache), "--runs-dir",
-                   str(tmp_path), "--run", "r1", "--splits", "2", "--epochs", "4",
+                   str(tmp_path), "--run", run.name, "--splits", "2", "--epochs", "4",
                    "--device", "cpu")  # fmt: skip
     assert result.exit_code == 1
     assert "other settings (rsa differ)" in result.output and "--run" in result.output
@@ -176,11 +171,14 @@ def test_ablations_change_the_model(cache, tmp_path):
     assert params["no-text"] < params["rsa"] and params["no-ratings"] < params["rsa"]
 
 
-def test_evaluate_on_a_cache_and_refusal(run, cache, tmp_path):
+def test_evaluate_on_a_cache_and_refusal(run, cache, demo_images, tmp_path):
+    import shutil
+
+    run = Path(shutil.copytree(run, tmp_path / "run"))  # evaluate writes eval-demo.json
     result = qfeat("evaluate", str(run), "demo", "--cache-dir", str(cache), "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
-    assert out["items"] == LIMIT and len(out["splits"]) == 2
+    assert out["items"] == demo_images.limit and len(out["splits"]) == 2
     assert {"srcc", "plcc", "rmse"} <= set(out["test"])
     assert (run / "eval-demo.json").is_file()
     # the target dataset cached with another backbone setting: refused, saying what to do
@@ -207,7 +205,7 @@ def test_missing_stage_names_the_command(tmp_path):
     assert "qfeat features demo" in result.output and "regions" in result.output
 
 
-def test_stages_are_read_as_one_chain(cache, tmp_path):
+def test_stages_are_read_as_one_chain(cache, demo_images, tmp_path):
     """Regions recomputed with another setting after describe and text: the trainer still
     reads the regions those two were made from, not the newer regions."""
     import shutil
@@ -219,7 +217,7 @@ def test_stages_are_read_as_one_chain(cache, tmp_path):
     shutil.copytree(cache, copy)
     result = qfeat("stage", "regions", "demo", "--root", str(cache.parent / "data"),
                    "--cache-dir", str(copy), "--set", "regions.max_regions=4",
-                   "--shard-size", "30", "--workers", "1")  # fmt: skip
+                   "--limit", str(demo_images.limit), "--workers", "1")  # fmt: skip
     assert result.exit_code == 0, result.output
     newest = open_stage(copy, "demo", "regions")
     assert newest.manifest["config"]["max_regions"] == 4

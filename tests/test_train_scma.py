@@ -14,31 +14,9 @@ from qfeat.trainers.metrics import evaluate
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    from typer.testing import CliRunner
-
-    from qfeat.cli.main import app
-
-    root = tmp_path_factory.mktemp("scma")
-    result = CliRunner().invoke(
-        app,
-        [
-            "features",
-            "demo-video",
-            "--root",
-            str(root / "data"),
-            "--cache-dir",
-            str(root / "cache"),
-            "--limit",
-            "52",
-            "--shard-size",
-            "26",
-            "--workers",
-            "1",
-        ],  # fmt: skip
-    )
-    assert result.exit_code == 0, result.output
-    return root / "cache"
+def cache(demo_videos):
+    """The session's demo video cache (read only: tests that change a cache copy it)."""
+    return demo_videos.cache
 
 
 def train(qfeat, cache, runs, *extra):
@@ -130,7 +108,7 @@ def test_evaluate_cross_dataset(qfeat, cache, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert set(report["test"]) == {"srcc", "krcc", "plcc", "plcc_raw", "rmse"}
-    assert len(report["splits"]) == 2 and report["items"] == 52
+    assert len(report["splits"]) == 2 and report["items"] == 36
     assert (tmp_path / "src" / "eval-demo-video.json").is_file()
     assert isinstance(report["splits"][0]["srcc"], float)  # a real number was computed
 

@@ -20,6 +20,19 @@ from qfeat.pipeline.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def item_upstream(
+    item: dict[str, Any], upstream: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The item's row of each upstream stage (``upstream``: stage -> item_id -> row), and
+    the result to store instead of computing when one is missing or failed. Every stage,
+    batched or not, uses this one guard, so the failure reads the same everywhere."""
+    rows = {name: by_id.get(item["item_id"]) for name, by_id in upstream.items()}
+    bad = [name for name, row in rows.items() if row is None or row.get("status") != "ok"]
+    if not bad:
+        return rows, None
+    return rows, {"status": "upstream_error", "error": f"no usable {', '.join(bad)} row"}
+
+
 class Stage:
     name: ClassVar[str]
     version: ClassVar[int] = 1
@@ -65,14 +78,11 @@ class Stage:
         """Default: item by item. Stages that batch on the GPU override this."""
         results = []
         for item in items:
-            ups = {k: v.get(item["item_id"]) for k, v in upstream.items()}
-            results.append(self.guarded(item, ups))
+            ups, failure = item_upstream(item, upstream)
+            results.append(failure or self.guarded(item, ups))
         return self.assemble(items, results)
 
     def guarded(self, item: dict[str, Any], upstream: dict[str, Any]) -> dict[str, Any]:
-        missing = [k for k, v in upstream.items() if v is None or v.get("status") != "ok"]
-        if missing:
-            return {"status": "upstream_error", "error": f"no usable {', '.join(missing)} row"}
         try:
             out = self.process_item(item, upstream)
         except ItemError as exc:

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from qfeat.cache.fingerprint import model_identity
 from qfeat.errors import DatasetError, ItemError
-from qfeat.pipeline.stages.base import Stage
+from qfeat.pipeline.stages.base import Stage, item_upstream
 from qfeat.pipeline.stages.settings import ClipSettings
 from qfeat.pipeline.video.reader import VideoError, read_video
 
@@ -114,14 +114,14 @@ class ClipStage(Stage):
 
     def process_shard(self, items: list[dict[str, Any]], upstream: dict[str, pd.DataFrame]):
         torch = self.torch
-        frames_rows = upstream["frames"]
         results: list[dict[str, Any]] = []
         pending: list[tuple[int, np.ndarray]] = []
         for i, item in enumerate(items):
-            row = frames_rows.get(item["item_id"])
-            if row is None or row.get("status") != "ok":
-                results.append({"status": "upstream_error", "error": "no usable frames row"})
+            ups, failure = item_upstream(item, upstream)
+            if failure:
+                results.append(failure)
                 continue
+            row = ups["frames"]
             try:
                 pixels, reader = self._decode(item, row)
             except ItemError as exc:

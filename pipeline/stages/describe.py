@@ -74,7 +74,7 @@ from qfeat.pipeline.describe.prompt import (
     resize_mask,
 )
 from qfeat.pipeline.models.vlm import TINY_NAME, TINY_RECIPE, check_source
-from qfeat.pipeline.stages.base import Stage
+from qfeat.pipeline.stages.base import Stage, item_upstream
 from qfeat.pipeline.stages.settings import DescribeSettings
 
 log = logging.getLogger(__name__)
@@ -187,15 +187,15 @@ class DescribeStage(Stage):
         return views
 
     def process_shard(self, items: list[dict[str, Any]], upstream: dict[str, pd.DataFrame]):
-        rows = upstream.get("regions", {})
         results: list[dict[str, Any]] = []
         pending: list[tuple[int, int, np.ndarray]] = []  # (item index, region index, view)
         t0, count = time.perf_counter(), 0
         for i, item in enumerate(items):
-            row = rows.get(item["item_id"])
-            if row is None or row.get("status") != "ok":
-                results.append({"status": "upstream_error", "error": "no usable regions row"})
+            ups, failure = item_upstream(item, upstream)
+            if failure:
+                results.append(failure)
                 continue
+            row = ups["regions"]
             try:
                 views = self.region_views(item, row)
             except ItemError as exc:

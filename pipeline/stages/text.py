@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from qfeat.cache.fingerprint import model_identity
 from qfeat.errors import DatasetError
-from qfeat.pipeline.stages.base import Stage
+from qfeat.pipeline.stages.base import Stage, item_upstream
 from qfeat.pipeline.stages.settings import TextSettings
 
 DIMENSIONS = ("colour", "noise", "artifact", "blur", "overall")
@@ -129,10 +129,9 @@ class TextStage(Stage):
         slots = self.slots()
         results, texts, where = [], [], []
         for i, item in enumerate(items):
-            ups = {k: v.get(item["item_id"]) for k, v in upstream.items()}
-            bad = [k for k, v in ups.items() if v is None or v.get("status") != "ok"]
-            if bad:
-                results.append({"status": "upstream_error", "error": f"no usable {bad[0]} row"})
+            ups, failure = item_upstream(item, upstream)
+            if failure:
+                results.append(failure)
                 continue
             pairs = region_texts(ups["describe"])
             if any(not 0 <= rid < slots for rid, _ in pairs):
