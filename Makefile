@@ -33,9 +33,9 @@ demo: $(STAMP) ## the whole flow on the built-in demo sets: images (RSA head), t
 features: $(STAMP) ## compute cached features of DATASET (default demo): make features DATASET=koniq
 	$(BIN)/qfeat features $(DATASET)
 
-# rsa for image datasets, scma for video datasets (the adapter knows its modality)
+# the trainer registry's trainer for the dataset's modality (the adapter knows it)
 train: $(STAMP) ## train on DATASET's cache (rsa for images, scma for videos): make train DATASET=demo-video
-	$(BIN)/qfeat train $$($(BIN)/python -c "import sys; from qfeat.pipeline.datasets import get_adapter; print({'image': 'rsa', 'video': 'scma'}[get_adapter(sys.argv[1]).modality])" $(DATASET)) $(DATASET)
+	$(BIN)/qfeat train $$($(BIN)/python -c "import sys; from qfeat.pipeline.datasets import get_adapter; from qfeat.trainers.registry import trainer_for; print(trainer_for(get_adapter(sys.argv[1]).modality).name)" $(DATASET)) $(DATASET)
 
 test: $(STAMP) ## run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest -q

@@ -20,6 +20,9 @@ import numpy as np
 
 from qfeat.errors import ItemError
 
+# what `qfeat predict` takes from a folder or glob for image runs
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
 log = logging.getLogger(__name__)
 
 # Pillow refuses images above ~179 M pixels as decompression bombs. We accept up to

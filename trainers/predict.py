@@ -50,6 +50,7 @@ import pandas as pd
 from qfeat.errors import DatasetError
 from qfeat.trainers.metrics import Mapping, fit_mapping
 from qfeat.trainers.protocol import checkpoints
+from qfeat.trainers.registry import get_trainer, trainer_of_run
 from qfeat.trainers.runinfo import mos_range, normalise_score
 
 log = logging.getLogger(__name__)
@@ -139,16 +140,8 @@ def expand_paths(patterns: Iterable[str], extensions: tuple[str, ...]) -> list[P
 
 def file_kind(run_dir: Path) -> tuple[str, tuple[str, ...]]:
     """``(modality, file extensions)`` a run scores, from its ``config.json`` alone."""
-    trainer = json.loads((run_dir / "config.json").read_text()).get("trainer")
-    if trainer == "rsa":
-        from qfeat.trainers.predict_rsa import IMAGE_EXTENSIONS
-
-        return "image", IMAGE_EXTENSIONS
-    if trainer == "scma":
-        from qfeat.trainers.predict_scma import VIDEO_EXTENSIONS
-
-        return "video", VIDEO_EXTENSIONS
-    raise DatasetError(f"{run_dir} is a run of an unknown trainer ({trainer!r})")
+    trainer = trainer_of_run(run_dir)
+    return trainer.modality, trainer.extensions
 
 
 class RunModel:
@@ -168,16 +161,8 @@ class RunModel:
         self.mappings = split_mappings(
             pd.read_csv(run_dir / "predictions.csv"), len(paths), self.mos_range
         )
-        if self.trainer == "rsa":
-            from qfeat.trainers.predict_rsa import RsaScorer
-
-            self.scorer = RsaScorer(run_dir, self.config, states, device)
-        elif self.trainer == "scma":
-            from qfeat.trainers.predict_scma import ScmaScorer
-
-            self.scorer = ScmaScorer(run_dir, self.config, states, device)
-        else:
-            raise DatasetError(f"{run_dir} is a run of an unknown trainer ({self.trainer!r})")
+        scorer = get_trainer(self.trainer, run_dir).hook("scorer")
+        self.scorer = scorer(run_dir, self.config, states, device)
         self.modality: str = self.scorer.modality
         self.extensions: tuple[str, ...] = self.scorer.extensions
         self.batch_size = 32 if self.modality == "image" else 8

@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from qfeat.pipeline.images import IMAGE_EXTENSIONS
 from qfeat.pipeline.stages import ORDER
 from qfeat.trainers.loop import predict
 from qfeat.trainers.predict_live import LiveStages
 from qfeat.trainers.rsa_data import build_rsa_data, needed_stages
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 BATCH = 64  # items per head forward
 
 

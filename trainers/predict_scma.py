@@ -20,10 +20,10 @@ import torch
 from qfeat.cache.layout import stage_dir
 from qfeat.errors import DatasetError
 from qfeat.pipeline.stages import ORDER
+from qfeat.pipeline.video.reader import VIDEO_EXTENSIONS
 from qfeat.trainers.loop import predict
 from qfeat.trainers.predict_live import LiveStages
 
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 BATCH = 8  # videos per adapter forward
 
 

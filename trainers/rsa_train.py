@@ -122,3 +122,35 @@ def train_rsa(
         progress,
     )
     return folder, metrics
+
+
+def evaluate_on(run_dir: Path, config: dict, dataset: str, cache_dir: Path, device: str):
+    """``qfeat evaluate`` of an rsa run: its checkpoints on ``dataset``'s cache, refused
+    when that cache's backbone or text stage differs from the one the run was trained on."""
+    from qfeat.trainers.evaluate import score_checkpoints
+
+    head = config["head"]
+    stages = needed_stages(head["attention"], head["use_text"], head["use_ratings"])
+    data = load_rsa_data(cache_dir, dataset, stages)
+    for name in ("backbone", "text"):
+        if name not in stages:
+            continue
+        trained, target = config["stages"][name], data.stages[name].manifest
+        same_config = {k: v for k, v in trained["config"].items() if k != "seed"} == {
+            k: v for k, v in target["config"].items() if k != "seed"
+        }
+        if trained["model"] != target["model"] or not same_config:
+            raise DatasetError(
+                f"{dataset}'s {name} cache was made with another model or settings "
+                f"({target['model'].get('name')}, {target['fingerprint']}) than the run was "
+                f"trained on ({trained['model'].get('name')}, {trained['fingerprint']}); "
+                f"recompute it with the run's settings: qfeat stage {name} {dataset} --set "
+                f"{name}.model=... (see {run_dir / 'config.json'})"
+            )
+    return score_checkpoints(
+        run_dir,
+        dataset,
+        data.data,
+        lambda: build_head(data, head).to(device),
+        head_scorer(data, device),
+    )

@@ -186,3 +186,36 @@ def train_scma(
         progress,
     )
     return folder, metrics
+
+
+def evaluate_on(run_dir: Path, config: dict, dataset: str, cache_dir: Path, device: str):
+    """``qfeat evaluate`` of an scma run: its checkpoints on ``dataset``'s clip cache,
+    refused when that cache was made with another CLIP model or K."""
+    from qfeat.trainers.evaluate import score_checkpoints
+    from qfeat.trainers.scma import QCLIP
+
+    stage = open_stage(cache_dir, dataset, "clip")
+    trained_on = config["clip"]
+    target = {k: v for k, v in stage.manifest["config"].items() if k != "seed"}
+    for key in ("model", "pretrained", "adapted_blocks"):
+        if str(target.get(key)) != str(trained_on.get(key)):
+            raise DatasetError(
+                f"{dataset}'s clip cache was made with {key}={target.get(key)!r}, the run was "
+                f"trained on {key}={trained_on.get(key)!r}; recompute {dataset} with the run's "
+                "clip settings (qfeat features ... --set clip.<key>=...)"
+            )
+    base, _, clip_cfg = load_clip_for(stage)
+    k = int(clip_cfg["adapted_blocks"])
+    tokenizer = tokenizer_for(clip_cfg["model"])
+    mode = config["mode"]
+    data, features, cache_rows = usable_data(read_items(cache_dir, dataset), stage, mode)
+
+    def build():
+        return QCLIP(copy.deepcopy(base), tokenizer, k=k, r=int(config["scma"]["r"]), mode=mode).to(
+            device
+        )
+
+    def make_score(model):
+        return scorer(model, features, cache_rows, mode, device)
+
+    return score_checkpoints(run_dir, dataset, data, build, make_score)

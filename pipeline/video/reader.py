@@ -15,6 +15,9 @@ import numpy as np
 
 from qfeat.errors import ItemError
 
+# what `qfeat predict` takes from a folder or glob for video runs
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
+
 log = logging.getLogger(__name__)
 
 

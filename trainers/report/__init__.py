@@ -20,6 +20,7 @@ import logging
 from pathlib import Path
 
 from qfeat.errors import DatasetError
+from qfeat.trainers.registry import get_trainer
 from qfeat.trainers.report.html import join, page, tag
 from qfeat.trainers.report.run import Run, load_run, resolve_cache_dir
 from qfeat.trainers.report.samples import choose_samples, map_predictions
@@ -34,18 +35,11 @@ def _details(run: Run, samples, cache_dir: Path) -> tuple[dict, str | None]:
     if not samples:
         return {}, None
     try:
-        if run.trainer == "rsa":
-            from qfeat.trainers.report.images import image_details
-
-            return image_details(run, samples, cache_dir), None
-        if run.trainer == "scma":
-            from qfeat.trainers.report.videos import video_details
-
-            return video_details(run, samples, cache_dir), None
+        details = get_trainer(run.trainer, run.dir).hook("details")
+        return details(run, samples, cache_dir), None
     except DatasetError as exc:  # the cache is gone or moved: the rest of the report stands
         log.warning("report: no per-item details: %s", exc)
         return {}, str(exc)
-    return {}, f"the report has no item view for {run.trainer!r} runs"
 
 
 def build_report(run_dir: Path, out: Path | None = None, cache_dir: Path | None = None) -> Path:

@@ -236,3 +236,11 @@ def _describe_item(
         labels = plots.resize(_label_map(row).astype(np.int32) + 1, plots.THUMB_SIDE, True) - 1
         thumb = plots.resize(picture, plots.THUMB_SIDE)
         detail.overlay = plots.region_overlay(thumb, labels, region_weights, names)
+
+
+def summary_rows(config: dict[str, Any]) -> list[list[Any]]:
+    """An rsa run's own settings for the report's summary: attention and ablations."""
+    head = config.get("head", {})
+    switches = (("no text", head.get("use_text")), ("no ratings", head.get("use_ratings")))
+    ablation = [name for name, on in switches if on is False]
+    return [["attention", ", ".join([str(head.get("attention", "?")), *ablation])]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from qfeat.trainers.registry import TRAINERS
 from qfeat.trainers.report.html import Html, figure, join, notes, number, table, tag
 from qfeat.trainers.report.images import ImageDetail
 from qfeat.trainers.report.run import Run
@@ -29,13 +30,8 @@ def summary(run: Run) -> Html:
         ["dataset", config.get("dataset", "?")],
         ["preset", config.get("preset", "?")],
     ]
-    if run.trainer == "rsa":
-        head = config.get("head", {})
-        switches = (("no text", head.get("use_text")), ("no ratings", head.get("use_ratings")))
-        ablation = [name for name, on in switches if on is False]
-        rows.append(["attention", ", ".join([str(head.get("attention", "?")), *ablation])])
-    elif "mode" in config:
-        rows.append(["mode", config["mode"]])
+    if run.trainer in TRAINERS:
+        rows += TRAINERS[run.trainer].hook("summary_rows")(config)
     rows += [
         ["trainable parameters", number(metrics.get("trainable_params"))],
         ["train seconds", "–" if seconds is None else f"{float(seconds):.1f}"],

@@ -117,3 +117,8 @@ def _frames(detail: VideoDetail, row: Any, path: str | None) -> None:
         (index, plots.jpeg(np.asarray(frame, np.uint8), plots.FRAME_SIDE))
         for index, frame in zip(unique, decoded, strict=True)
     ]
+
+
+def summary_rows(config: dict[str, Any]) -> list[list[Any]]:
+    """An scma run's own settings for the report's summary: its training mode."""
+    return [["mode", config["mode"]]] if "mode" in config else []

@@ -1,0 +1,86 @@
+"""The trainer registry: every command finds a trainer's parts through it, so a new
+trainer is its own modules plus one entry (shown here with a toy trainer)."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from qfeat.errors import DatasetError
+from qfeat.trainers import registry
+from qfeat.trainers.registry import TRAINERS, Trainer, get_trainer, trainer_for, trainer_of_run
+
+REPO = Path(__file__).resolve().parents[1]
+HOOKS = ("evaluate", "scorer", "details", "summary_rows")
+
+
+@pytest.mark.parametrize("name", sorted(TRAINERS))
+def test_every_hook_resolves(name):
+    trainer = get_trainer(name)
+    for hook in HOOKS:
+        assert callable(trainer.hook(hook)), hook
+    assert trainer.extensions and all(e.startswith(".") for e in trainer.extensions)
+
+
+def test_lookups():
+    assert trainer_for("image").name == "rsa" and trainer_for("video").name == "scma"
+    with pytest.raises(DatasetError, match="knows rsa, scma"):
+        get_trainer("svr")
+
+
+def test_no_trainer_name_tests_outside_the_trainers_own_modules():
+    """`if trainer == "rsa"` chains are what the registry replaces."""
+    own = {"rsa", "rsa_data", "rsa_train", "predict_rsa", "scma", "scma_train", "predict_scma"}
+    offenders = []
+    for folder in ("cli", "trainers", "pipeline"):
+        for path in (REPO / folder).rglob("*.py"):
+            if path.stem in own or path.name == "registry.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Compare) and any(
+                    isinstance(c, ast.Constant) and c.value in TRAINERS
+                    for c in [node.left, *node.comparators]
+                ):
+                    offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert not offenders
+
+
+def toy_evaluate(run_dir, config, dataset, cache_dir, device):
+    return {"trainer": config["trainer"], "dataset": dataset, "device": device}
+
+
+def toy_rows(config):
+    return [["toy setting", config["toy"]]]
+
+
+def test_a_new_trainer_is_one_registry_entry(tmp_path, monkeypatch):
+    from qfeat.trainers.evaluate import evaluate_run
+    from qfeat.trainers.predict import file_kind
+
+    toy = Trainer(
+        name="toy",
+        modality="image",
+        extensions=(".png",),
+        evaluate="tests.test_registry:toy_evaluate",
+        scorer="tests.test_registry:toy_evaluate",
+        details="tests.test_registry:toy_evaluate",
+        summary_rows="tests.test_registry:toy_rows",
+    )
+    monkeypatch.setitem(registry.TRAINERS, "toy", toy)
+    run = tmp_path / "toy-run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"trainer": "toy", "toy": 7}))
+    assert trainer_of_run(run) is toy
+    assert file_kind(run) == ("image", (".png",))
+    assert evaluate_run(run, "demo", tmp_path, "cpu") == {
+        "trainer": "toy",
+        "dataset": "demo",
+        "device": "cpu",
+    }
+    assert toy.hook("summary_rows")({"toy": 7}) == [["toy setting", 7]]
+    (run / "config.json").write_text(json.dumps({"trainer": "gone"}))
+    with pytest.raises(DatasetError, match="unknown trainer \\('gone'\\)"):
+        trainer_of_run(run)

@@ -1,0 +1,100 @@
+"""The trainers qfeat knows, and what every command needs from each of them.
+
+``train``, ``evaluate``, ``predict``, ``report`` and ``make train`` look a trainer up here
+instead of testing its name. The hooks are ``"module:attribute"`` strings imported only
+when used, so looking a trainer up (e.g. to check a file's modality before any model is
+built) stays cheap. Adding a trainer = its own modules + one entry in :data:`TRAINERS`
+(+ its ``qfeat train NAME`` command in ``cli/train.py``, which parses its options).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+from qfeat.errors import DatasetError
+from qfeat.pipeline.images import IMAGE_EXTENSIONS
+from qfeat.pipeline.video.reader import VIDEO_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """One trainer. Hook signatures:
+
+    - ``evaluate(run_dir, config, dataset, cache_dir, device) -> dict``: its checkpoints
+      scored on another dataset's cache (``qfeat evaluate``);
+    - ``scorer(run_dir, config, states, device)``: an object with ``modality``,
+      ``extensions`` and ``raw(files, progress)`` scoring files live (``qfeat predict``);
+    - ``details(run, samples, cache_dir) -> dict``: the report's per-item views;
+    - ``summary_rows(config) -> list[[label, value]]``: what the report's summary table
+      says about the trainer's own settings.
+    """
+
+    name: str
+    modality: str  # the datasets it trains on: "image" or "video"
+    extensions: tuple[str, ...]  # the files `qfeat predict` scores with its runs
+    evaluate: str
+    scorer: str
+    details: str
+    summary_rows: str
+
+    def hook(self, name: str) -> Any:
+        module, _, attribute = getattr(self, name).partition(":")
+        return getattr(import_module(module), attribute)
+
+
+TRAINERS: dict[str, Trainer] = {
+    t.name: t
+    for t in (
+        Trainer(
+            name="rsa",
+            modality="image",
+            extensions=IMAGE_EXTENSIONS,
+            evaluate="qfeat.trainers.rsa_train:evaluate_on",
+            scorer="qfeat.trainers.predict_rsa:RsaScorer",
+            details="qfeat.trainers.report.images:image_details",
+            summary_rows="qfeat.trainers.report.images:summary_rows",
+        ),
+        Trainer(
+            name="scma",
+            modality="video",
+            extensions=VIDEO_EXTENSIONS,
+            evaluate="qfeat.trainers.scma_train:evaluate_on",
+            scorer="qfeat.trainers.predict_scma:ScmaScorer",
+            details="qfeat.trainers.report.videos:video_details",
+            summary_rows="qfeat.trainers.report.videos:summary_rows",
+        ),
+    )
+}
+
+
+def get_trainer(name: str | None, run_dir: Path | None = None) -> Trainer:
+    """The trainer called ``name`` (as a run's ``config.json`` records it)."""
+    if name in TRAINERS:
+        return TRAINERS[name]
+    where = f"{run_dir} is a run of" if run_dir else "unknown trainer:"
+    raise DatasetError(
+        f"{where} an unknown trainer ({name!r}); this qfeat knows {', '.join(TRAINERS)}"
+    )
+
+
+def trainer_of_run(run_dir: Path) -> Trainer:
+    """The trainer a run folder was made by, from its ``config.json`` alone."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise DatasetError(f"{run_dir} is not a qfeat run folder (no config.json)")
+    return get_trainer(json.loads(path.read_text()).get("trainer"), run_dir)
+
+
+def trainer_for(modality: str) -> Trainer:
+    """The trainer for a dataset modality (what ``make train`` runs)."""
+    for trainer in TRAINERS.values():
+        if trainer.modality == modality:
+            return trainer
+    raise DatasetError(f"no trainer for {modality} datasets; trainers: {', '.join(TRAINERS)}")
+
+
+__all__ = ["TRAINERS", "Trainer", "get_trainer", "trainer_for", "trainer_of_run"]
