@@ -9,7 +9,6 @@ import typer
 from rich.console import Console
 
 from qfeat.cli.errors import user_errors
-from qfeat.pipeline.paths import runs_dir as default_runs_dir
 
 app = typer.Typer()
 console = Console(highlight=False, soft_wrap=True)
@@ -29,9 +28,10 @@ def report(
 ) -> None:
     """Write one self-contained HTML page about a run: metrics, plots, best/median/worst items."""
     from qfeat.trainers.report import build_report, summary_line
+    from qfeat.trainers.runfolder import find_run
 
-    folder = run if run.is_dir() else default_runs_dir(runs_dir) / run
     with user_errors():
+        folder = find_run(run, runs_dir)
         path = build_report(folder, out, cache_dir=cache_dir)
         line = summary_line(folder)
     typer.echo(str(path))

@@ -125,3 +125,20 @@ def test_bad_trainer_settings_are_usage_errors_before_any_work(qfeat, tmp_path, 
     result = qfeat(*args, "--cache-dir", str(tmp_path / "empty"), "--runs-dir", str(tmp_path))
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+@pytest.mark.parametrize("name", ["../../escape", "a/b", "/tmp/abs", ".."])
+def test_run_names_never_leave_the_runs_dir(qfeat, tmp_path, name):
+    runs = tmp_path / "runs" / "inner"
+    result = qfeat("train", "rsa", "demo", "--run", name, "--runs-dir", str(runs),
+                   "--cache-dir", str(tmp_path / "empty"))  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "--run must be a plain folder name" in result.output
+    assert not (tmp_path / "escape").exists() and not runs.exists()
+
+
+def test_every_command_resolves_a_run_the_same_way(qfeat, tmp_path):
+    for args in (["report", "nope"], ["evaluate", "nope", "demo"], ["predict", "nope", "x.png"]):
+        result = qfeat(*args, "--runs-dir", str(tmp_path))
+        assert result.exit_code == 1, (args, result.output)
+        assert f"no run folder nope: {tmp_path / 'nope'} holds no config.json" in result.output

@@ -19,16 +19,13 @@ from qfeat.errors import DatasetError
 from qfeat.trainers.loop import predict
 from qfeat.trainers.protocol import checkpoints
 from qfeat.trainers.registry import get_trainer
-from qfeat.trainers.runfolder import KEYS, split_metrics, summarise
+from qfeat.trainers.runfolder import KEYS, read_config, split_metrics, summarise
 
 
 def evaluate_run(
     run_dir: Path, dataset: str, cache_dir: Path, device: str = "cpu"
 ) -> dict[str, Any]:
-    config_path = run_dir / "config.json"
-    if not config_path.is_file():
-        raise DatasetError(f"{run_dir} is not a qfeat run folder (no config.json)")
-    config = json.loads(config_path.read_text())
+    config = read_config(run_dir)
     evaluate = get_trainer(config.get("trainer"), run_dir).hook("evaluate")
     return evaluate(run_dir, config, dataset, cache_dir, device)
 

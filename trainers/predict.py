@@ -36,7 +36,6 @@ sampler does not depend on the id.
 from __future__ import annotations
 
 import glob
-import json
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -51,6 +50,7 @@ from qfeat.errors import DatasetError
 from qfeat.trainers.metrics import Mapping, fit_mapping
 from qfeat.trainers.protocol import checkpoints
 from qfeat.trainers.registry import get_trainer, trainer_of_run
+from qfeat.trainers.runfolder import find_run, read_config
 from qfeat.trainers.runinfo import mos_range, normalise_score
 
 log = logging.getLogger(__name__)
@@ -93,15 +93,7 @@ def split_mappings(
     return out
 
 
-def resolve_run(run: str | os.PathLike, runs_dir: Path | None = None) -> Path:
-    """A run folder, or a run name under ``runs_dir`` (as ``qfeat evaluate`` does)."""
-    from qfeat.pipeline.paths import runs_dir as default_runs_dir
-
-    path = Path(run).expanduser()
-    folder = path if path.is_dir() else default_runs_dir(runs_dir) / str(run)
-    if not (folder / "config.json").is_file():
-        raise DatasetError(f"{run} is not a qfeat run folder (no config.json in {folder})")
-    return folder
+resolve_run = find_run  # the name the CLI and older code use
 
 
 def expand_paths(patterns: Iterable[str], extensions: tuple[str, ...]) -> list[Path]:
@@ -151,7 +143,7 @@ class RunModel:
         from safetensors.torch import load_file
 
         self.run_dir = run_dir
-        self.config = json.loads((run_dir / "config.json").read_text())
+        self.config = read_config(run_dir)
         self.trainer = self.config.get("trainer")
         paths = checkpoints(run_dir)
         if not paths:

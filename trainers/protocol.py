@@ -48,6 +48,12 @@ class TrainRequest:
     sets: list[str] | None = None
     preset: str | None = None
 
+    def __post_init__(self) -> None:
+        from qfeat.trainers.runfolder import run_folder
+
+        if self.run is not None:
+            run_folder(self.runs_dir, self.run)  # a usage error before any work
+
 
 def loop_config(tcfg: dict[str, Any], seed: int) -> LoopConfig:
     """The training loop's settings from a preset's trainer section (``[rsa]``, ``[scma]``)."""

@@ -9,7 +9,6 @@ built) stays cheap. Adding a trainer = its own modules + one entry in :data:`TRA
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
@@ -83,10 +82,9 @@ def get_trainer(name: str | None, run_dir: Path | None = None) -> Trainer:
 
 def trainer_of_run(run_dir: Path) -> Trainer:
     """The trainer a run folder was made by, from its ``config.json`` alone."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise DatasetError(f"{run_dir} is not a qfeat run folder (no config.json)")
-    return get_trainer(json.loads(path.read_text()).get("trainer"), run_dir)
+    from qfeat.trainers.runfolder import read_config
+
+    return get_trainer(read_config(run_dir).get("trainer"), run_dir)
 
 
 def trainer_for(modality: str) -> Trainer:

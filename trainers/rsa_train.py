@@ -23,6 +23,7 @@ from qfeat.pipeline.config import default_preset
 from qfeat.trainers.protocol import TrainRequest, loop_config, train_and_record
 from qfeat.trainers.rsa import ATTENTION, RSAHead
 from qfeat.trainers.rsa_data import RSAData, load_rsa_data, needed_stages
+from qfeat.trainers.runfolder import run_folder
 from qfeat.trainers.runinfo import mos_range, stage_record
 from qfeat.trainers.settings import RSASettings, trainer_settings
 from qfeat.trainers.splits import make_splits
@@ -85,7 +86,7 @@ def train_rsa(
     }
     device = torch.device(req.device)
     run_name = req.run or f"rsa-{req.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    folder = req.runs_dir / run_name
+    folder = run_folder(req.runs_dir, run_name)
     folder.mkdir(parents=True, exist_ok=True)
     splits = make_splits(data.data, n_splits=req.splits, seed=req.seed)
     if device.type == "cpu":

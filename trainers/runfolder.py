@@ -18,9 +18,49 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from qfeat.errors import DatasetError, OptionError
 from qfeat.trainers.metrics import evaluate
 
 KEYS = ("srcc", "krcc", "plcc", "plcc_raw", "rmse")
+CONFIG = "config.json"
+
+
+def run_folder(runs_dir: Path, name: str) -> Path:
+    """Where a new (or resumed) run called ``name`` lives: directly under ``runs_dir``.
+    A name that is not one plain folder name (``../x``, ``a/b``, an absolute path) is
+    refused, so ``--run`` never writes outside the runs dir."""
+    plain = name and name not in (".", "..") and "/" not in name and "\\" not in name
+    if not plain or Path(name).is_absolute():
+        raise OptionError(
+            f"--run must be a plain folder name (created under {runs_dir}), not {name!r}"
+        )
+    return Path(runs_dir) / name
+
+
+def find_run(run: str | Path, runs_dir: Path | None = None) -> Path:
+    """An existing run: a run folder, or a run name under ``runs_dir`` (default
+    ``$QFEAT_RUNS_DIR``). Every command that takes a RUN resolves it here."""
+    from qfeat.pipeline.paths import runs_dir as default_runs_dir
+
+    path = Path(run).expanduser()
+    folder = path if path.is_dir() else default_runs_dir(runs_dir) / str(run)
+    if not (folder / CONFIG).is_file():
+        raise DatasetError(
+            f"no run folder {run}: {folder.absolute()} holds no {CONFIG} (give a run folder, "
+            f"or a run name under {default_runs_dir(runs_dir)} / --runs-dir)"
+        )
+    return folder.absolute()
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    """A run's ``config.json`` (what it was trained on and how)."""
+    path = Path(folder) / CONFIG
+    if not path.is_file():
+        raise DatasetError(f"{folder} is not a qfeat run folder (no {CONFIG})")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"cannot read {path}: {exc}") from exc
 
 
 def _clean(x: Any) -> Any:
@@ -77,7 +117,7 @@ def write_run(
     metrics.update(extra or {})
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     predictions.to_csv(folder / "predictions.csv", index=False)
-    (folder / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
+    (folder / CONFIG).write_text(json.dumps(config, indent=2, default=str) + "\n")
     plot_scatter(folder / "scatter.png", predictions, metrics["test"])
     history = [{"split": i, **record} for i, h in enumerate(histories) for record in h]
     pd.DataFrame(history, columns=["split", "epoch", "train_loss", "val_srcc", "lr"]).to_csv(

@@ -23,6 +23,7 @@ from qfeat.cache.reader import CacheMissing, open_stage
 from qfeat.errors import DatasetError
 from qfeat.pipeline.config import default_preset
 from qfeat.trainers.protocol import CHECKPOINT, TrainRequest, loop_config, train_and_record
+from qfeat.trainers.runfolder import run_folder
 from qfeat.trainers.runinfo import mos_range, stage_record
 from qfeat.trainers.settings import SCMASettings, trainer_settings
 from qfeat.trainers.splits import make_splits
@@ -124,14 +125,14 @@ def train_scma(
 
     init_state = None
     if req.init:
-        init_dir = req.runs_dir / req.init
+        init_dir = run_folder(req.runs_dir, req.init)
         path = init_dir / CHECKPOINT.format(0)
         if not path.is_file():
             raise DatasetError(f"--init {req.init}: no checkpoint at {path}")
         init_state = load_file(str(path))
 
     run_name = req.run or f"scma-{req.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    folder = req.runs_dir / run_name
+    folder = run_folder(req.runs_dir, run_name)
     folder.mkdir(parents=True, exist_ok=True)
     splits = make_splits(data, n_splits=req.splits, seed=req.seed)
 
