@@ -12,9 +12,10 @@ it reads, never by this table.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pandas as pd
 import pyarrow as pa
@@ -36,6 +37,7 @@ class Item(Protocol):
     group: str | None
 
 
+SCALE_KEY = "qfeat.score_scale"
 SCHEMA = pa.schema(
     [
         ("item_id", pa.string()),
@@ -48,9 +50,15 @@ SCHEMA = pa.schema(
 )
 
 
-def write_items(cache_dir: Path, dataset: str, items: Iterable[Item]) -> Path:
+def write_items(
+    cache_dir: Path, dataset: str, items: Iterable[Item], scale: dict[str, Any] | None = None
+) -> Path:
     """Write ``items`` into the table: their rows replace the stored ones in place, new
-    items are appended in the given order, stored items not among them are kept."""
+    items are appended in the given order, stored items not among them are kept.
+
+    ``scale`` (``{"min", "max", "higher_is_better"}``: the native score range behind
+    ``mos_01``) is stored in the file's metadata, replacing the one stored before (or
+    kept when None); :func:`read_scale` gives it back."""
     rows = [_row(i) for i in items]
     path = items_path(cache_dir, dataset)
     if path.is_file():
@@ -60,7 +68,10 @@ def write_items(cache_dir: Path, dataset: str, items: Iterable[Item]) -> Path:
         rows = [by_id.get(r["item_id"], r) for r in stored] + [
             r for r in rows if r["item_id"] not in known
         ]
-    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    if scale is None and path.is_file():
+        scale = read_scale(cache_dir, dataset)
+    schema = SCHEMA.with_metadata({SCALE_KEY: json.dumps(scale)}) if scale else SCHEMA
+    table = pa.Table.from_pylist(rows, schema=schema)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_via_tmp(path, lambda tmp: pq.write_table(table, tmp))
     return path
@@ -84,3 +95,13 @@ def read_items(cache_dir: Path, dataset: str) -> pd.DataFrame:
             f"no item table for dataset '{dataset}' at {path}; run `qfeat features {dataset}` first"
         )
     return pq.read_table(path).to_pandas()
+
+
+def read_scale(cache_dir: Path, dataset: str) -> dict[str, Any] | None:
+    """The score scale stored with the item table, or None (tables written before qfeat
+    stored it, or a missing table)."""
+    path = items_path(cache_dir, dataset)
+    if not path.is_file():
+        return None
+    stored = (pq.read_schema(path).metadata or {}).get(SCALE_KEY.encode())
+    return json.loads(stored) if stored else None

@@ -24,7 +24,7 @@ from qfeat.pipeline import paths
 from qfeat.pipeline.cluster import connect, plan_resources, resolve_device
 from qfeat.pipeline.config import default_preset, resolve_config
 from qfeat.pipeline.datasets import open_dataset, storage_name
-from qfeat.pipeline.stages import ORDER, PLANNED, STAGES, available, get_stage
+from qfeat.pipeline.stages import ORDER, PLANNED, STAGES, Stage, available, get_stage
 from qfeat.pipeline.stages.settings import STAGE_SETTINGS
 
 TASK_RETRIES = 2  # retries of a shard task that raised (worker deaths: cluster.ALLOWED_FAILURES)
@@ -89,6 +89,9 @@ class Plan:
     stages: list[str]
     device: str
     cache_dir: Path
+    # the driver's stage objects, built once: checked in prepare(), identified in run()
+    # (workers build their own, with the model, once per worker process)
+    built: dict[str, Stage] = field(default_factory=dict)
 
 
 def prepare(request: RunRequest) -> Plan:
@@ -119,8 +122,12 @@ def prepare(request: RunRequest) -> Plan:
     else:
         stages = available(adapter.modality)
     device = resolve_device(request.device)
-    for name in stages:
-        get_stage(name)(config[name], seed=config.get("seed", 0), device=device).check()
+    built = {
+        name: get_stage(name)(config[name], seed=config.get("seed", 0), device=device)
+        for name in stages
+    }
+    for stage in built.values():
+        stage.check()
     cache_dir = paths.cache_dir(request.cache_dir)
     for name in stages:
         for up in get_stage(name).upstream:
@@ -134,7 +141,7 @@ def prepare(request: RunRequest) -> Plan:
                         f"{request.dataset}`"
                     ) from exc
     adapter.prepare()  # raises DatasetError for a missing root; generates demo data
-    return Plan(request, dataset, adapter, config, stages, device, cache_dir)
+    return Plan(request, dataset, adapter, config, stages, device, cache_dir, built)
 
 
 def run(plan: Plan, progress: Progress | None = None) -> list[StageReport]:
@@ -144,7 +151,16 @@ def run(plan: Plan, progress: Progress | None = None) -> list[StageReport]:
     items = listing.items[: request.limit] if request.limit else listing.items
     if not items:
         raise DatasetError(f"{plan.dataset}: no usable items (see `qfeat datasets check`)")
-    write_items(plan.cache_dir, plan.dataset, items)
+    scale = listing.scale
+    bounded = scale is not None and scale.low is not None and scale.high is not None
+    write_items(
+        plan.cache_dir,
+        plan.dataset,
+        items,
+        scale={"min": scale.low, "max": scale.high, "higher_is_better": scale.higher_is_better}
+        if bounded
+        else None,
+    )
     item_ids = [i.item_id for i in items]
     payload = {i.item_id: {"item_id": i.item_id, "path": str(i.path)} for i in items}
     resources = plan_resources(plan.device, request.workers)
@@ -154,10 +170,8 @@ def run(plan: Plan, progress: Progress | None = None) -> list[StageReport]:
     incomplete: set[str] = set()
     with connect(request.scheduler, resources, request.dashboard) as client:
         for name in plan.stages:
-            stage_cls = get_stage(name)
-            stage = stage_cls(
-                plan.config[name], seed=plan.config.get("seed", 0), device=plan.device
-            )
+            stage = plan.built[name]
+            stage_cls = type(stage)
             upstream = {}
             for up in stage_cls.upstream:
                 if up in fingerprints:

@@ -199,6 +199,31 @@ def test_items_table(tmp_path):
     assert items_path(tmp_path / "cache", "demo").is_file()
 
 
+def test_items_table_stores_the_declared_score_scale(tmp_path, demo_images):
+    """The scale behind mos_01 is what the adapter declared, stored with the items, not
+    refitted from them: it survives items that all share one score (no fit possible)."""
+    from types import SimpleNamespace
+
+    from qfeat.cache.items import read_scale
+    from qfeat.trainers.runinfo import dataset_scale, mos_range
+
+    assert read_scale(demo_images.cache, "demo") == {
+        "min": 1.0, "max": 5.0, "higher_is_better": True,
+    }  # fmt: skip
+    same = [
+        SimpleNamespace(item_id=f"{i}.png", path=tmp_path / f"{i}.png", mos=60.0, mos_01=0.6,
+                        split=None, group=None)
+        for i in range(3)
+    ]  # fmt: skip
+    scale = {"min": 0.0, "max": 100.0, "higher_is_better": True}
+    write_items(tmp_path, "flat", same, scale=scale)
+    items = read_items(tmp_path, "flat")
+    assert mos_range(items) is None and dataset_scale(tmp_path, "flat", items) == scale
+    write_items(tmp_path, "flat", same[:1])  # a later run without a scale keeps it
+    assert read_scale(tmp_path, "flat") == scale
+    assert read_scale(tmp_path, "none") is None
+
+
 def test_items_table_is_the_union_of_runs(tmp_path):
     """A --limit run after a full one keeps the other items (reports and evaluations of
     runs made on the full cache still find them) and rewrites its own rows in place."""

@@ -9,7 +9,7 @@ from torch import nn
 
 from qfeat.errors import DatasetError
 from qfeat.trainers.loop import LoopConfig
-from qfeat.trainers.protocol import run_splits
+from qfeat.trainers.protocol import TrainJob, run_splits
 from qfeat.trainers.splits import make_splits
 
 
@@ -35,18 +35,10 @@ def _run(tmp_path, cfg: LoopConfig, progress=None, spec=None, log=None):
         return lambda rows: model(x[torch.as_tensor(rows)].unsqueeze(-1)).squeeze(-1)
 
     lines: list[str] = []
-    out = run_splits(
-        data,
-        splits,
-        lambda _: nn.Linear(1, 1),
-        make_score,
-        cfg,
-        tmp_path,
-        torch.device("cpu"),
-        log or lines.append,
-        progress,
-        spec,
+    job = TrainJob(
+        data, splits, lambda _: nn.Linear(1, 1), make_score, cfg, tmp_path, torch.device("cpu")
     )
+    out = run_splits(job, log or lines.append, progress, spec)
     return out if spec is not None else lines
 
 
@@ -83,8 +75,8 @@ def test_without_progress_every_epoch_is_a_log_line(tmp_path):
 def test_resume_skips_finished_splits_and_refuses_other_settings(tmp_path):
     cfg = LoopConfig(epochs=3, batch_size=8, lr=1e-2)
     spec = {"trainer": "test", "epochs": 3}
-    records, preds, histories, params, resumed = _run(tmp_path, cfg, spec=spec)
-    assert resumed == 0.0 and (tmp_path / "resume.json").is_file()
+    first = _run(tmp_path, cfg, spec=spec)
+    assert first.resumed_seconds == 0.0 and (tmp_path / "resume.json").is_file()
     assert sorted(p.name for p in tmp_path.glob("split-*")) == [
         "split-00.json", "split-00.safetensors", "split-01.json", "split-01.safetensors",
     ]  # fmt: skip
@@ -95,9 +87,10 @@ def test_resume_skips_finished_splits_and_refuses_other_settings(tmp_path):
         f"resuming {tmp_path}: 1 of 2 splits already finished",
         f"split 0: already finished in {tmp_path.name}, kept",
     ]
-    assert again[0] == records and again[2] == histories and again[3] == params
-    pd.testing.assert_frame_equal(again[1], preds)
-    assert again[4] > 0  # split 0's recorded training time
+    assert again.records == first.records and again.histories == first.histories
+    assert again.params == first.params
+    pd.testing.assert_frame_equal(again.predictions, first.predictions)
+    assert again.resumed_seconds > 0  # split 0's recorded training time
     assert [e["done"] for e in events] == [3, 4, 5, 6]
     try:
         _run(tmp_path, cfg, spec={**spec, "epochs": 4})

@@ -51,7 +51,7 @@ from qfeat.trainers.metrics import Mapping, fit_mapping
 from qfeat.trainers.protocol import checkpoints
 from qfeat.trainers.registry import get_trainer, trainer_of_run
 from qfeat.trainers.runfolder import find_run, read_config
-from qfeat.trainers.runinfo import mos_range, normalise_score
+from qfeat.trainers.runinfo import dataset_scale, normalise_score
 
 log = logging.getLogger(__name__)
 
@@ -164,11 +164,12 @@ class RunModel:
         from qfeat.cache.items import read_items
 
         try:
-            items = read_items(Path(self.config["cache"]["dir"]), self.config["dataset"])
+            cache_dir, dataset = Path(self.config["cache"]["dir"]), self.config["dataset"]
+            items = read_items(cache_dir, dataset)
         except (DatasetError, KeyError, OSError) as exc:
             log.warning("no MOS range for %s (%s): score_01 will be empty", self.run_dir, exc)
             return None
-        return mos_range(items)
+        return dataset_scale(cache_dir, dataset, items)
 
     def raw(
         self,

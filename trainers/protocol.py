@@ -83,28 +83,49 @@ def split_state(run_dir: Path, index: int) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
 
+@dataclass(frozen=True)
+class TrainJob:
+    """What a trainer hands the protocol: its data, splits and model, and where to write.
+
+    ``build(split_index)`` returns a fresh model (seeded by the caller's seed + index);
+    ``make_score(model)(rows)`` maps rows of ``data`` to differentiable scores."""
+
+    data: pd.DataFrame
+    splits: list
+    build: Callable[[int], nn.Module]
+    make_score: Callable[[nn.Module], Callable[[np.ndarray], torch.Tensor]]
+    loop: LoopConfig
+    folder: Path
+    device: torch.device
+
+
+@dataclass
+class SplitResults:
+    """Every split's outcome: test ``records`` (one per split and test set), the
+    ``predictions`` frame, per-split epoch ``histories``, trainable ``params``, and
+    ``resumed_seconds`` (training time of the splits kept from an earlier call)."""
+
+    records: list[dict[str, Any]]
+    predictions: pd.DataFrame
+    histories: list[list[dict[str, Any]]]
+    params: int
+    resumed_seconds: float
+
+
 def run_splits(
-    data: pd.DataFrame,
-    splits: list,
-    build: Callable[[int], nn.Module],
-    make_score: Callable[[nn.Module], Callable[[np.ndarray], torch.Tensor]],
-    loop: LoopConfig,
-    folder: Path,
-    device: torch.device,
+    job: TrainJob,
     log: Callable[[str], None] = lambda s: None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     spec: dict[str, Any] | None = None,
-) -> tuple[list[dict[str, Any]], pd.DataFrame, list[list[dict[str, Any]]], int, float]:
-    """Train and test on every split; ``(per_split records, predictions, histories, params,
-    seconds)`` (``seconds``: training time of the splits this call resumed rather than ran).
+) -> SplitResults:
+    """Train and test ``job`` on every split.
 
-    ``build(split_index)`` returns a fresh model (seeded by the caller's seed + index);
-    ``make_score(model)(rows)`` maps rows of ``data`` to differentiable scores.
     ``progress`` gets each epoch's record with ``split``, ``done`` and ``total`` (epochs
     over all splits; a split stopped early counts as finished) added; without it each
     epoch is a ``log`` line. Each split's test result is always a ``log`` line.
     ``spec`` (the run's settings) turns on resuming: see the module docstring.
     """
+    data, splits, loop, folder = job.data, job.splits, job.loop, job.folder
     kept: dict[int, dict[str, Any]] = {}
     if spec is not None:
         claim_folder(folder, spec)
@@ -116,7 +137,7 @@ def run_splits(
         else:
             hint = f"the same command with --run {folder.name} resumes it"
             log(f"run folder {folder}; if interrupted, {hint}")
-    mos = torch.tensor(data["mos"].to_numpy(), dtype=torch.float32, device=device)
+    mos = torch.tensor(data["mos"].to_numpy(), dtype=torch.float32, device=job.device)
     per_split, frames, histories, params, resumed = [], [], [], 0, 0.0
     total = len(splits) * loop.epochs
     for position, split in enumerate(splits):
@@ -141,9 +162,8 @@ def run_splits(
         else:
             started = time.perf_counter()
             done = _train_split(
-                data, split, build, make_score, replace(loop, seed=loop.seed + split.index),
-                mos, folder, device, log, on_epoch,
-            )  # fmt: skip
+                job, split, replace(loop, seed=loop.seed + split.index), mos, log, on_epoch
+            )
             history = done["history"]
             if history and history[-1]["epoch"] < loop.epochs:  # stopped early: finished
                 report(history[-1], (position + 1) * loop.epochs)
@@ -154,18 +174,14 @@ def run_splits(
         frames += [_frame(f) for f in done["predictions"]]
         histories.append(done["history"])
         params = done["params"]
-    return per_split, pd.concat(frames, ignore_index=True), histories, params, resumed
+    return SplitResults(per_split, pd.concat(frames, ignore_index=True), histories, params, resumed)
 
 
 def _train_split(
-    data: pd.DataFrame,
+    job: TrainJob,
     split,
-    build: Callable[[int], nn.Module],
-    make_score: Callable[[nn.Module], Callable[[np.ndarray], torch.Tensor]],
     cfg: LoopConfig,
     mos: torch.Tensor,
-    folder: Path,
-    device: torch.device,
     log: Callable[[str], None],
     on_epoch: Callable[[dict[str, Any]], None],
 ) -> dict[str, Any]:
@@ -175,8 +191,9 @@ def _train_split(
     from safetensors.torch import save_file
 
     torch.manual_seed(cfg.seed)  # the caller's seed + the split index
-    model = build(split.index).to(device)
-    score = make_score(model)
+    data, folder = job.data, job.folder
+    model = job.build(split.index).to(job.device)
+    score = job.make_score(model)
     best, history = fit(model, score, mos, split.train, split.val, cfg, on_epoch)
     model.load_state_dict(best, strict=False)
     save_file(
@@ -206,13 +223,7 @@ def _train_split(
 
 
 def train_and_record(
-    data: pd.DataFrame,
-    splits: list,
-    build: Callable[[int], nn.Module],
-    make_score: Callable[[nn.Module], Callable[[np.ndarray], torch.Tensor]],
-    loop: LoopConfig,
-    folder: Path,
-    device: torch.device,
+    job: TrainJob,
     config: dict[str, Any],
     started: float,
     extra: dict[str, Any],
@@ -222,14 +233,12 @@ def train_and_record(
     """:func:`run_splits` (resumable, settings from ``config``) then the run folder's
     files; returns ``metrics.json``'s content. ``started``: the trainer's
     ``time.perf_counter()`` at its start (resumed splits add their recorded time)."""
-    per_split, predictions, histories, params, resumed = run_splits(
-        data, splits, build, make_score, loop, folder, device, log, progress,
-        spec=resume_spec(config),
-    )  # fmt: skip
-    seconds = time.perf_counter() - started + resumed
+    out = run_splits(job, log, progress, spec=resume_spec(config))
+    seconds = time.perf_counter() - started + out.resumed_seconds
     return write_run(
-        folder, per_split, predictions, config, histories, params, seconds, extra=extra
-    )
+        job.folder, out.records, out.predictions, config, out.histories, out.params, seconds,
+        extra=extra,
+    )  # fmt: skip
 
 
 def resume_spec(config: dict[str, Any]) -> dict[str, Any]:

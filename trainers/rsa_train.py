@@ -20,11 +20,11 @@ import torch
 from qfeat.cache.items import read_items
 from qfeat.errors import DatasetError, OptionError
 from qfeat.pipeline.config import default_preset
-from qfeat.trainers.protocol import TrainRequest, loop_config, train_and_record
+from qfeat.trainers.protocol import TrainJob, TrainRequest, loop_config, train_and_record
 from qfeat.trainers.rsa import ATTENTION, RSAHead
 from qfeat.trainers.rsa_data import RSAData, load_rsa_data, needed_stages
 from qfeat.trainers.runfolder import run_folder
-from qfeat.trainers.runinfo import mos_range, stage_record
+from qfeat.trainers.runinfo import dataset_scale, stage_record
 from qfeat.trainers.settings import RSASettings, trainer_settings
 from qfeat.trainers.splits import make_splits
 
@@ -106,9 +106,11 @@ def train_rsa(
         "seed": req.seed,
         "device": str(device),
         "items": len(data.data),
-        "mos_range": mos_range(read_items(req.cache_dir, req.dataset)),
+        "mos_range": dataset_scale(
+            req.cache_dir, req.dataset, read_items(req.cache_dir, req.dataset)
+        ),
     }
-    metrics = train_and_record(
+    job = TrainJob(
         data.data,
         splits,
         lambda _: build_head(data, head_cfg),
@@ -116,6 +118,9 @@ def train_rsa(
         loop_config(tcfg, req.seed),
         folder,
         device,
+    )
+    metrics = train_and_record(
+        job,
         config,
         t_start,
         {"trainer": "rsa", "attention": req.attention},

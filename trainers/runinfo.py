@@ -11,6 +11,7 @@ without its cache: the cached stages it read and the training dataset's score sc
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,14 @@ def stage_record(stages: dict[str, Any]) -> dict[str, Any]:
         }
         for name, s in stages.items()
     }
+
+
+def dataset_scale(cache_dir: Path, dataset: str, items: pd.DataFrame) -> dict[str, Any] | None:
+    """The dataset's native score scale: as the adapter declared it (stored with the
+    cache's item table), else recovered from the items (caches written before that)."""
+    from qfeat.cache.items import read_scale
+
+    return read_scale(cache_dir, dataset) or mos_range(items)
 
 
 def mos_range(items: pd.DataFrame) -> dict[str, Any] | None:

@@ -22,9 +22,15 @@ from qfeat.cache.items import read_items
 from qfeat.cache.reader import CacheMissing, open_stage
 from qfeat.errors import DatasetError
 from qfeat.pipeline.config import default_preset
-from qfeat.trainers.protocol import CHECKPOINT, TrainRequest, loop_config, train_and_record
+from qfeat.trainers.protocol import (
+    CHECKPOINT,
+    TrainJob,
+    TrainRequest,
+    loop_config,
+    train_and_record,
+)
 from qfeat.trainers.runfolder import run_folder
-from qfeat.trainers.runinfo import mos_range, stage_record
+from qfeat.trainers.runinfo import dataset_scale, stage_record
 from qfeat.trainers.settings import SCMASettings, trainer_settings
 from qfeat.trainers.splits import make_splits
 
@@ -170,9 +176,9 @@ def train_scma(
         "init": req.init,
         "device": str(device),
         "stages": stage_record(video_stages(req.cache_dir, req.dataset, clip_stage)),
-        "mos_range": mos_range(items),
+        "mos_range": dataset_scale(req.cache_dir, req.dataset, items),
     }
-    metrics = train_and_record(
+    job = TrainJob(
         data,
         splits,
         build,
@@ -180,6 +186,9 @@ def train_scma(
         loop_config(tcfg, req.seed),
         folder,
         device,
+    )
+    metrics = train_and_record(
+        job,
         config,
         t_start,
         {"trainer": "scma", "mode": req.mode},

@@ -48,6 +48,9 @@ class Listing:
 
     items: list[Item] = field(default_factory=list)
     problems: list[ItemProblem] = field(default_factory=list)
+    # the native score scale behind every item's mos_01 (the adapter's, or one fitted to
+    # the data by generic adapters); stored with the cache's item table
+    scale: ScoreScale | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,7 @@ class DatasetAdapter:
                 )
             )
             return
+        listing.scale = scale
         listing.items.append(
             Item(
                 item_id=item_id,
