@@ -1,4 +1,5 @@
-"""The describe stage with the seeded tiny Qwen2-VL: rows, modes, batching, views, checks."""
+"""The describe stage with the seeded tiny Qwen2-VL: rows, modes, batching, loading,
+golden outputs. The parts that need no model: test_describe_contract.py."""
 
 from __future__ import annotations
 
@@ -17,38 +18,15 @@ import pytest
 from PIL import Image
 
 from qfeat.cache.fingerprint import model_identity
-from qfeat.errors import DatasetError, OptionError
 from qfeat.pipeline.describe.parse import DIMENSIONS
 from qfeat.pipeline.describe.prompt import (
-    GREY,
     PROMPT_VERSION,
-    prompt_texts,
-    region_view,
-    resize_mask,
 )
 from qfeat.pipeline.models import vlm
 from qfeat.pipeline.stages.describe import DescribeStage
+from tests.describe_helpers import REGIONS_SCHEMA, TINY_CFG, K, picture, regions_row
 
-K = 8  # max_regions of the fake regions stage: the rest region's id
 GOLDEN = Path(__file__).parent / "golden" / "describe_tiny.json"
-TINY_CFG = {
-    "model": "tiny",
-    "dtype": "float32",
-    "mode": "generate",
-    "max_new_tokens": 8,
-    "batch_size": 32,
-}
-REGIONS_SCHEMA = pa.schema(
-    [
-        ("status", pa.string()),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        ("region_id", pa.list_(pa.int32())),
-        ("rle", pa.list_(pa.string())),
-        ("bbox", pa.list_(pa.list_(pa.int32()))),
-        ("area_frac", pa.list_(pa.float32())),
-    ]
-)
 
 
 @pytest.fixture(scope="module")
@@ -74,44 +52,6 @@ def configured(stage: DescribeStage, **cfg) -> DescribeStage:
     return other
 
 
-# -- fake images and regions rows ---------------------------------------------------------
-def picture(seed: int, height: int = 72, width: int = 96) -> np.ndarray:
-    """``uint8 [H, W, 3]``: a colour gradient with a dark disc and a bright bar."""
-    y, x = np.mgrid[0:height, 0:width] / np.array([height, width])[:, None, None]
-    rng = np.random.default_rng(seed)
-    img = np.stack([x, y, 1 - x * y], -1) * 200 + rng.normal(0, 8, (height, width, 3))
-    img[(x - 0.7) ** 2 + (y - 0.6) ** 2 < 0.04] = (20, 30, 40)
-    img[int(height * 0.1) : int(height * 0.25), int(width * 0.05) : int(width * 0.6)] = 240
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
-def region_masks(height: int, width: int) -> list[np.ndarray]:
-    """Three hand-made regions (a wide bar, a disc, a small square) and the rest."""
-    y, x = np.mgrid[0:height, 0:width] / np.array([height, width])[:, None, None]
-    bar = (y >= 0.1) & (y < 0.25) & (x >= 0.05) & (x < 0.6)
-    disc = ((x - 0.7) ** 2 + (y - 0.6) ** 2 < 0.04) & ~bar
-    square = (x >= 0.05) & (x < 0.17) & (y >= 0.4) & (y < 0.56)
-    return [bar, disc, square, ~(bar | disc | square)]
-
-
-def regions_row(height: int, width: int) -> dict:
-    """A regions row as the worker hands it over (through pandas: numpy list cells)."""
-    from pycocotools import mask as mask_utils
-
-    masks = region_masks(height, width)
-    rles = [mask_utils.encode(np.asfortranarray(m.astype(np.uint8))) for m in masks]
-    row = {
-        "status": "ok",
-        "width": width,
-        "height": height,
-        "region_id": [0, 1, 2, K],
-        "rle": [r["counts"].decode() for r in rles],
-        "bbox": [[int(v) for v in mask_utils.toBbox(r)] for r in rles],
-        "area_frac": [float(m.mean()) for m in masks],
-    }
-    return pa.Table.from_pylist([row], REGIONS_SCHEMA).to_pandas().to_dict("records")[0]
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> tuple[list[dict], dict[str, dict]]:
     root = tmp_path_factory.mktemp("images")
@@ -133,25 +73,6 @@ def dataset(tmp_path_factory) -> tuple[list[dict], dict[str, dict]]:
 
 
 # -- schema and rows ----------------------------------------------------------------------
-def test_schema_is_the_contract():
-    assert DescribeStage({}).schema() == pa.schema(
-        [
-            ("region_id", pa.list_(pa.int32())),
-            ("content", pa.list_(pa.string())),
-            ("colour", pa.list_(pa.int8())),
-            ("noise", pa.list_(pa.int8())),
-            ("artifact", pa.list_(pa.int8())),
-            ("blur", pa.list_(pa.int8())),
-            ("overall", pa.list_(pa.int8())),
-            ("raw", pa.list_(pa.string())),
-            ("parse_ok", pa.list_(pa.bool_())),
-            ("prompt_version", pa.string()),
-        ]
-    )
-    assert (DescribeStage.name, DescribeStage.modality) == ("describe", "image")
-    assert (DescribeStage.upstream, DescribeStage.arrays) == (("regions",), ())
-
-
 def test_generate_rows_good_and_bad_items(stage, dataset, tmp_path):
     items, rows = dataset
     table, arrays = stage.process_shard(items, {"regions": rows})
@@ -292,43 +213,6 @@ def test_worker_shard_through_the_cache(stage, dataset, tmp_path, monkeypatch):
     assert out.column("status").to_pylist()[:3] == ["ok"] * 3
 
 
-# -- region view --------------------------------------------------------------------------
-def test_region_view_greys_outside_the_mask():
-    img = picture(0)
-    bar, disc, _, rest = region_masks(*img.shape[:2])
-    view = region_view(img, disc, max_side=448, margin=0.1)
-    ys, xs = np.nonzero(disc)
-    pad = round(0.1 * max(np.ptp(xs) + 1, np.ptp(ys) + 1)) + 2
-    y0, x0 = max(0, ys.min() - pad), max(0, xs.min() - pad)
-    y1, x1 = min(img.shape[0], ys.max() + 1 + pad), min(img.shape[1], xs.max() + 1 + pad)
-    assert view.shape == (y1 - y0, x1 - x0, 3) and view.dtype == np.uint8
-    crop, inside = img[y0:y1, x0:x1], disc[y0:y1, x0:x1]
-    assert (view[~inside] == GREY).all()
-    np.testing.assert_array_equal(view[inside], crop[inside])
-    assert (region_view(img, rest) != GREY).any()  # the rest region spans the image
-
-
-def test_region_view_sizes():
-    img = np.full((400, 1000, 3), 7, np.uint8)
-    mask = np.ones((400, 1000), bool)
-    assert region_view(img, mask, max_side=100).shape == (40, 100, 3)
-    assert region_view(img, mask, max_side=2000).shape == (400, 1000, 3)  # never upscaled
-    strip = np.zeros((400, 1000), bool)
-    strip[200, 100:900] = True
-    view = region_view(img, strip, margin=0.0)
-    assert max(view.shape[:2]) <= 20 * min(view.shape[:2])  # padded to a sane aspect ratio
-    empty = region_view(img, np.zeros((400, 1000), bool), bbox=(10, 10, 30, 20))
-    assert (empty == GREY).all() and empty.shape[0] > 0
-
-
-def test_resize_mask_nearest():
-    mask = np.zeros((4, 6), bool)
-    mask[1:3, 2:4] = True
-    big = resize_mask(mask, 8, 12)
-    assert big.shape == (8, 12) and big.sum() == 16
-    np.testing.assert_array_equal(resize_mask(big, 4, 6), mask)
-
-
 def test_regions_at_another_size_are_resized(stage, tmp_path):
     path = tmp_path / "big.png"
     Image.fromarray(picture(5, 144, 192)).save(path)
@@ -352,41 +236,6 @@ def test_model_identity(models_root, tmp_path):
     assert hub == {"name": "Qwen/Qwen2.5-VL-7B-Instruct", "revision": "main"}
     pinned = DescribeStage({**TINY_CFG, "model": "org/m", "revision": "abc123"})
     assert pinned.model_identity()["revision"] == "abc123"
-
-
-def test_check_messages(tmp_path, monkeypatch):
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    for ok in ("tiny", str(tmp_path), "Qwen/Qwen2.5-VL-7B-Instruct"):
-        DescribeStage({**TINY_CFG, "model": ok}).check()
-    for bad in ("/no/such/folder", "qwen-vl", "not a model/at all", "../x/y"):
-        with pytest.raises(DatasetError) as err:
-            DescribeStage({**TINY_CFG, "model": bad}).check()
-        assert f"describe model '{bad}' not found" in str(err.value)
-        assert "--set describe.model=/path/to/local/model_folder or a hub id" in str(err.value)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(DatasetError, match="HF_HUB_OFFLINE=1"):
-        DescribeStage({**TINY_CFG, "model": "Qwen/Qwen2.5-VL-7B-Instruct"}).check()
-    snapshot = tmp_path / "hub" / "models--org--cached" / "snapshots" / "abc"
-    snapshot.mkdir(parents=True)
-    (snapshot / "config.json").write_text("{}")
-    (snapshot.parent.parent / "refs").mkdir()
-    (snapshot.parent.parent / "refs" / "main").write_text("abc")
-    DescribeStage({**TINY_CFG, "model": "org/cached"}).check()
-    for key, value, hint in (
-        ("mode", "sample", "describe.mode"),
-        ("dtype", "int8", "describe.dtype"),
-        ("batch_size", 0, "describe.batch_size"),
-        ("max_new_tokens", "8", "describe.max_new_tokens"),
-        ("max_side", 0, "describe.max_side"),
-        ("margin", -1, "describe.margin"),
-    ):
-        # a bad setting is a usage error as soon as the stage's settings are built
-        with pytest.raises(OptionError, match=hint):
-            DescribeStage({**TINY_CFG, key: value})
 
 
 def test_tiny_model_is_built_once_and_deterministic(models_root, stage, tmp_path):
@@ -440,17 +289,6 @@ def test_offline_loading_of_the_tiny_folder(models_root, stage, dataset):
 
 
 # -- versions and golden outputs ----------------------------------------------------------
-PROMPT_SHA256 = "921335a5a51af1c9"
-
-
-def test_prompt_change_bumps_versions():
-    digest = hashlib.sha256(prompt_texts().encode()).hexdigest()[:16]
-    assert (digest, PROMPT_VERSION, DescribeStage.version) == (PROMPT_SHA256, "describe-v1", 1), (
-        "the prompt wording changed: bump PROMPT_VERSION and DescribeStage.version, then "
-        "update PROMPT_SHA256 here and the golden file (QFEAT_UPDATE_GOLDEN=1)"
-    )
-
-
 def test_golden_outputs(stage, tmp_path):
     """Seeded tiny model, fixed picture and regions -> stored outputs."""
     path = tmp_path / "golden.png"
