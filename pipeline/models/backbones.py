@@ -30,6 +30,7 @@ from torch import nn
 
 from qfeat.errors import DatasetError
 from qfeat.pipeline.models.architecture import architecture_hash
+from qfeat.pipeline.models.source import parse_source
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -53,9 +54,9 @@ class Backbone:
 
 def needs_weights(name: str, weights: str) -> bool:
     """Whether ``name`` needs a weights file that ``weights`` does not give."""
-    if name == "tiny" or weights == "random" or name.startswith("clip:tiny"):
+    if name == "tiny" or name.startswith("clip:tiny"):
         return False
-    return not (weights and Path(weights).is_file())
+    return parse_source(weights).kind not in ("random", "file")
 
 
 def _load_state(path: str) -> dict[str, torch.Tensor]:

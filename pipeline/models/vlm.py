@@ -23,13 +23,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from qfeat.errors import DatasetError
+from qfeat.pipeline.models.source import parse_source
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +91,6 @@ def models_dir() -> Path:
 
 def tiny_model_dir(seed: int, root: Path | None = None) -> Path:
     return (root or models_dir()) / f"{TINY_NAME}-seed{seed}"
-
-
-def looks_like_hub_id(name: str) -> bool:
-    """``org/name`` with hub-legal characters (no leading ``/``, ``.`` or ``~``)."""
-    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name)) and ".." not in name
 
 
 def hub_cached(repo_id: str, revision: str | None = None) -> bool:
@@ -277,9 +272,10 @@ def ensure_tiny_vlm(seed: int, root: Path | None = None) -> Path:
 
 def check_source(model: str, revision: str | None = None) -> None:
     """Raise DatasetError unless ``model`` is ``tiny``, a local folder or a usable hub id."""
-    if model == "tiny" or Path(model).expanduser().is_dir():
+    source = parse_source(model, allow_hub=True)
+    if model == "tiny" or source.kind == "folder":
         return
-    if not looks_like_hub_id(model):
+    if source.kind != "hub":
         raise DatasetError(
             f"describe model '{model}' not found; pass --set describe.model="
             "/path/to/local/model_folder or a hub id"

@@ -18,7 +18,8 @@ import pandas as pd
 import pyarrow as pa
 
 from qfeat.cache.fingerprint import model_identity
-from qfeat.errors import DatasetError, ItemError
+from qfeat.errors import ItemError
+from qfeat.pipeline.models.source import parse_source, require_file
 from qfeat.pipeline.stages.base import Stage, item_upstream
 from qfeat.pipeline.stages.settings import ClipSettings
 from qfeat.pipeline.video.reader import VideoError, read_video
@@ -59,22 +60,19 @@ class ClipStage(Stage):
 
     def model_identity(self) -> dict[str, Any]:
         pretrained = self.cfg["pretrained"]
-        if self._tiny() or pretrained == "random":
+        if self._tiny() or parse_source(pretrained).kind == "random":
             from qfeat.pipeline.models.clip_build import random_identity
 
             return random_identity(self.cfg["model"], self.seed)
         return model_identity(self.cfg["model"], pretrained or None)
 
     def check(self) -> None:
-        pretrained = self.cfg["pretrained"]
-        if self._tiny() or pretrained == "random":
+        source = parse_source(self.cfg["pretrained"])
+        if self._tiny() or source.kind == "random":
             return
-        if not (pretrained and Path(pretrained).is_file()):
-            raise DatasetError(
-                f"clip model {self.cfg['model']} weights not found at '{pretrained}'; pass "
-                "--set clip.pretrained=/path/to/open_clip_weights.bin (or =random for a "
-                "seeded random model, e.g. for benchmarks)"
-            )
+        require_file(
+            source, "clip.pretrained", f"clip model {self.cfg['model']}", "open_clip_weights.bin"
+        )
 
     def load(self) -> None:
         import torch

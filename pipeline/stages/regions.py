@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from qfeat.cache.fingerprint import model_identity
 from qfeat.errors import DatasetError, ItemError
+from qfeat.pipeline.models.source import parse_source
 from qfeat.pipeline.regions import SAM_CHECKPOINTS, encode_rle, partition_masks
 from qfeat.pipeline.stages.base import Stage
 from qfeat.pipeline.stages.settings import RegionsSettings
@@ -70,7 +71,7 @@ class RegionsStage(Stage):
 
     def check(self) -> None:
         model, checkpoint = self.cfg["model"], self.cfg["checkpoint"]
-        if model != "tiny" and not (checkpoint and Path(checkpoint).is_file()):
+        if model != "tiny" and parse_source(checkpoint).kind != "file":
             raise DatasetError(
                 f"SAM checkpoint not found at '{checkpoint}'; pass "
                 f"--set regions.checkpoint=/path/{SAM_CHECKPOINTS[model]} "

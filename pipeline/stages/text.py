@@ -11,7 +11,6 @@ which is why ``regions`` is an upstream stage too.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from qfeat.cache.fingerprint import model_identity
-from qfeat.errors import DatasetError
+from qfeat.pipeline.models.source import parse_source, require_file
 from qfeat.pipeline.stages.base import Stage, item_upstream
 from qfeat.pipeline.stages.settings import TextSettings
 
@@ -69,7 +68,8 @@ class TextStage(Stage):
     def _random(self) -> bool:
         from qfeat.pipeline.models.clip_build import tiny_name
 
-        return tiny_name(self._model_name()) is not None or self.cfg["pretrained"] == "random"
+        random = parse_source(self.cfg["pretrained"]).kind == "random"
+        return tiny_name(self._model_name()) is not None or random
 
     def model_identity(self) -> dict[str, Any]:
         if self._random():
@@ -79,15 +79,12 @@ class TextStage(Stage):
         return model_identity(self._model_name(), self.cfg["pretrained"] or None)
 
     def check(self) -> None:
-        pretrained = self.cfg["pretrained"]
         if self._random():
             return
-        if not (pretrained and Path(pretrained).is_file()):
-            raise DatasetError(
-                f"text model {self.cfg['model']} weights not found at '{pretrained}'; pass "
-                "--set text.pretrained=/path/to/open_clip_weights.bin (or set "
-                "text.pretrained in the preset; =random for seeded random weights)"
-            )
+        source = parse_source(self.cfg["pretrained"])
+        require_file(
+            source, "text.pretrained", f"text model {self.cfg['model']}", "open_clip_weights.bin"
+        )
 
     def load(self) -> None:
         import open_clip

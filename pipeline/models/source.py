@@ -1,0 +1,77 @@
+"""Where a model's weights come from, decided in one place for every stage and trainer.
+
+A weights setting (``regions.checkpoint``, ``text.pretrained``, ``clip.pretrained``,
+``backbone.weights``, ``describe.model``) holds one of:
+
+==========  ==================================================================
+``random``  seeded random weights (benchmarks, tests); nothing is read
+``""``      nothing given (fine for the ``tiny`` models, an error otherwise)
+a path      a local file or folder (``~`` expanded); read with local files only
+a hub id    ``org/name``: only where a hub model is accepted (``describe.model``),
+            downloaded only because the user asked for it
+==========  ==================================================================
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from qfeat.errors import DatasetError
+
+Kind = Literal["random", "none", "file", "folder", "hub", "missing"]
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    kind: Kind
+    text: str
+
+    @property
+    def path(self) -> Path | None:
+        return Path(self.text).expanduser() if self.kind in ("file", "folder") else None
+
+    @property
+    def local(self) -> bool:
+        return self.kind in ("file", "folder")
+
+
+def parse_source(text: str | None, allow_hub: bool = False) -> ModelSource:
+    """Classify a weights setting. A hub id is recognised only with ``allow_hub`` and
+    only when no local path of that name exists; a path that does not exist is
+    ``missing``."""
+    text = (text or "").strip()
+    if text == "random":
+        return ModelSource("random", text)
+    if not text:
+        return ModelSource("none", text)
+    path = Path(text).expanduser()
+    if path.is_file():
+        return ModelSource("file", text)
+    if path.is_dir():
+        return ModelSource("folder", text)
+    if allow_hub and looks_like_hub_id(text):
+        return ModelSource("hub", text)
+    return ModelSource("missing", text)
+
+
+def looks_like_hub_id(text: str) -> bool:
+    """``org/name`` with hub-legal characters, not a relative or absolute path."""
+    return bool(HUB_ID.match(text)) and not text.startswith((".", "~")) and ".." not in text
+
+
+def require_file(source: ModelSource, setting: str, what: str, example: str) -> Path:
+    """The local file ``source`` names, or a DatasetError that says which ``--set`` to
+    pass (``example``: the file name a user would give)."""
+    if source.kind == "file":
+        return Path(source.text).expanduser()
+    raise DatasetError(
+        f"{what} weights not found at '{source.text}'; pass --set {setting}=/path/{example} "
+        f"(or set {setting} in the preset; =random for seeded random weights)"
+    )
+
+
+__all__ = ["ModelSource", "looks_like_hub_id", "parse_source", "require_file"]
