@@ -34,5 +34,5 @@ def report(
         folder = find_run(run, runs_dir)
         path = build_report(folder, out, cache_dir=cache_dir)
         line = summary_line(folder)
-    typer.echo(str(path))
+    typer.echo(str(Path(path).absolute()))
     console.print(line)

@@ -279,6 +279,13 @@ def test_global_run_shows_the_picture_and_says_why(rsa_run, tmp_path):
     assert not [a for a in dom.all("img") if a.get("alt") == "regions coloured by weight"]
 
 
+def test_cli_report_prints_the_page_absolute(rsa_run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = qfeat("report", str(rsa_run), "--out", "rel.html")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == str(tmp_path / "rel.html")
+
+
 def test_cli_report(rsa_run, tmp_path):
     result = qfeat("report", rsa_run.name, "--runs-dir", str(rsa_run.parent), "--out",
                    str(tmp_path / "r.html"))  # fmt: skip
