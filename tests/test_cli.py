@@ -142,3 +142,35 @@ def test_every_command_resolves_a_run_the_same_way(qfeat, tmp_path):
         result = qfeat(*args, "--runs-dir", str(tmp_path))
         assert result.exit_code == 1, (args, result.output)
         assert f"no run folder nope: {tmp_path / 'nope'} holds no config.json" in result.output
+
+
+def test_progress_is_plain_lines_when_not_a_terminal():
+    """In a job log (not a TTY) a live bar would appear only at the end: progress comes
+    as plain lines instead, throttled, with the line that completes each task once."""
+    import io
+
+    from rich.console import Console
+
+    from qfeat.cli.progress import LineProgress, progress_bar
+
+    out = io.StringIO()
+    with progress_bar(Console(file=out, width=200), "[bold]{task.description}", "items") as bar:
+        assert isinstance(bar, LineProgress)
+        task = bar.add_task("frames", total=4)
+        for _ in range(4):
+            bar.advance(task)
+        bar.update(task, completed=4)  # a repeated "finished" update prints nothing more
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("frames · 1/4 items · elapsed 0:00:0")
+    assert lines[-1].startswith("frames · 4/4 items · ") and "left" not in lines[-1]
+    assert len(lines) == 2  # updates 2 and 3 came within the throttle interval
+    terminal = Console(file=io.StringIO(), force_terminal=True)
+    assert not isinstance(progress_bar(terminal, "x"), LineProgress)
+
+
+def test_features_log_has_a_line_per_stage_when_not_a_terminal(qfeat, tmp_path):
+    result = qfeat("features", "demo-video", "--limit", "8", "--shard-size", "4",
+                   "--workers", "1", "--cache-dir", str(tmp_path / "cache"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for stage in ("frames", "clip"):
+        assert f"{stage} · 8/8 items · 2/2 shards" in result.output
