@@ -226,8 +226,20 @@ def _tiny_model(tokenizer, seed: int):
     return model
 
 
+def quiet_transformers() -> None:
+    """No "Loading weights" / "Writing model shards" bars from transformers and the hub:
+    they would interleave with qfeat's own progress (and flood job logs); qfeat reports
+    what it loads itself."""
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    disable_progress_bars()
+
+
 def build_tiny_vlm(folder: Path, seed: int) -> Path:
     """Write the tiny Qwen2-VL (model, tokenizer, processor) to ``folder`` atomically."""
+    quiet_transformers()
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
@@ -304,6 +316,7 @@ def load_vlm(
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    quiet_transformers()
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     if dtype not in dtypes:
         raise DatasetError(
