@@ -142,6 +142,7 @@ def build_manifest(
     item_ids: list[str],
     shard_size: int,
     arrays: list[str] | None = None,
+    preset: str | None = None,
 ) -> dict[str, Any]:
     """The manifest of a stage run, with its ``fingerprint`` filled in.
 
@@ -163,6 +164,9 @@ def build_manifest(
         "arrays": sorted(arrays or []),
         "libraries": library_versions(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        # bookkeeping (not hashed: the resolved config is): the preset the run started
+        # from, so trainers can default to the hyper-parameters of the same preset
+        "preset": preset,
     }
     manifest["fingerprint"] = fingerprint(manifest)
     return manifest

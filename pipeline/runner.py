@@ -194,6 +194,7 @@ def run(plan: Plan, progress: Progress | None = None) -> list[StageReport]:
                 item_ids=item_ids,
                 shard_size=request.shard_size,
                 arrays=list(stage_cls.arrays),
+                preset=plan.config.get("preset"),
             )
             folder = create_stage_dir(plan.cache_dir, plan.dataset, manifest)
             fingerprints[name], folders[name] = manifest["fingerprint"], folder

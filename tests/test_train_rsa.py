@@ -226,3 +226,23 @@ def test_stages_are_read_as_one_chain(cache, demo_images, tmp_path):
     assert opened["regions"].fingerprint == chain["regions"] != newest.fingerprint
     assert opened["describe"].fingerprint == chain["describe"]
     assert opened["regions"].manifest["config"]["max_regions"] != 4
+
+
+def test_training_defaults_to_the_preset_the_cache_was_made_with(demo_images, tmp_path):
+    """A cache made with --preset tiny under a name whose default preset is paper: the
+    trainer uses tiny's head (not paper's, silently) and says so first."""
+    import shutil
+
+    cache = tmp_path / "cache"
+    shutil.copytree(demo_images.cache / "demo", cache / "mine")
+    result = qfeat("train", "rsa", "mine", "--cache-dir", str(cache), "--runs-dir",
+                   str(tmp_path / "runs"), "--run", "t", "--splits", "2", "--epochs", "1",
+                   "--attention", "global", "--device", "cpu")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    first = "preset tiny (the preset mine's backbone cache was made with): hidden 64"
+    assert first in result.output
+    assert json.loads((tmp_path / "runs" / "t" / "config.json").read_text())["preset"] == "tiny"
+    explicit = qfeat("train", "rsa", "mine", "--cache-dir", str(cache), "--runs-dir",
+                     str(tmp_path / "runs"), "--run", "p", "--splits", "2", "--epochs", "1",
+                     "--attention", "global", "--device", "cpu", "--preset", "paper")  # fmt: skip
+    assert "preset paper (--preset): hidden 256" in explicit.output

@@ -19,13 +19,17 @@ import torch
 
 from qfeat.cache.items import read_items
 from qfeat.errors import DatasetError, OptionError
-from qfeat.pipeline.config import default_preset
 from qfeat.trainers.protocol import TrainJob, TrainRequest, loop_config, train_and_record
 from qfeat.trainers.rsa import ATTENTION, RSAHead
 from qfeat.trainers.rsa_data import RSAData, load_rsa_data, needed_stages
 from qfeat.trainers.runfolder import run_folder
 from qfeat.trainers.runinfo import dataset_scale, stage_record
-from qfeat.trainers.settings import RSASettings, trainer_settings
+from qfeat.trainers.settings import (
+    RSASettings,
+    describe_settings,
+    trainer_settings,
+    training_preset,
+)
 from qfeat.trainers.splits import make_splits
 
 
@@ -66,8 +70,9 @@ def train_rsa(
     t_start = time.perf_counter()
     if req.attention not in ATTENTION:
         raise OptionError(f"--attention must be one of {', '.join(ATTENTION)}")
-    preset = req.preset or default_preset(req.dataset)
+    preset, why = training_preset(req.preset, req.cache_dir, req.dataset, "backbone")
     tcfg = trainer_settings(RSASettings, preset, req.sets, req.epochs)
+    log(describe_settings(preset, why, tcfg, ("hidden", "rating_dim")))
     stages = needed_stages(req.attention, req.use_text, req.use_ratings)
     data = load_rsa_data(req.cache_dir, req.dataset, stages)
     if len(data.data) < 10:

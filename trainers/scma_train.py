@@ -21,7 +21,6 @@ import torch
 from qfeat.cache.items import read_items
 from qfeat.cache.reader import CacheMissing, open_stage
 from qfeat.errors import DatasetError
-from qfeat.pipeline.config import default_preset
 from qfeat.trainers.protocol import (
     CHECKPOINT,
     TrainJob,
@@ -31,7 +30,12 @@ from qfeat.trainers.protocol import (
 )
 from qfeat.trainers.runfolder import run_folder
 from qfeat.trainers.runinfo import dataset_scale, stage_record
-from qfeat.trainers.settings import SCMASettings, trainer_settings
+from qfeat.trainers.settings import (
+    SCMASettings,
+    describe_settings,
+    trainer_settings,
+    training_preset,
+)
 from qfeat.trainers.splits import make_splits
 
 
@@ -116,8 +120,9 @@ def train_scma(
     from qfeat.trainers.scma import QCLIP
 
     t_start = time.perf_counter()
-    preset = req.preset or default_preset(req.dataset)
+    preset, why = training_preset(req.preset, req.cache_dir, req.dataset, "clip")
     tcfg = trainer_settings(SCMASettings, preset, req.sets, req.epochs)  # usage errors first
+    log(describe_settings(preset, why, tcfg, ("r",)))
     items = read_items(req.cache_dir, req.dataset)
     clip_stage = open_stage(req.cache_dir, req.dataset, "clip")
     base_clip, _, clip_cfg = load_clip_for(clip_stage)
