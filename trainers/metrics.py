@@ -25,13 +25,16 @@ def logistic4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.n
 
 
 def fit_logistic(pred: np.ndarray, mos: np.ndarray) -> np.ndarray | None:
-    """Parameters ``[b1, b2, b3, b4]`` mapping predictions to MOS, or None if the fit fails."""
+    """Parameters ``[b1, b2, b3, b4]`` mapping predictions to MOS, or None if the fit fails
+    (it needs at least as many items as its four parameters)."""
+    if pred.size < 4:
+        return None
     p0 = [float(mos.max()), float(mos.min()), float(np.mean(pred)), float(np.std(pred)) or 1.0]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             params, _ = optimize.curve_fit(logistic4, pred, mos, p0=p0, maxfev=20000)
-    except (RuntimeError, ValueError, optimize.OptimizeWarning):
+    except (RuntimeError, ValueError, TypeError, optimize.OptimizeWarning):
         return None
     return params if np.all(np.isfinite(params)) else None
 
@@ -69,7 +72,7 @@ def fit_mapping(pred, mos, bounds: tuple[float, float] | None = None) -> Mapping
     if bounds is None:
         bounds = (float(mos.min()), float(mos.max())) if mos.size else (-np.inf, np.inf)
     if pred.size >= 2 and np.ptp(pred) > 0:
-        params = fit_logistic(pred, mos) if pred.size >= 4 else None
+        params = fit_logistic(pred, mos)
         if params is not None:
             return Mapping("logistic", tuple(float(p) for p in params), bounds)
         slope, intercept = np.polyfit(pred, mos, 1)
@@ -98,7 +101,9 @@ def plcc(pred, mos) -> float:
 
 def evaluate(pred, mos) -> dict[str, Any]:
     """All metrics: ``srcc``, ``krcc``, ``plcc`` (logistic), ``plcc_raw``, ``rmse``,
-    ``n``, ``logistic_fit`` (ok / failed / skipped) and ``note`` (None unless degenerate)."""
+    ``n``, ``logistic_fit`` (``ok``; ``linear`` when the logistic cannot be fitted — too
+    few items, no convergence — and ``plcc``/``rmse`` are after a least-squares line
+    instead; ``skipped``) and ``note`` (None unless degenerate or linear)."""
     pred = np.asarray(pred, dtype=np.float64).ravel()
     mos = np.asarray(mos, dtype=np.float64).ravel()
     if pred.shape != mos.shape:
@@ -129,11 +134,16 @@ def evaluate(pred, mos) -> dict[str, Any]:
     out["srcc"], out["krcc"], out["plcc_raw"] = srcc(pred, mos), krcc(pred, mos), plcc(pred, mos)
     params = fit_logistic(pred, mos)
     if params is None:
-        out["logistic_fit"] = "failed"
-        out["note"] = "logistic fit did not converge: plcc and rmse are NaN"
-        return out
-    mapped = logistic4(pred, *params)
-    out["logistic_fit"] = "ok"
+        slope, intercept = np.polyfit(pred, mos, 1)
+        mapped = slope * pred + intercept
+        out["logistic_fit"] = "linear"
+        out["note"] = (
+            f"the 4-parameter logistic could not be fitted on {pred.size} items: plcc and "
+            "rmse are after a least-squares line"
+        )
+    else:
+        mapped = logistic4(pred, *params)
+        out["logistic_fit"] = "ok"
     out["plcc"] = plcc(mapped, mos)
     out["rmse"] = float(np.sqrt(np.mean((mapped - mos) ** 2)))
     return out
