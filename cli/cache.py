@@ -16,6 +16,7 @@ from qfeat.cache.inventory import all_stages, entries, find_garbage
 from qfeat.cache.reader import open_stage
 from qfeat.cache.verify import repair, verify_stage
 from qfeat.cli.errors import EXIT_DATA, user_errors
+from qfeat.cli.shown import shown
 from qfeat.pipeline.paths import cache_dir as default_cache_dir
 
 app = typer.Typer(help="Inspect and maintain the feature cache.", no_args_is_help=True)
@@ -101,7 +102,7 @@ def verify(
         checked += len(list(stage.dir.glob("shard-*.done.json")))
         for bad in verify_stage(stage):
             bad_total.append(bad)
-            console.print(f"[red]bad[/] {bad.path}: {bad.reason}")
+            console.print(f"[red]bad[/] {shown(bad.path)}: {shown(bad.reason)}")
             if fix:
                 repair(bad)
                 console.print(f"    removed shard {bad.index:05d}; the next run recomputes it")
@@ -129,7 +130,7 @@ def errors(
         typer.echo(json.dumps(rows, indent=2))
         return
     for r in rows:
-        console.print(f"{r['item_id']}  [red]{r['status']}[/]  {r['error']}")
+        console.print(f"{shown(r['item_id'])}  [red]{r['status']}[/]  {shown(r['error'])}")
     console.print(f"{len(rows)} failed items in {dataset}/{stage}")
 
 

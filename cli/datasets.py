@@ -12,6 +12,7 @@ from rich.table import Table
 
 from qfeat.cli.errors import EXIT_DATA, user_errors
 from qfeat.cli.progress import progress_bar
+from qfeat.cli.shown import shown
 from qfeat.pipeline.config import parse_options
 from qfeat.pipeline.datasets import REGISTRY, open_dataset
 from qfeat.pipeline.datasets.check import check_dataset, has_problems
@@ -125,7 +126,7 @@ def _fmt(x: float | None) -> str:
 
 
 def _print_report(r: dict) -> None:
-    console.print(f"[bold]{r['name']}[/] ({r['modality']}) at {r['root']}")
+    console.print(f"[bold]{shown(r['name'])}[/] ({r['modality']}) at {shown(r['root'])}")
     console.print(f"  items      {r['items']}  ({r['groups']} content groups)")
     console.print(f"  missing    {r['missing']}")
     console.print(f"  unreadable {r['unreadable']}" + ("" if r["decoded"] else " (not decoded)"))
@@ -137,11 +138,11 @@ def _print_report(r: dict) -> None:
     splits = ", ".join(f"{k}: {v}" for k, v in r["splits"].items()) or "none (random splits)"
     console.print(f"  splits     {splits}")
     for f in r["missing_files"][:10]:
-        console.print(f"  [red]missing[/]    {f}")
+        console.print(f"  [red]missing[/]    {shown(f)}")
     for u in r["unreadable_files"][:10]:
-        console.print(f"  [red]unreadable[/] {u['item_id']}: {u['reason']}")
+        console.print(f"  [red]unreadable[/] {shown(u['item_id'])}: {shown(u['reason'])}")
     for p in r["rejected_rows"][:10]:
-        console.print(f"  [red]rejected[/]   {p['reason']}")
+        console.print(f"  [red]rejected[/]   {shown(p['reason'])}")
     if has_problems(r):
         console.print("[yellow]problems found[/]: fix or remove the rows/files listed above")
     else:

@@ -10,8 +10,8 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
+from qfeat.cli.shown import shown
 from qfeat.errors import EXIT_DATA, EXIT_OK, EXIT_USAGE, QfeatError
 
 __all__ = ["EXIT_DATA", "EXIT_OK", "EXIT_USAGE", "err_console", "user_errors"]
@@ -28,5 +28,5 @@ def user_errors() -> Iterator[None]:
         yield
     except QfeatError as exc:
         label = "usage error" if exc.exit_code == EXIT_USAGE else "error"
-        err_console.print(f"[bold red]{label}:[/] {escape(str(exc))}", markup=True)
+        err_console.print(f"[bold red]{label}:[/] {shown(exc)}", markup=True)
         raise typer.Exit(exc.exit_code) from None

@@ -174,3 +174,23 @@ def test_features_log_has_a_line_per_stage_when_not_a_terminal(qfeat, tmp_path):
     assert result.exit_code == 0, result.output
     for stage in ("frames", "clip"):
         assert f"{stage} · 8/8 items · 2/2 shards" in result.output
+
+
+def test_markup_and_escape_sequences_in_item_ids_are_shown_not_acted_on(qfeat, tmp_path):
+    """Item ids come from users' metadata: rich markup in one used to crash
+    `datasets check`, and raw escape sequences reached the terminal."""
+    root = tmp_path / "mine"
+    root.mkdir()
+    (root / "scores.csv").write_text("file,q\na[/bold].png,3\nesc\x1b[31mred.png,4\n")
+    options = [
+        "--option",
+        "file=scores.csv",
+        "--option",
+        "path_col=file",
+        "--option",
+        "score_col=q",
+    ]
+    result = qfeat("datasets", "check", "csv", "--root", str(root), *options)
+    assert result.exit_code == 1  # both files are missing: reported, no crash
+    assert "a[/bold].png" in result.output
+    assert "esc\\x1b[31mred.png" in result.output and "\x1b[31m" not in result.output
