@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from qfeat.cache.items import write_items
 from qfeat.errors import DatasetError
 from qfeat.trainers import registry
 from qfeat.trainers.registry import TRAINERS, Trainer, get_trainer, trainer_for, trainer_of_run
@@ -75,6 +76,7 @@ def test_a_new_trainer_is_one_registry_entry(tmp_path, monkeypatch):
     (run / "config.json").write_text(json.dumps({"trainer": "toy", "toy": 7}))
     assert trainer_of_run(run) is toy
     assert file_kind(run) == ("image", (".png",))
+    write_items(tmp_path, "demo", [])  # the target dataset is cached (with no stages yet)
     assert evaluate_run(run, "demo", tmp_path, "cpu") == {
         "trainer": "toy",
         "dataset": "demo",
@@ -84,3 +86,19 @@ def test_a_new_trainer_is_one_registry_entry(tmp_path, monkeypatch):
     (run / "config.json").write_text(json.dumps({"trainer": "gone"}))
     with pytest.raises(DatasetError, match="unknown trainer \\('gone'\\)"):
         trainer_of_run(run)
+
+
+def test_advice_names_the_cached_datasets_and_the_fitting_trainer(
+    qfeat, demo_images, scma_run, tmp_path
+):
+    """Issue 23.3: a typo'd name lists what is cached; a run or trainer of the other
+    modality names the trainer that fits instead of a `qfeat features` that cannot."""
+    typo = qfeat("train", "rsa", "dmeo", "--cache-dir", str(demo_images.cache))
+    assert typo.exit_code == 1
+    assert "no dataset 'dmeo'" in typo.output and "cached: demo" in typo.output
+    wrong = qfeat("train", "scma", "demo", "--cache-dir", str(demo_images.cache))
+    assert wrong.exit_code == 1
+    assert "'demo' is cached as an image dataset" in wrong.output
+    assert "qfeat train rsa demo" in wrong.output and "--stages clip" not in wrong.output
+    evaluated = qfeat("evaluate", str(scma_run), "demo", "--cache-dir", str(demo_images.cache))
+    assert evaluated.exit_code == 1 and "qfeat train rsa demo" in evaluated.output

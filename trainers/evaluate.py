@@ -18,7 +18,7 @@ import numpy as np
 from qfeat.errors import DatasetError
 from qfeat.trainers.loop import predict
 from qfeat.trainers.protocol import checkpoints
-from qfeat.trainers.registry import get_trainer
+from qfeat.trainers.registry import check_cached_dataset, get_trainer
 from qfeat.trainers.runfolder import KEYS, read_config, split_metrics, summarise
 
 
@@ -26,8 +26,9 @@ def evaluate_run(
     run_dir: Path, dataset: str, cache_dir: Path, device: str = "cpu"
 ) -> dict[str, Any]:
     config = read_config(run_dir)
-    evaluate = get_trainer(config.get("trainer"), run_dir).hook("evaluate")
-    return evaluate(run_dir, config, dataset, cache_dir, device)
+    trainer = get_trainer(config.get("trainer"), run_dir)
+    check_cached_dataset(trainer, cache_dir, dataset)
+    return trainer.hook("evaluate")(run_dir, config, dataset, cache_dir, device)
 
 
 def score_checkpoints(

@@ -95,4 +95,43 @@ def trainer_for(modality: str) -> Trainer:
     raise DatasetError(f"no trainer for {modality} datasets; trainers: {', '.join(TRAINERS)}")
 
 
-__all__ = ["TRAINERS", "Trainer", "get_trainer", "trainer_for", "trainer_of_run"]
+def check_cached_dataset(trainer: Trainer, cache_dir: Path, dataset: str) -> None:
+    """Refuse, with advice that leads somewhere, a dataset name that is not in the cache
+    (listing the names that are) or a dataset of the other modality (naming the trainer
+    that fits it) before a trainer or ``qfeat evaluate`` looks for its stages."""
+    from qfeat.cache.layout import items_path
+    from qfeat.pipeline.stages import STAGES
+
+    cache_dir = Path(cache_dir)
+    if not items_path(cache_dir, dataset).is_file():
+        names = sorted(
+            p.name for p in cache_dir.glob("*") if items_path(cache_dir, p.name).is_file()
+        )
+        cached = f"cached: {', '.join(names)}" if names else "it holds no dataset yet"
+        raise DatasetError(
+            f"no dataset '{dataset}' in the cache at {cache_dir} ({cached}); compute it "
+            f"with `qfeat features {dataset}` (as the name it was stored under), or check "
+            "the name with `qfeat cache ls`"
+        )
+    found = {STAGES[p.name].modality for p in (cache_dir / dataset).iterdir() if p.name in STAGES}
+    if found and trainer.modality not in found:
+        other = trainer_for(found.pop())
+        raise DatasetError(
+            f"'{dataset}' is cached as {_a(other.modality)} dataset and {trainer.name} works on "
+            f"{trainer.modality} datasets; use `qfeat train {other.name} {dataset}` (or a "
+            f"{other.name} run with `qfeat evaluate`)"
+        )
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
+
+__all__ = [
+    "TRAINERS",
+    "Trainer",
+    "check_cached_dataset",
+    "get_trainer",
+    "trainer_for",
+    "trainer_of_run",
+]

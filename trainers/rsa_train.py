@@ -20,6 +20,7 @@ import torch
 from qfeat.cache.items import read_items
 from qfeat.errors import DatasetError, OptionError
 from qfeat.trainers.protocol import TrainJob, TrainRequest, loop_config, train_and_record
+from qfeat.trainers.registry import TRAINERS, check_cached_dataset
 from qfeat.trainers.rsa import ATTENTION, RSAHead
 from qfeat.trainers.rsa_data import RSAData, load_rsa_data, needed_stages
 from qfeat.trainers.runfolder import run_folder
@@ -72,6 +73,7 @@ def train_rsa(
         raise OptionError(f"--attention must be one of {', '.join(ATTENTION)}")
     preset, why = training_preset(req.preset, req.cache_dir, req.dataset, "backbone")
     tcfg = trainer_settings(RSASettings, preset, req.sets, req.epochs)
+    check_cached_dataset(TRAINERS["rsa"], req.cache_dir, req.dataset)
     log(describe_settings(preset, why, tcfg, ("hidden", "rating_dim")))
     stages = needed_stages(req.attention, req.use_text, req.use_ratings)
     data = load_rsa_data(req.cache_dir, req.dataset, stages)

@@ -28,6 +28,7 @@ from qfeat.trainers.protocol import (
     loop_config,
     train_and_record,
 )
+from qfeat.trainers.registry import TRAINERS, check_cached_dataset
 from qfeat.trainers.runfolder import run_folder
 from qfeat.trainers.runinfo import dataset_scale, stage_record
 from qfeat.trainers.settings import (
@@ -122,6 +123,7 @@ def train_scma(
     t_start = time.perf_counter()
     preset, why = training_preset(req.preset, req.cache_dir, req.dataset, "clip")
     tcfg = trainer_settings(SCMASettings, preset, req.sets, req.epochs)  # usage errors first
+    check_cached_dataset(TRAINERS["scma"], req.cache_dir, req.dataset)
     log(describe_settings(preset, why, tcfg, ("r",)))
     items = read_items(req.cache_dir, req.dataset)
     clip_stage = open_stage(req.cache_dir, req.dataset, "clip")
