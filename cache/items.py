@@ -63,13 +63,14 @@ def write_items(
     path = items_path(cache_dir, dataset)
     if path.is_file():
         by_id = {r["item_id"]: r for r in rows}
-        stored = pq.read_table(path).cast(SCHEMA).to_pylist()
+        stored_table = pq.read_table(path)
+        if scale is None:
+            scale = _scale_of(stored_table.schema)
+        stored = stored_table.cast(SCHEMA).to_pylist()
         known = {r["item_id"] for r in stored}
         rows = [by_id.get(r["item_id"], r) for r in stored] + [
             r for r in rows if r["item_id"] not in known
         ]
-    if scale is None and path.is_file():
-        scale = read_scale(cache_dir, dataset)
     schema = SCHEMA.with_metadata({SCALE_KEY: json.dumps(scale)}) if scale else SCHEMA
     table = pa.Table.from_pylist(rows, schema=schema)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -103,5 +104,9 @@ def read_scale(cache_dir: Path, dataset: str) -> dict[str, Any] | None:
     path = items_path(cache_dir, dataset)
     if not path.is_file():
         return None
-    stored = (pq.read_schema(path).metadata or {}).get(SCALE_KEY.encode())
+    return _scale_of(pq.read_schema(path))
+
+
+def _scale_of(schema: pa.Schema) -> dict[str, Any] | None:
+    stored = (schema.metadata or {}).get(SCALE_KEY.encode())
     return json.loads(stored) if stored else None

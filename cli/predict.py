@@ -47,11 +47,12 @@ def predict(
     """Score new images or videos with a trained run (its stages run live on the files)."""
     from qfeat.errors import OptionError
     from qfeat.pipeline.cluster import resolve_device
-    from qfeat.trainers.predict import expand_paths, file_kind, load_run, resolve_run
+    from qfeat.trainers.predict import expand_paths, file_kind, load_run
+    from qfeat.trainers.runfolder import find_run
 
     t0 = time.perf_counter()
     with user_errors():
-        folder = resolve_run(run, runs_dir)
+        folder = find_run(run, runs_dir)
         modality, extensions = file_kind(folder)
         files = expand_paths(paths, extensions)
         if not files:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from qfeat.errors import OptionError
-from qfeat.pipeline.settings import Settings, settings_fields
+from qfeat.pipeline.settings import Settings, coerce, settings_fields
 
 PRESET_DIR = Path(__file__).parent / "presets"
 DEMO_DATASETS = ("demo", "demo-video")
@@ -115,14 +115,9 @@ def _set_untyped(
         node = node.get(part) if isinstance(node, dict) else None
     if not isinstance(node, dict) or leaf not in node or isinstance(node[leaf], dict):
         raise _unknown(key, cfg, typed)
-    value, old = parse_value(raw), node[leaf]
-    if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if isinstance(old, str) and not isinstance(value, str):
-        value = raw  # e.g. a numeric-looking path or model name
-    if type(value) is not type(old):
-        raise OptionError(f"--set {key}: expected a {type(old).__name__} like {old!r}, got {raw!r}")
-    node[leaf] = value
+    old = node[leaf]
+    # text stays as typed (e.g. a numeric-looking path or model name)
+    node[leaf] = coerce(key, raw if isinstance(old, str) else parse_value(raw), old)
 
 
 def resolve_config(

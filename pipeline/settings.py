@@ -48,7 +48,7 @@ class Settings:
                 close = difflib.get_close_matches(key, known, n=3)
                 hint = f" (did you mean {', '.join(close)}?)" if close else ""
                 raise OptionError(f"{source}: {cls.section} has no setting '{key}'{hint}")
-            typed[key] = _coerce(f"{cls.section}.{key}", value, getattr(defaults, key))
+            typed[key] = coerce(f"{cls.section}.{key}", value, getattr(defaults, key))
         settings = dataclasses.replace(defaults, **typed)
         settings.validate()
         return settings
@@ -81,7 +81,7 @@ class Settings:
             raise self._fail(key, f"one of {', '.join(choices)}", choices[0])
 
 
-def _coerce(key: str, value: Any, default: Any) -> Any:
+def coerce(key: str, value: Any, default: Any) -> Any:
     """``value`` as the type of ``default``, or OptionError naming what was expected."""
     kind = type(default)
     if kind is str:
@@ -105,4 +105,4 @@ def settings_fields(classes: Iterable[type[Settings]]) -> list[str]:
     return [f"{cls.section}.{name}" for cls in classes for name in cls.field_names()]
 
 
-__all__ = ["Settings", "settings_fields"]
+__all__ = ["Settings", "coerce", "settings_fields"]

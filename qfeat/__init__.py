@@ -33,7 +33,7 @@ _API = {
     "load_run": "qfeat.trainers.predict",
     "get_adapter": "qfeat.pipeline.datasets",
     "open_dataset": "qfeat.pipeline.datasets",
-    "DatasetError": "qfeat.pipeline.datasets.base",
+    "DatasetError": "qfeat.errors",
 }
 
 __all__ = ["__version__", *_API]

@@ -68,7 +68,7 @@ def test_set_overrides_typed_values():
     "bad, message",
     [
         ("frames.num_frame=4", "did you mean frames.num_frames"),
-        ("frames.num_frames=many", "expected a int"),
+        ("frames.num_frames=many", "frames.num_frames: expected an integer like 8"),
         ("frames=3", "no setting 'frames'"),
         ("frames.num_frames", "key.path=value"),
     ],

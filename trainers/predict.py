@@ -93,9 +93,6 @@ def split_mappings(
     return out
 
 
-resolve_run = find_run  # the name the CLI and older code use
-
-
 def expand_paths(patterns: Iterable[str], extensions: tuple[str, ...]) -> list[Path]:
     """Files to score, in a deterministic order, each once.
 
@@ -228,5 +225,5 @@ def load_run(
     the recorded one)."""
     from qfeat.pipeline.cluster import resolve_device
 
-    folder = resolve_run(run, Path(runs_dir) if runs_dir else None)
+    folder = find_run(run, Path(runs_dir) if runs_dir else None)
     return RunModel(folder, resolve_device(device))

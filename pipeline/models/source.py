@@ -34,10 +34,6 @@ class ModelSource:
     def path(self) -> Path | None:
         return Path(self.text).expanduser() if self.kind in ("file", "folder") else None
 
-    @property
-    def local(self) -> bool:
-        return self.kind in ("file", "folder")
-
 
 def parse_source(text: str | None, allow_hub: bool = False) -> ModelSource:
     """Classify a weights setting. A hub id is recognised only with ``allow_hub`` and
@@ -67,7 +63,7 @@ def require_file(source: ModelSource, setting: str, what: str, example: str) -> 
     """The local file ``source`` names, or a DatasetError that says which ``--set`` to
     pass (``example``: the file name a user would give)."""
     if source.kind == "file":
-        return Path(source.text).expanduser()
+        return source.path
     raise DatasetError(
         f"{what} weights not found at '{source.text}'; pass --set {setting}=/path/{example} "
         f"(or set {setting} in the preset; =random for seeded random weights)"
