@@ -80,37 +80,41 @@ def _cli_ok(*args) -> None:
     assert result.exit_code == 0, result.output
 
 
+def _demo_cache(tmp_path_factory, dataset: str, limit: int) -> SimpleNamespace:
+    """The first ``limit`` items of a demo set through all its stages (tiny preset)."""
+    root = tmp_path_factory.mktemp(dataset)
+    _cli_ok("features", dataset, "--root", root / "data", "--cache-dir", root / "cache",
+            "--limit", limit, "--workers", 1)  # fmt: skip
+    return SimpleNamespace(root=root, data=root / "data", cache=root / "cache", limit=limit)
+
+
+def _demo_run(demo: SimpleNamespace, trainer: str, dataset: str, epochs: int) -> Path:
+    """A run named ``trainer`` on a demo cache: 2 splits, ``epochs`` epochs, on CPU."""
+    runs = demo.root / "runs"
+    _cli_ok("train", trainer, dataset, "--cache-dir", demo.cache, "--runs-dir", runs,
+            "--run", trainer, "--splits", 2, "--epochs", epochs, "--device", "cpu")  # fmt: skip
+    return runs / trainer
+
+
 @pytest.fixture(scope="session")
 def demo_images(tmp_path_factory) -> SimpleNamespace:
-    """The first 48 demo images through all four image stages (tiny preset)."""
-    root = tmp_path_factory.mktemp("demo-images")
-    _cli_ok("features", "demo", "--root", root / "data", "--cache-dir", root / "cache",
-            "--limit", 48, "--workers", 1)  # fmt: skip
-    return SimpleNamespace(root=root, data=root / "data", cache=root / "cache", limit=48)
+    """The first 48 demo images through all four image stages."""
+    return _demo_cache(tmp_path_factory, "demo", 48)
 
 
 @pytest.fixture(scope="session")
 def rsa_run(demo_images) -> Path:
     """An RSA run on ``demo_images``: 2 splits, 3 epochs."""
-    runs = demo_images.root / "runs"
-    _cli_ok("train", "rsa", "demo", "--cache-dir", demo_images.cache, "--runs-dir", runs,
-            "--run", "rsa", "--splits", 2, "--epochs", 3, "--device", "cpu")  # fmt: skip
-    return runs / "rsa"
+    return _demo_run(demo_images, "rsa", "demo", 3)
 
 
 @pytest.fixture(scope="session")
 def demo_videos(tmp_path_factory) -> SimpleNamespace:
-    """The first 36 demo videos through the frames and clip stages (tiny preset)."""
-    root = tmp_path_factory.mktemp("demo-videos")
-    _cli_ok("features", "demo-video", "--root", root / "data", "--cache-dir", root / "cache",
-            "--limit", 36, "--workers", 1)  # fmt: skip
-    return SimpleNamespace(root=root, data=root / "data", cache=root / "cache", limit=36)
+    """The first 36 demo videos through the frames and clip stages."""
+    return _demo_cache(tmp_path_factory, "demo-video", 36)
 
 
 @pytest.fixture(scope="session")
 def scma_run(demo_videos) -> Path:
     """An SCMA run on ``demo_videos``: 2 splits, 2 epochs."""
-    runs = demo_videos.root / "runs"
-    _cli_ok("train", "scma", "demo-video", "--cache-dir", demo_videos.cache, "--runs-dir", runs,
-            "--run", "scma", "--splits", 2, "--epochs", 2, "--device", "cpu")  # fmt: skip
-    return runs / "scma"
+    return _demo_run(demo_videos, "scma", "demo-video", 2)
