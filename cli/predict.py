@@ -48,11 +48,11 @@ def predict(
     from qfeat.errors import OptionError
     from qfeat.pipeline.cluster import resolve_device
     from qfeat.trainers.predict import expand_paths, file_kind, load_run
-    from qfeat.trainers.runfolder import find_run
+    from qfeat.trainers.runfolder import RunFolder
 
     t0 = time.perf_counter()
     with user_errors():
-        folder = find_run(run, runs_dir)
+        folder = RunFolder.find(run, runs_dir).path
         modality, extensions = file_kind(folder)
         files = expand_paths(paths, extensions)
         if not files:

@@ -28,10 +28,10 @@ def report(
 ) -> None:
     """Write one self-contained HTML page about a run: metrics, plots, best/median/worst items."""
     from qfeat.trainers.report import build_report, summary_line
-    from qfeat.trainers.runfolder import find_run
+    from qfeat.trainers.runfolder import RunFolder
 
     with user_errors():
-        folder = find_run(run, runs_dir)
+        folder = RunFolder.find(run, runs_dir).path
         path = build_report(folder, out, cache_dir=cache_dir)
         line = summary_line(folder)
     typer.echo(str(Path(path).absolute()))

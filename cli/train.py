@@ -194,10 +194,10 @@ def evaluate(
 
     from qfeat.pipeline.cluster import resolve_device
     from qfeat.trainers.evaluate import evaluate_run
-    from qfeat.trainers.runfolder import find_run
+    from qfeat.trainers.runfolder import RunFolder
 
     with user_errors():
-        folder = find_run(run, runs_dir)
+        folder = RunFolder.find(run, runs_dir).path
         result = evaluate_run(folder, dataset, default_cache_dir(cache_dir), resolve_device(device))
     if as_json:
         typer.echo(json.dumps(result, indent=2))

@@ -13,6 +13,7 @@ from qfeat.cache.items import write_items
 from qfeat.errors import DatasetError
 from qfeat.trainers import registry
 from qfeat.trainers.registry import TRAINERS, Trainer, get_trainer, trainer_for, trainer_of_run
+from qfeat.trainers.runfolder import RunFolder
 
 REPO = Path(__file__).resolve().parents[1]
 HOOKS = ("evaluate", "scorer", "details", "summary_rows")
@@ -49,12 +50,12 @@ def test_no_trainer_name_tests_outside_the_trainers_own_modules():
     assert not offenders
 
 
-def toy_evaluate(run_dir, config, dataset, cache_dir, device):
-    return {"trainer": config["trainer"], "dataset": dataset, "device": device}
+def toy_evaluate(run, dataset, cache_dir, device):
+    return {"trainer": run.config.trainer, "dataset": dataset, "device": device}
 
 
 def toy_rows(config):
-    return [["toy setting", config["toy"]]]
+    return [["toy setting", config.setting("toy")]]
 
 
 def test_a_new_trainer_is_one_registry_entry(tmp_path, monkeypatch):
@@ -73,7 +74,7 @@ def test_a_new_trainer_is_one_registry_entry(tmp_path, monkeypatch):
     monkeypatch.setitem(registry.TRAINERS, "toy", toy)
     run = tmp_path / "toy-run"
     run.mkdir()
-    (run / "config.json").write_text(json.dumps({"trainer": "toy", "toy": 7}))
+    (run / "config.json").write_text(json.dumps({"trainer": "toy", "toy": {"toy": 7}}))
     assert trainer_of_run(run) is toy
     assert file_kind(run) == ("image", (".png",))
     write_items(tmp_path, "demo", [])  # the target dataset is cached (with no stages yet)
@@ -82,7 +83,7 @@ def test_a_new_trainer_is_one_registry_entry(tmp_path, monkeypatch):
         "dataset": "demo",
         "device": "cpu",
     }
-    assert toy.hook("summary_rows")({"toy": 7}) == [["toy setting", 7]]
+    assert toy.hook("summary_rows")(RunFolder(run).config) == [["toy setting", 7]]
     (run / "config.json").write_text(json.dumps({"trainer": "gone"}))
     with pytest.raises(DatasetError, match="unknown trainer \\('gone'\\)"):
         trainer_of_run(run)

@@ -48,9 +48,8 @@ import pandas as pd
 
 from qfeat.errors import DatasetError
 from qfeat.trainers.metrics import Mapping, fit_mapping
-from qfeat.trainers.protocol import checkpoints
 from qfeat.trainers.registry import get_trainer, trainer_of_run
-from qfeat.trainers.runfolder import find_run, read_config
+from qfeat.trainers.runfolder import RunFolder
 from qfeat.trainers.runinfo import dataset_scale, normalise_score
 
 log = logging.getLogger(__name__)
@@ -136,22 +135,16 @@ def file_kind(run_dir: Path) -> tuple[str, tuple[str, ...]]:
 class RunModel:
     """A trained run ready to score files; build it with :func:`load_run`."""
 
-    def __init__(self, run_dir: Path, device: str = "cpu"):
-        from safetensors.torch import load_file
-
-        self.run_dir = run_dir
-        self.config = read_config(run_dir)
-        self.trainer = self.config.get("trainer")
-        paths = checkpoints(run_dir)
-        if not paths:
-            raise DatasetError(f"{run_dir} has no checkpoints (split-NN.safetensors)")
-        states = [load_file(str(p)) for p in paths]
-        self.mos_range = self.config.get("mos_range") or self._items_range()
-        self.mappings = split_mappings(
-            pd.read_csv(run_dir / "predictions.csv"), len(paths), self.mos_range
-        )
-        scorer = get_trainer(self.trainer, run_dir).hook("scorer")
-        self.scorer = scorer(run_dir, self.config, states, device)
+    def __init__(self, run_dir: Path | RunFolder, device: str = "cpu"):
+        self.run = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
+        self.run_dir = self.run.path
+        self.config = self.run.config
+        self.trainer = self.config.trainer
+        states = self.run.states()
+        self.mos_range = self.config.mos_range or self._items_range()
+        self.mappings = split_mappings(self.run.predictions, len(states), self.mos_range)
+        scorer = get_trainer(self.trainer, self.run_dir).hook("scorer")
+        self.scorer = scorer(self.run, states, device)
         self.modality: str = self.scorer.modality
         self.extensions: tuple[str, ...] = self.scorer.extensions
         self.batch_size = 32 if self.modality == "image" else 8
@@ -161,9 +154,9 @@ class RunModel:
         from qfeat.cache.items import read_items
 
         try:
-            cache_dir, dataset = Path(self.config["cache"]["dir"]), self.config["dataset"]
+            cache_dir, dataset = Path(self.config.cache_dir or ""), self.config.dataset
             items = read_items(cache_dir, dataset)
-        except (DatasetError, KeyError, OSError) as exc:
+        except (DatasetError, OSError) as exc:
             log.warning("no MOS range for %s (%s): score_01 will be empty", self.run_dir, exc)
             return None
         return dataset_scale(cache_dir, dataset, items)
@@ -225,5 +218,5 @@ def load_run(
     the recorded one)."""
     from qfeat.pipeline.cluster import resolve_device
 
-    folder = find_run(run, Path(runs_dir) if runs_dir else None)
+    folder = RunFolder.find(run, Path(runs_dir) if runs_dir else None)
     return RunModel(folder, resolve_device(device))

@@ -9,7 +9,6 @@ training (:func:`qfeat.trainers.rsa_train.build_head`,
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,7 @@ from qfeat.pipeline.stages import ORDER
 from qfeat.trainers.loop import predict
 from qfeat.trainers.predict_live import LiveStages
 from qfeat.trainers.rsa_data import build_rsa_data, needed_stages
+from qfeat.trainers.runfolder import RunFolder
 
 BATCH = 64  # items per head forward
 
@@ -31,14 +31,14 @@ class RsaScorer:
     modality = "image"
     extensions = IMAGE_EXTENSIONS
 
-    def __init__(self, run_dir: Path, config: dict[str, Any], states: list, device: str):
-        head = config["head"]
+    def __init__(self, run: RunFolder, states: list, device: str):
+        head = run.config.head
         stages = needed_stages(head["attention"], head["use_text"], head["use_ratings"])
-        records = config.get("stages", {})
+        records = run.config.stages
         self.head_cfg = head
         self.device = torch.device(device)
         self.live = LiveStages(
-            records, [s for s in ORDER["image"] if s in stages], device, run_dir.name
+            records, [s for s in ORDER["image"] if s in stages], device, run.name
         )
         regions = records.get("regions")
         self.slots = int(regions["config"]["max_regions"]) + 1 if "regions" in stages else 1

@@ -23,26 +23,28 @@ from qfeat.pipeline.stages import ORDER
 from qfeat.pipeline.video.reader import VIDEO_EXTENSIONS
 from qfeat.trainers.loop import predict
 from qfeat.trainers.predict_live import LiveStages
+from qfeat.trainers.runfolder import RunFolder
 
 BATCH = 8  # videos per adapter forward
 
 
-def stage_records(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
+def stage_records(run: RunFolder) -> dict[str, Any]:
     """``{"frames": record, "clip": record}`` as :func:`qfeat.trainers.runinfo.stage_record`.
 
     Runs record them in ``config.json`` ``stages``; for runs made before that, they are
     read from the manifests of the cache folders the run names (while they exist).
     """
-    records = dict(config.get("stages") or {})
-    cache = config.get("cache", {})
+    config = run.config
+    records = dict(config.stages)
     for name in ORDER["video"]:
         if name in records:
             continue
-        folder = stage_dir(Path(cache.get("dir", "")), config["dataset"], name, cache.get(name, ""))
+        fingerprint = config.fingerprints.get(name, "")
+        folder = stage_dir(Path(config.cache_dir or ""), config.dataset, name, fingerprint)
         path = folder / "manifest.json"
-        if not cache.get(name) or not path.is_file():
+        if not fingerprint or not path.is_file():
             raise DatasetError(
-                f"{run_dir.name} records no {name} stage config and its cache folder "
+                f"{run.name} records no {name} stage config and its cache folder "
                 f"({folder}) is gone, so the stage cannot be rerun as trained; retrain the run"
             )
         manifest = json.loads(path.read_text())
@@ -60,20 +62,20 @@ class ScmaScorer:
     modality = "video"
     extensions = VIDEO_EXTENSIONS
 
-    def __init__(self, run_dir: Path, config: dict[str, Any], states: list, device: str):
+    def __init__(self, run: RunFolder, states: list, device: str):
         from qfeat.trainers.scma import QCLIP
         from qfeat.trainers.scma_train import load_clip_for, tokenizer_for
 
-        records = stage_records(run_dir, config)
-        self.live = LiveStages(records, list(ORDER["video"]), device, run_dir.name)
+        records = stage_records(run)
+        self.live = LiveStages(records, list(ORDER["video"]), device, run.name)
         base, _, clip_cfg = load_clip_for(SimpleNamespace(manifest=records["clip"]))
-        self.mode = config["mode"]
+        self.mode = run.config.mode
         self.device = torch.device(device)
         self.model = QCLIP(
             base,
             tokenizer_for(clip_cfg["model"]),
             k=int(clip_cfg["adapted_blocks"]),
-            r=int(config["scma"]["r"]),
+            r=int(run.config.setting("r")),
             mode=self.mode,
         ).to(self.device)
         self.states = states

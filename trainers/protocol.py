@@ -26,9 +26,9 @@ from torch import nn
 from qfeat.cache.layout import write_json_atomic
 from qfeat.errors import DatasetError
 from qfeat.trainers.loop import LoopConfig, fit, predict
-from qfeat.trainers.runfolder import split_metrics, write_run
+from qfeat.trainers.runconfig import RunConfig
+from qfeat.trainers.runfolder import CHECKPOINT, RunFolder, split_metrics
 
-CHECKPOINT = "split-{:02d}.safetensors"
 SPLIT_RESULT = "split-{:02d}.json"
 RESUME = "resume.json"
 
@@ -49,10 +49,13 @@ class TrainRequest:
     preset: str | None = None
 
     def __post_init__(self) -> None:
-        from qfeat.trainers.runfolder import run_folder
-
         if self.run is not None:
-            run_folder(self.runs_dir, self.run)  # a usage error before any work
+            RunFolder.create(self.runs_dir, self.run)  # a usage error before any work
+
+    def folder(self, trainer: str) -> RunFolder:
+        """The run folder: ``--run`` NAME, else ``<trainer>-<dataset>-<timestamp>``."""
+        name = self.run or f"{trainer}-{self.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        return RunFolder.create(self.runs_dir, name)
 
 
 def loop_config(tcfg: dict[str, Any], seed: int) -> LoopConfig:
@@ -67,20 +70,6 @@ def loop_config(tcfg: dict[str, Any], seed: int) -> LoopConfig:
         patience=int(tcfg["patience"]),
         seed=seed,
     )
-
-
-def checkpoints(run_dir: Path) -> list[Path]:
-    return sorted(run_dir.glob(CHECKPOINT.replace("{:02d}", "*")))
-
-
-def split_state(run_dir: Path, index: int) -> dict[str, torch.Tensor]:
-    """The trainable weights split ``index`` of a run saved (safetensors, no pickle)."""
-    from safetensors.torch import load_file
-
-    path = run_dir / CHECKPOINT.format(index)
-    if not path.is_file():
-        raise DatasetError(f"{run_dir} has no checkpoint {path.name}")
-    return load_file(str(path))
 
 
 @dataclass(frozen=True)
@@ -224,7 +213,7 @@ def _train_split(
 
 def train_and_record(
     job: TrainJob,
-    config: dict[str, Any],
+    config: RunConfig,
     started: float,
     extra: dict[str, Any],
     log: Callable[[str], None] = lambda s: None,
@@ -233,21 +222,11 @@ def train_and_record(
     """:func:`run_splits` (resumable, settings from ``config``) then the run folder's
     files; returns ``metrics.json``'s content. ``started``: the trainer's
     ``time.perf_counter()`` at its start (resumed splits add their recorded time)."""
-    out = run_splits(job, log, progress, spec=resume_spec(config))
+    out = run_splits(job, log, progress, spec=config.resume_spec())
     seconds = time.perf_counter() - started + out.resumed_seconds
-    return write_run(
-        job.folder, out.records, out.predictions, config, out.histories, out.params, seconds,
-        extra=extra,
-    )  # fmt: skip
-
-
-def resume_spec(config: dict[str, Any]) -> dict[str, Any]:
-    """The part of a run's ``config.json`` that must match for it to be resumed: all but
-    the device and the cache folder's spelling (its stages are named by fingerprint)."""
-    spec = {k: v for k, v in config.items() if k != "device"}
-    if isinstance(spec.get("cache"), dict):
-        spec["cache"] = {k: v for k, v in spec["cache"].items() if k != "dir"}
-    return spec
+    return RunFolder(job.folder).write(
+        config, out.records, out.predictions, out.histories, out.params, seconds, extra=extra
+    )
 
 
 def claim_folder(folder: Path, spec: dict[str, Any]) -> None:

@@ -23,12 +23,13 @@ from qfeat.pipeline.video.reader import VIDEO_EXTENSIONS
 class Trainer:
     """One trainer. Hook signatures:
 
-    - ``evaluate(run_dir, config, dataset, cache_dir, device) -> dict``: its checkpoints
-      scored on another dataset's cache (``qfeat evaluate``);
-    - ``scorer(run_dir, config, states, device)``: an object with ``modality``,
+    - ``evaluate(run, dataset, cache_dir, device) -> dict``: its checkpoints scored on
+      another dataset's cache (``qfeat evaluate``; ``run`` is a
+      :class:`qfeat.trainers.runfolder.RunFolder`);
+    - ``scorer(run, states, device)``: an object with ``modality``,
       ``extensions`` and ``raw(files, progress)`` scoring files live (``qfeat predict``);
     - ``details(run, samples, cache_dir) -> dict``: the report's per-item views;
-    - ``summary_rows(config) -> list[[label, value]]``: what the report's summary table
+    - ``summary_rows(config: RunConfig) -> list[[label, value]]``: what the report's summary table
       says about the trainer's own settings.
     """
 
@@ -82,9 +83,9 @@ def get_trainer(name: str | None, run_dir: Path | None = None) -> Trainer:
 
 def trainer_of_run(run_dir: Path) -> Trainer:
     """The trainer a run folder was made by, from its ``config.json`` alone."""
-    from qfeat.trainers.runfolder import read_config
+    from qfeat.trainers.runfolder import RunFolder
 
-    return get_trainer(read_config(run_dir).get("trainer"), run_dir)
+    return get_trainer(RunFolder(run_dir).config.trainer, run_dir)
 
 
 def trainer_for(modality: str) -> Trainer:

@@ -23,7 +23,8 @@ from qfeat.trainers.protocol import TrainJob, TrainRequest, loop_config, train_a
 from qfeat.trainers.registry import TRAINERS, check_cached_dataset
 from qfeat.trainers.rsa import ATTENTION, RSAHead
 from qfeat.trainers.rsa_data import RSAData, load_rsa_data, needed_stages
-from qfeat.trainers.runfolder import run_folder
+from qfeat.trainers.runconfig import RunConfig
+from qfeat.trainers.runfolder import RunFolder
 from qfeat.trainers.runinfo import dataset_scale, stage_record
 from qfeat.trainers.settings import (
     RSASettings,
@@ -92,31 +93,29 @@ def train_rsa(
         "rating_dim": int(tcfg["rating_dim"]),
     }
     device = torch.device(req.device)
-    run_name = req.run or f"rsa-{req.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    folder = run_folder(req.runs_dir, run_name)
+    folder = req.folder("rsa").path
     folder.mkdir(parents=True, exist_ok=True)
     splits = make_splits(data.data, n_splits=req.splits, seed=req.seed)
     if device.type == "cpu":
         # the head's matmuls are tiny: one thread avoids thread-pool overhead that made
         # steps 3-6x slower on 2 cores under load (measured on the demo set)
         torch.set_num_threads(1)
-    config = {
-        "trainer": "rsa",
-        "dataset": req.dataset,
-        "preset": preset,
-        "rsa": tcfg,
-        "head": head_cfg,
-        "stages": stage_record(data.stages),
-        "cache": {"dir": str(req.cache_dir), **{n: s.fingerprint for n, s in data.stages.items()}},
-        "splits": req.splits,
-        "official_splits": splits[0].official,
-        "seed": req.seed,
-        "device": str(device),
-        "items": len(data.data),
-        "mos_range": dataset_scale(
-            req.cache_dir, req.dataset, read_items(req.cache_dir, req.dataset)
-        ),
-    }
+    config = RunConfig(
+        trainer="rsa",
+        dataset=req.dataset,
+        preset=preset,
+        settings=tcfg,
+        details={"head": head_cfg},
+        stages=stage_record(data.stages),
+        cache_dir=str(req.cache_dir),
+        fingerprints={n: s.fingerprint for n, s in data.stages.items()},
+        splits=req.splits,
+        official_splits=splits[0].official,
+        seed=req.seed,
+        device=str(device),
+        items=len(data.data),
+        mos_range=dataset_scale(req.cache_dir, req.dataset, read_items(req.cache_dir, req.dataset)),
+    )
     job = TrainJob(
         data.data,
         splits,
@@ -137,18 +136,18 @@ def train_rsa(
     return folder, metrics
 
 
-def evaluate_on(run_dir: Path, config: dict, dataset: str, cache_dir: Path, device: str):
+def evaluate_on(run: RunFolder, dataset: str, cache_dir: Path, device: str):
     """``qfeat evaluate`` of an rsa run: its checkpoints on ``dataset``'s cache, refused
     when that cache's backbone or text stage differs from the one the run was trained on."""
     from qfeat.trainers.evaluate import score_checkpoints
 
-    head = config["head"]
+    head = run.config.head
     stages = needed_stages(head["attention"], head["use_text"], head["use_ratings"])
     data = load_rsa_data(cache_dir, dataset, stages)
     for name in ("backbone", "text"):
         if name not in stages:
             continue
-        trained, target = config["stages"][name], data.stages[name].manifest
+        trained, target = run.config.stages[name], data.stages[name].manifest
         same_config = {k: v for k, v in trained["config"].items() if k != "seed"} == {
             k: v for k, v in target["config"].items() if k != "seed"
         }
@@ -158,10 +157,10 @@ def evaluate_on(run_dir: Path, config: dict, dataset: str, cache_dir: Path, devi
                 f"({target['model'].get('name')}, {target['fingerprint']}) than the run was "
                 f"trained on ({trained['model'].get('name')}, {trained['fingerprint']}); "
                 f"recompute it with the run's settings: qfeat stage {name} {dataset} --set "
-                f"{name}.model=... (see {run_dir / 'config.json'})"
+                f"{name}.model=... (see {run.path / 'config.json'})"
             )
     return score_checkpoints(
-        run_dir,
+        run,
         dataset,
         data.data,
         lambda: build_head(data, head).to(device),

@@ -1,4 +1,9 @@
-"""A run folder: metrics.json, predictions.csv, config.json, checkpoints, plots.
+"""A run folder: the one object that reads and writes what a training run leaves.
+
+Files: ``config.json`` (:class:`qfeat.trainers.runconfig.RunConfig`), ``metrics.json``,
+``predictions.csv``, ``history.csv``, ``split-NN.safetensors`` (each split's trainable
+weights), ``split-NN.json`` and ``resume.json`` (resuming, :mod:`qfeat.trainers.protocol`),
+``eval-<dataset>.json`` (``qfeat evaluate``), ``scatter.png`` and ``curves.png``.
 
 ``metrics.json`` keys: ``test`` (means over splits of ``srcc``, ``krcc``, ``plcc``,
 ``plcc_raw``, ``rmse``), ``median`` and ``std`` (same keys), ``splits`` (one object per
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -20,47 +26,166 @@ import pandas as pd
 
 from qfeat.errors import DatasetError, OptionError
 from qfeat.trainers.metrics import evaluate
+from qfeat.trainers.runconfig import RunConfig
 
 KEYS = ("srcc", "krcc", "plcc", "plcc_raw", "rmse")
 CONFIG = "config.json"
+METRICS = "metrics.json"
+PREDICTIONS = "predictions.csv"
+CHECKPOINT = "split-{:02d}.safetensors"
 
 
-def run_folder(runs_dir: Path, name: str) -> Path:
-    """Where a new (or resumed) run called ``name`` lives: directly under ``runs_dir``.
-    A name that is not one plain folder name (``../x``, ``a/b``, an absolute path) is
-    refused, so ``--run`` never writes outside the runs dir."""
-    plain = name and name not in (".", "..") and "/" not in name and "\\" not in name
-    if not plain or Path(name).is_absolute():
-        raise OptionError(
-            f"--run must be a plain folder name (created under {runs_dir}), not {name!r}"
-        )
-    return Path(runs_dir) / name
+class RunFolder:
+    """One run folder. Build it with :meth:`find` (an existing run, by folder or name)
+    or :meth:`create` (where a new or resumed run writes)."""
 
+    def __init__(self, path: Path):
+        self.path = Path(path)
 
-def find_run(run: str | Path, runs_dir: Path | None = None) -> Path:
-    """An existing run: a run folder, or a run name under ``runs_dir`` (default
-    ``$QFEAT_RUNS_DIR``). Every command that takes a RUN resolves it here."""
-    from qfeat.pipeline.paths import runs_dir as default_runs_dir
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
 
-    path = Path(run).expanduser()
-    folder = path if path.is_dir() else default_runs_dir(runs_dir) / str(run)
-    if not (folder / CONFIG).is_file():
-        raise DatasetError(
-            f"no run folder {run}: {folder.absolute()} holds no {CONFIG} (give a run folder, "
-            f"or a run name under {default_runs_dir(runs_dir)} / --runs-dir)"
-        )
-    return folder.absolute()
+    @property
+    def name(self) -> str:
+        return self.path.name
 
+    @classmethod
+    def create(cls, runs_dir: Path, name: str) -> RunFolder:
+        """Where a new (or resumed) run called ``name`` lives: directly under
+        ``runs_dir``. A name that is not one plain folder name (``../x``, ``a/b``, an
+        absolute path) is refused, so ``--run`` never writes outside the runs dir."""
+        plain = name and name not in (".", "..") and "/" not in name and "\\" not in name
+        if not plain or Path(name).is_absolute():
+            raise OptionError(
+                f"--run must be a plain folder name (created under {runs_dir}), not {name!r}"
+            )
+        return cls(Path(runs_dir) / name)
 
-def read_config(folder: Path) -> dict[str, Any]:
-    """A run's ``config.json`` (what it was trained on and how)."""
-    path = Path(folder) / CONFIG
-    if not path.is_file():
-        raise DatasetError(f"{folder} is not a qfeat run folder (no {CONFIG})")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read {path}: {exc}") from exc
+    @classmethod
+    def find(cls, run: str | Path, runs_dir: Path | None = None) -> RunFolder:
+        """An existing run: a run folder, or a run name under ``runs_dir`` (default
+        ``$QFEAT_RUNS_DIR``). Every command that takes a RUN resolves it here."""
+        from qfeat.pipeline.paths import runs_dir as default_runs_dir
+
+        path = Path(run).expanduser()
+        folder = path if path.is_dir() else default_runs_dir(runs_dir) / str(run)
+        if not (folder / CONFIG).is_file():
+            raise DatasetError(
+                f"no run folder {run}: {folder.absolute()} holds no {CONFIG} (give a run "
+                f"folder, or a run name under {default_runs_dir(runs_dir)} / --runs-dir)"
+            )
+        return cls(folder.absolute())
+
+    # --- reading --------------------------------------------------------------------
+    def _json(self, name: str) -> Any:
+        path = self.path / name
+        if not path.is_file():
+            raise DatasetError(f"{self.path} is not a complete qfeat run folder: no {name}")
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"cannot read {path}: {exc}") from exc
+
+    @cached_property
+    def config(self) -> RunConfig:
+        """What the run was trained on and how (``config.json``)."""
+        return RunConfig.from_json(self._json(CONFIG), str(self.path / CONFIG))
+
+    @cached_property
+    def metrics(self) -> dict[str, Any]:
+        return self._json(METRICS)
+
+    @cached_property
+    def predictions(self) -> pd.DataFrame:
+        """``predictions.csv``: every test item of every split, raw model scores."""
+        path = self.path / PREDICTIONS
+        if not path.is_file():
+            raise DatasetError(f"{self.path} is not a complete qfeat run folder: no {PREDICTIONS}")
+        try:
+            frame = pd.read_csv(path, dtype={"item_id": str, "split": str})
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"cannot read {path}: {exc}") from exc
+        missing = {"item_id", "split", "mos", "pred"} - set(frame.columns)
+        if missing:
+            raise DatasetError(f"{path} lacks the columns {sorted(missing)}")
+        return frame
+
+    def complete(self) -> RunFolder:
+        """This folder, once its config, metrics and predictions all read (a
+        DatasetError names what is missing)."""
+        if not self.path.is_dir():
+            raise DatasetError(f"no run folder at {self.path} (give a run folder or a run name)")
+        _ = self.config, self.metrics, self.predictions
+        return self
+
+    def checkpoints(self) -> list[Path]:
+        """Every split's saved weights, in split order."""
+        return sorted(self.path.glob(CHECKPOINT.replace("{:02d}", "*")))
+
+    def states(self) -> list[dict[str, Any]]:
+        """Every split's trainable weights, in split order (safetensors, no pickle); a
+        DatasetError when the run saved none."""
+        from safetensors.torch import load_file
+
+        paths = self.checkpoints()
+        if not paths:
+            raise DatasetError(f"{self.path} has no checkpoints (split-NN.safetensors)")
+        return [load_file(str(p)) for p in paths]
+
+    def split_state(self, index: int) -> dict[str, Any]:
+        """The trainable weights split ``index`` saved (safetensors, no pickle)."""
+        from safetensors.torch import load_file
+
+        path = self.path / CHECKPOINT.format(index)
+        if not path.is_file():
+            raise DatasetError(f"{self.path} has no checkpoint {path.name}")
+        return load_file(str(path))
+
+    def eval_path(self, dataset: str) -> Path:
+        return self.path / f"eval-{dataset}.json"
+
+    # --- writing --------------------------------------------------------------------
+    def write_eval(self, dataset: str, result: dict[str, Any]) -> Path:
+        path = self.eval_path(dataset)
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        return path
+
+    def write(
+        self,
+        config: RunConfig,
+        per_split: list[dict[str, Any]],
+        predictions: pd.DataFrame,
+        histories: list[list[dict[str, Any]]],
+        trainable_params: int,
+        train_seconds: float,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Every file of a finished run; returns ``metrics.json``'s content."""
+        from qfeat.trainers.runplots import plot_curves, plot_scatter
+
+        folder = self.path
+        folder.mkdir(parents=True, exist_ok=True)
+        test_sets = sorted({s["test_set"] for s in per_split})
+        main = "test" if "test" in test_sets else (test_sets[0] if test_sets else "test")
+        metrics = summarise(per_split, main)
+        metrics["splits"] = per_split
+        metrics["trainable_params"] = trainable_params
+        metrics["train_seconds"] = round(train_seconds, 3)
+        for name in test_sets:
+            if name != main:
+                metrics[name] = summarise(per_split, name)["test"]  # e.g. LSVQ test-1080p
+        metrics.update(extra or {})
+        (folder / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
+        predictions.to_csv(folder / PREDICTIONS, index=False)
+        (folder / CONFIG).write_text(json.dumps(config.to_json(), indent=2, default=str) + "\n")
+        plot_scatter(folder / "scatter.png", predictions, metrics["test"])
+        history = [{"split": i, **record} for i, h in enumerate(histories) for record in h]
+        columns = ["split", "epoch", "train_loss", "val_srcc", "lr"]
+        pd.DataFrame(history, columns=columns).to_csv(folder / "history.csv", index=False)
+        plot_curves(folder / "curves.png", histories)
+        for name in ("config", "metrics", "predictions"):
+            self.__dict__.pop(name, None)  # read back fresh
+        return metrics
 
 
 def _clean(x: Any) -> Any:
@@ -71,7 +196,6 @@ def _clean(x: Any) -> Any:
 
 def summarise(per_split: list[dict[str, Any]], test_name: str = "test") -> dict[str, Any]:
     """``{"test": means, "median": ..., "std": ...}`` over the splits of ``test_name``."""
-    """Mean, median and std over splits of one test set's metrics."""
     rows = [s for s in per_split if s["test_set"] == test_name]
     out: dict[str, dict[str, float | None]] = {"test": {}, "median": {}, "std": {}}
     for key in KEYS:
@@ -92,81 +216,3 @@ def split_metrics(
         {"item_id": item_ids, "split": f"{test_set}@{split}", "mos": mos, "pred": pred}
     )
     return record, frame
-
-
-def write_run(
-    folder: Path,
-    per_split: list[dict[str, Any]],
-    predictions: pd.DataFrame,
-    config: dict[str, Any],
-    histories: list[list[dict[str, Any]]],
-    trainable_params: int,
-    train_seconds: float,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    folder.mkdir(parents=True, exist_ok=True)
-    test_sets = sorted({s["test_set"] for s in per_split})
-    main = "test" if "test" in test_sets else (test_sets[0] if test_sets else "test")
-    metrics = summarise(per_split, main)
-    metrics["splits"] = per_split
-    metrics["trainable_params"] = trainable_params
-    metrics["train_seconds"] = round(train_seconds, 3)
-    for name in test_sets:
-        if name != main:
-            metrics[name] = summarise(per_split, name)["test"]  # e.g. LSVQ test-1080p
-    metrics.update(extra or {})
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    predictions.to_csv(folder / "predictions.csv", index=False)
-    (folder / CONFIG).write_text(json.dumps(config, indent=2, default=str) + "\n")
-    plot_scatter(folder / "scatter.png", predictions, metrics["test"])
-    history = [{"split": i, **record} for i, h in enumerate(histories) for record in h]
-    pd.DataFrame(history, columns=["split", "epoch", "train_loss", "val_srcc", "lr"]).to_csv(
-        folder / "history.csv", index=False
-    )
-    plot_curves(folder / "curves.png", histories)
-    return metrics
-
-
-def plot_scatter(path: Path, predictions: pd.DataFrame, summary: dict[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
-    for name, group in predictions.groupby(predictions["split"].str.split("@").str[0]):
-        ax.scatter(group["pred"], group["mos"], s=10, alpha=0.6, label=name)
-    ax.set_xlabel("prediction (model score)")
-    ax.set_ylabel("MOS")
-    srcc, plcc = summary.get("srcc"), summary.get("plcc")
-    ax.set_title(
-        f"test SRCC {srcc:.3f}, PLCC {plcc:.3f}"
-        if srcc is not None and plcc is not None
-        else "test"
-    )
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def plot_curves(path: Path, histories: list[list[dict[str, Any]]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5), dpi=100)
-    for i, history in enumerate(histories):
-        epochs = [h["epoch"] for h in history]
-        a.plot(epochs, [h["train_loss"] for h in history], alpha=0.7, label=f"split {i}")
-        b.plot(epochs, [h["val_srcc"] for h in history], alpha=0.7)
-    a.set_xlabel("epoch")
-    a.set_ylabel("training loss")
-    b.set_xlabel("epoch")
-    b.set_ylabel("validation SRCC")
-    if len(histories) <= 10:
-        a.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)

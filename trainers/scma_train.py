@@ -22,14 +22,14 @@ from qfeat.cache.items import read_items
 from qfeat.cache.reader import CacheMissing, open_stage
 from qfeat.errors import DatasetError
 from qfeat.trainers.protocol import (
-    CHECKPOINT,
     TrainJob,
     TrainRequest,
     loop_config,
     train_and_record,
 )
 from qfeat.trainers.registry import TRAINERS, check_cached_dataset
-from qfeat.trainers.runfolder import run_folder
+from qfeat.trainers.runconfig import RunConfig
+from qfeat.trainers.runfolder import RunFolder
 from qfeat.trainers.runinfo import dataset_scale, stage_record
 from qfeat.trainers.settings import (
     SCMASettings,
@@ -116,8 +116,6 @@ def train_scma(
     log: Callable[[str], None] = lambda s: None,
     progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    from safetensors.torch import load_file
-
     from qfeat.trainers.scma import QCLIP
 
     t_start = time.perf_counter()
@@ -138,14 +136,12 @@ def train_scma(
 
     init_state = None
     if req.init:
-        init_dir = run_folder(req.runs_dir, req.init)
-        path = init_dir / CHECKPOINT.format(0)
-        if not path.is_file():
-            raise DatasetError(f"--init {req.init}: no checkpoint at {path}")
-        init_state = load_file(str(path))
+        init_run = RunFolder.create(req.runs_dir, req.init)
+        if not init_run.checkpoints():
+            raise DatasetError(f"--init {req.init}: no checkpoint in {init_run.path}")
+        init_state = init_run.split_state(0)
 
-    run_name = req.run or f"scma-{req.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    folder = run_folder(req.runs_dir, run_name)
+    folder = req.folder("scma").path
     folder.mkdir(parents=True, exist_ok=True)
     splits = make_splits(data, n_splits=req.splits, seed=req.seed)
 
@@ -164,27 +160,22 @@ def train_scma(
         # 50 ms against 83 ms on one thread on an idle 2-core VM. More threads were not
         # measured; the RSA head's much smaller steps stay on one (trainers/rsa_train.py).
         torch.set_num_threads(min(2, torch.get_num_threads()))
-    config = {
-        "trainer": "scma",
-        "mode": req.mode,
-        "dataset": req.dataset,
-        "preset": preset,
-        "scma": tcfg,
-        "adapted_blocks": k,
-        "clip": clip_cfg,
-        "cache": {
-            "dir": str(req.cache_dir),
-            "clip": clip_stage.fingerprint,
-            **clip_stage.manifest["upstream"],
-        },
-        "splits": req.splits,
-        "official_splits": splits[0].official,
-        "seed": req.seed,
-        "init": req.init,
-        "device": str(device),
-        "stages": stage_record(video_stages(req.cache_dir, req.dataset, clip_stage)),
-        "mos_range": dataset_scale(req.cache_dir, req.dataset, items),
-    }
+    config = RunConfig(
+        trainer="scma",
+        dataset=req.dataset,
+        preset=preset,
+        settings=tcfg,
+        details={"mode": req.mode, "adapted_blocks": k, "clip": clip_cfg, "init": req.init},
+        stages=stage_record(video_stages(req.cache_dir, req.dataset, clip_stage)),
+        cache_dir=str(req.cache_dir),
+        fingerprints={"clip": clip_stage.fingerprint, **clip_stage.manifest["upstream"]},
+        splits=req.splits,
+        official_splits=splits[0].official,
+        seed=req.seed,
+        device=str(device),
+        items=len(data),
+        mos_range=dataset_scale(req.cache_dir, req.dataset, items),
+    )
     job = TrainJob(
         data,
         splits,
@@ -205,14 +196,14 @@ def train_scma(
     return folder, metrics
 
 
-def evaluate_on(run_dir: Path, config: dict, dataset: str, cache_dir: Path, device: str):
+def evaluate_on(run: RunFolder, dataset: str, cache_dir: Path, device: str):
     """``qfeat evaluate`` of an scma run: its checkpoints on ``dataset``'s clip cache,
     refused when that cache was made with another CLIP model or K."""
     from qfeat.trainers.evaluate import score_checkpoints
     from qfeat.trainers.scma import QCLIP
 
     stage = open_stage(cache_dir, dataset, "clip")
-    trained_on = config["clip"]
+    trained_on = run.config.clip
     target = {k: v for k, v in stage.manifest["config"].items() if k != "seed"}
     for key in ("model", "pretrained", "adapted_blocks"):
         if str(target.get(key)) != str(trained_on.get(key)):
@@ -224,15 +215,13 @@ def evaluate_on(run_dir: Path, config: dict, dataset: str, cache_dir: Path, devi
     base, _, clip_cfg = load_clip_for(stage)
     k = int(clip_cfg["adapted_blocks"])
     tokenizer = tokenizer_for(clip_cfg["model"])
-    mode = config["mode"]
+    mode, r = run.config.mode, int(run.config.setting("r"))
     data, features, cache_rows = usable_data(read_items(cache_dir, dataset), stage, mode)
 
     def build():
-        return QCLIP(copy.deepcopy(base), tokenizer, k=k, r=int(config["scma"]["r"]), mode=mode).to(
-            device
-        )
+        return QCLIP(copy.deepcopy(base), tokenizer, k=k, r=r, mode=mode).to(device)
 
     def make_score(model):
         return scorer(model, features, cache_rows, mode, device)
 
-    return score_checkpoints(run_dir, dataset, data, build, make_score)
+    return score_checkpoints(run, dataset, data, build, make_score)

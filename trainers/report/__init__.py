@@ -22,20 +22,21 @@ from pathlib import Path
 from qfeat.errors import DatasetError
 from qfeat.trainers.registry import get_trainer
 from qfeat.trainers.report.html import join, page, tag
-from qfeat.trainers.report.run import Run, load_run, resolve_cache_dir
+from qfeat.trainers.report.run import resolve_cache_dir
 from qfeat.trainers.report.samples import choose_samples, map_predictions
+from qfeat.trainers.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
 
 __all__ = ["build_report", "summary_line"]
 
 
-def _details(run: Run, samples, cache_dir: Path) -> tuple[dict, str | None]:
+def _details(run: RunFolder, samples, cache_dir: Path) -> tuple[dict, str | None]:
     """Per-sample details, or ``({}, reason)`` when the run's cache cannot give them."""
     if not samples:
         return {}, None
     try:
-        details = get_trainer(run.trainer, run.dir).hook("details")
+        details = get_trainer(run.config.trainer, run.path).hook("details")
         return details(run, samples, cache_dir), None
     except DatasetError as exc:  # the cache is gone or moved: the rest of the report stands
         log.warning("report: no per-item details: %s", exc)
@@ -53,14 +54,14 @@ def build_report(run_dir: Path, out: Path | None = None, cache_dir: Path | None 
         summary,
     )
 
-    run = load_run(Path(run_dir))
+    run = RunFolder(Path(run_dir)).complete()
     cache = resolve_cache_dir(run, cache_dir)
     samples = choose_samples(map_predictions(run.predictions))
     details, problem = _details(run, samples, cache)
-    title = f"qfeat report: {run.dir.name}"
+    title = f"qfeat report: {run.path.name}"
     header = tag("header", join([
         tag("h1", title),
-        tag("p", f"{run.trainer} on {run.dataset}", class_="muted"),
+        tag("p", f"{run.config.trainer} on {run.config.dataset}", class_="muted"),
     ]))  # fmt: skip
     body = join([
         header,
@@ -70,18 +71,18 @@ def build_report(run_dir: Path, out: Path | None = None, cache_dir: Path | None 
         samples_section(run, samples, details, problem),
         tag("footer", "Made by qfeat report; self-contained, opens offline.", class_="muted"),
     ])  # fmt: skip
-    target = Path(out) if out is not None else run.dir / "report.html"
+    target = Path(out) if out is not None else run.path / "report.html"
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.write_text(page(title, body), encoding="utf-8")
     tmp.replace(target)
-    log.info("report of %s written to %s", run.dir, target)
+    log.info("report of %s written to %s", run.path, target)
     return target
 
 
 def summary_line(run_dir: Path) -> str:
     """One line about the run: trainer, dataset and the mean test metrics."""
-    run = load_run(Path(run_dir))
+    run = RunFolder(Path(run_dir)).complete()
     test = run.metrics.get("test", {})
 
     def fmt(key: str) -> str:
@@ -90,6 +91,7 @@ def summary_line(run_dir: Path) -> str:
 
     splits = len({s.get("split") for s in run.metrics.get("splits", [])})
     return (
-        f"{run.trainer} on {run.dataset}: test SRCC {fmt('srcc')}, PLCC {fmt('plcc')} "
+        f"{run.config.trainer} on {run.config.dataset}: test SRCC {fmt('srcc')}, "
+        f"PLCC {fmt('plcc')} "
         f"(logistic), mean of {splits} split{'s' * (splits != 1)}"
     )

@@ -22,8 +22,10 @@ from qfeat.cache.items import read_items
 from qfeat.cache.reader import Stage, list_stages
 from qfeat.pipeline.describe.parse import DIMENSIONS, LEVELS
 from qfeat.trainers.report import plots
-from qfeat.trainers.report.run import Run, open_recorded
+from qfeat.trainers.report.run import open_recorded
 from qfeat.trainers.report.samples import Sample
+from qfeat.trainers.runconfig import RunConfig
+from qfeat.trainers.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -69,25 +71,25 @@ def _ok_table(stage: Stage, ids: list[str]) -> pd.DataFrame:
     return table.drop_duplicates("item_id").set_index("item_id")
 
 
-def find_describe(cache_dir: Path, run: Run, opened: dict[str, Stage]) -> Stage | None:
+def find_describe(cache_dir: Path, run: RunFolder, opened: dict[str, Stage]) -> Stage | None:
     """The describe rows of the run's regions: the recorded fingerprint, else the one
     the text stage was made from, else the newest complete one made from these regions."""
     if "describe" in opened:
         return opened["describe"]
-    fingerprint = run.fingerprints().get("describe")
+    fingerprint = run.config.fingerprint("describe")
     if fingerprint is None and "text" in opened:
         fingerprint = opened["text"].manifest.get("upstream", {}).get("describe")
     if fingerprint is not None:
         found = [
             s
-            for s in list_stages(cache_dir, run.dataset, "describe")
+            for s in list_stages(cache_dir, run.config.dataset, "describe")
             if s.fingerprint == fingerprint
         ]
         return found[0] if found else None
     regions = opened["regions"].fingerprint
     made_from = [
         s
-        for s in list_stages(cache_dir, run.dataset, "describe")
+        for s in list_stages(cache_dir, run.config.dataset, "describe")
         if s.complete and s.manifest.get("upstream", {}).get("regions") == regions
     ]
     return made_from[-1] if made_from else None
@@ -118,21 +120,21 @@ def _picture(path: str, size: tuple[int, int] | None, max_side: int) -> np.ndarr
 
 
 def image_details(
-    run: Run, samples: list[Sample], cache_dir: Path
+    run: RunFolder, samples: list[Sample], cache_dir: Path
 ) -> dict[tuple[str, str], ImageDetail]:
     """``(item_id, split) -> ImageDetail`` for every sample (raises DatasetError when the
     run's cache is gone)."""
-    from qfeat.trainers.protocol import split_state
     from qfeat.trainers.rsa_data import build_rsa_data, needed_stages
     from qfeat.trainers.rsa_train import build_head
 
-    head = run.config["head"]
+    head = run.config.head
     names = needed_stages(head["attention"], head["use_text"], head["use_ratings"])
     opened = {name: open_recorded(cache_dir, run, name) for name in names}
     ids = sorted({s.item_id for s in samples})
     tables = {name: _ok_table(stage, ids) for name, stage in opened.items()}
     usable = [i for i in ids if all(i in t.index for t in tables.values())]
-    items = read_items(cache_dir, run.dataset).drop_duplicates("item_id").set_index("item_id")
+    items = read_items(cache_dir, run.config.dataset).drop_duplicates("item_id")
+    items = items.set_index("item_id")
     data = pd.DataFrame({"item_id": usable})
     data["mos"] = items["mos"].reindex(usable).to_numpy()
     regions_cfg = opened["regions"].manifest["config"] if "regions" in opened else {}
@@ -169,7 +171,7 @@ def image_details(
             continue
         if sample.split_index not in models:
             model = build_head(inputs, head)
-            model.load_state_dict(split_state(run.dir, sample.split_index), strict=False)
+            model.load_state_dict(run.split_state(sample.split_index), strict=False)
             models[sample.split_index] = model.eval()
         with torch.no_grad():
             batch = inputs.batch(np.array([position[sample.item_id]]), "cpu")
@@ -183,7 +185,7 @@ def image_details(
 def _describe_item(
     detail: ImageDetail,
     sample: Sample,
-    run: Run,
+    run: RunFolder,
     items: pd.DataFrame,
     tables: dict[str, pd.DataFrame],
     described: pd.DataFrame | None,
@@ -238,9 +240,9 @@ def _describe_item(
         detail.overlay = plots.region_overlay(thumb, labels, region_weights, names)
 
 
-def summary_rows(config: dict[str, Any]) -> list[list[Any]]:
+def summary_rows(config: RunConfig) -> list[list[Any]]:
     """An rsa run's own settings for the report's summary: attention and ablations."""
-    head = config.get("head", {})
+    head = config.head
     switches = (("no text", head.get("use_text")), ("no ratings", head.get("use_ratings")))
     ablation = [name for name, on in switches if on is False]
     return [["attention", ", ".join([str(head.get("attention", "?")), *ablation])]]

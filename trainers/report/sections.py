@@ -8,9 +8,9 @@ from typing import Any
 from qfeat.trainers.registry import TRAINERS
 from qfeat.trainers.report.html import Html, figure, join, notes, number, table, tag
 from qfeat.trainers.report.images import ImageDetail
-from qfeat.trainers.report.run import Run
 from qfeat.trainers.report.samples import KINDS, Sample
 from qfeat.trainers.report.videos import VideoDetail
+from qfeat.trainers.runfolder import RunFolder
 
 METRIC_KEYS = ("srcc", "krcc", "plcc", "plcc_raw", "rmse")
 METRIC_NAMES = ("SRCC", "KRCC", "PLCC (logistic)", "PLCC (raw)", "RMSE (logistic)")
@@ -21,26 +21,26 @@ KIND_TITLES = {
 }
 
 
-def summary(run: Run) -> Html:
+def summary(run: RunFolder) -> Html:
     config, metrics = run.config, run.metrics
     seconds = metrics.get("train_seconds")
     rows: list[list[Any]] = [
-        ["run", tag("code", run.dir.name)],
-        ["trainer", run.trainer],
-        ["dataset", config.get("dataset", "?")],
-        ["preset", config.get("preset", "?")],
+        ["run", tag("code", run.path.name)],
+        ["trainer", config.trainer],
+        ["dataset", config.dataset],
+        ["preset", config.preset or "?"],
     ]
-    if run.trainer in TRAINERS:
-        rows += TRAINERS[run.trainer].hook("summary_rows")(config)
+    if config.trainer in TRAINERS:
+        rows += TRAINERS[config.trainer].hook("summary_rows")(config)
     rows += [
         ["trainable parameters", number(metrics.get("trainable_params"))],
         ["train seconds", "–" if seconds is None else f"{float(seconds):.1f}"],
         ["test splits", str(len({s.get("split") for s in metrics.get("splits", [])}))],
-        ["seed", config.get("seed", "–")],
-        ["items", config.get("items", len(run.predictions["item_id"].unique()))],
-        ["cache", tag("code", config.get("cache", {}).get("dir", "?"))],
+        ["seed", "–" if config.seed is None else config.seed],
+        ["items", config.items or len(run.predictions["item_id"].unique())],
+        ["cache", tag("code", config.cache_dir or "?")],
     ]
-    prints = run.fingerprints()
+    prints = config.all_fingerprints()
     fingerprint_rows = [[name, tag("code", fp)] for name, fp in sorted(prints.items())]
     fingerprints = join([
         tag("h3", "Cache fingerprints the run was trained on"),
@@ -51,7 +51,7 @@ def summary(run: Run) -> Html:
     return tag("section", body, id="summary")
 
 
-def metrics_section(run: Run) -> Html:
+def metrics_section(run: RunFolder) -> Html:
     metrics = run.metrics
     overall = [
         [label, *(number((metrics.get(row) or {}).get(k)) for k in METRIC_KEYS)]
@@ -82,13 +82,13 @@ def metrics_section(run: Run) -> Html:
     return tag("section", body, id="metrics")
 
 
-def plots_section(run: Run) -> Html:
+def plots_section(run: RunFolder) -> Html:
     pictures = []
     for name, caption in (
         ("scatter.png", "MOS vs prediction (all test splits)"),
         ("curves.png", "training loss and validation SRCC per epoch"),
     ):
-        path = run.dir / name
+        path = run.path / name
         data = path.read_bytes() if path.is_file() else None
         pictures.append(figure(data, caption, name))
     body = join([tag("h2", "Plots"), tag("div", join(pictures), class_="plots")])
@@ -158,7 +158,7 @@ def _video(detail: VideoDetail) -> Html:
 
 
 def samples_section(
-    run: Run, samples: list[Sample], details: dict[tuple[str, str], Any], problem: str | None
+    run: RunFolder, samples: list[Sample], details: dict[tuple[str, str], Any], problem: str | None
 ) -> Html:
     parts: list[Any] = [
         tag("h2", "Test items: best, median and worst predictions"),

@@ -21,8 +21,10 @@ import torch
 
 from qfeat.cache.items import read_items
 from qfeat.trainers.report import plots
-from qfeat.trainers.report.run import Run, open_recorded
+from qfeat.trainers.report.run import open_recorded
 from qfeat.trainers.report.samples import Sample
+from qfeat.trainers.runconfig import RunConfig
+from qfeat.trainers.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +43,18 @@ class VideoDetail:
 
 
 def video_details(
-    run: Run, samples: list[Sample], cache_dir: Path
+    run: RunFolder, samples: list[Sample], cache_dir: Path
 ) -> dict[tuple[str, str], VideoDetail]:
     """``(item_id, split) -> VideoDetail`` for every sample (raises DatasetError when the
     run's cache is gone)."""
-    from qfeat.trainers.protocol import split_state
     from qfeat.trainers.scma import LEVELS, QCLIP
     from qfeat.trainers.scma_train import load_clip_for, tokenizer_for
 
     clip_stage = open_recorded(cache_dir, run, "clip")
     frames_stage = open_recorded(cache_dir, run, "frames")
-    mode = str(run.config.get("mode", "full"))
-    items = read_items(cache_dir, run.dataset).drop_duplicates("item_id").set_index("item_id")
+    mode = run.config.mode
+    items = read_items(cache_dir, run.config.dataset).drop_duplicates("item_id")
+    items = items.set_index("item_id")
     clip_rows = _rows(clip_stage.table(["item_id", "status"]))
     frame_table = frames_stage.table()
     frame_table = frame_table[frame_table["status"] == "ok"].drop_duplicates("item_id")
@@ -61,7 +63,7 @@ def video_details(
     base, _, clip_cfg = load_clip_for(clip_stage)
     tokenizer = tokenizer_for(clip_cfg["model"])
     k = int(clip_cfg["adapted_blocks"])
-    r = int(run.config["scma"]["r"])
+    r = int(run.config.setting("r"))
 
     models: dict[int, Any] = {}
     out: dict[tuple[str, str], VideoDetail] = {}
@@ -76,7 +78,7 @@ def video_details(
             continue
         if sample.split_index not in models:
             model = QCLIP(copy.deepcopy(base), tokenizer, k=k, r=r, mode=mode)
-            model.load_state_dict(split_state(run.dir, sample.split_index), strict=False)
+            model.load_state_dict(run.split_state(sample.split_index), strict=False)
             models[sample.split_index] = model.eval()
         model = models[sample.split_index]
         x = torch.from_numpy(np.asarray(features[[clip_rows[sample.item_id]]], np.float32))
@@ -119,6 +121,6 @@ def _frames(detail: VideoDetail, row: Any, path: str | None) -> None:
     ]
 
 
-def summary_rows(config: dict[str, Any]) -> list[list[Any]]:
+def summary_rows(config: RunConfig) -> list[list[Any]]:
     """An scma run's own settings for the report's summary: its training mode."""
-    return [["mode", config["mode"]]] if "mode" in config else []
+    return [["mode", config.mode]]

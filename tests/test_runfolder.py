@@ -1,0 +1,82 @@
+"""The run folder object: the one reader and writer of config.json and its friends."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from qfeat.errors import DatasetError, OptionError
+from qfeat.trainers.runconfig import RunConfig
+from qfeat.trainers.runfolder import RunFolder
+
+
+def test_config_json_round_trips_unchanged(rsa_run, scma_run):
+    """Reading a run's config.json and writing it back gives the very same file content
+    (the layout is a contract older runs rely on), for both trainers."""
+    for folder in (rsa_run, scma_run):
+        stored = json.loads((folder / "config.json").read_text())
+        config = RunFolder(folder).config
+        assert json.loads(json.dumps(config.to_json(), default=str)) == stored
+        assert RunConfig.from_json(config.to_json()) == config
+
+
+def test_typed_fields(rsa_run, scma_run):
+    rsa, scma = RunFolder(rsa_run).config, RunFolder(scma_run).config
+    assert (rsa.trainer, rsa.dataset, rsa.preset) == ("rsa", "demo", "tiny")
+    assert rsa.head["attention"] == "rsa" and rsa.setting("epochs") >= 1
+    assert set(rsa.fingerprints) == set(rsa.stages) and rsa.cache_dir
+    assert rsa.fingerprint("backbone") == rsa.stages["backbone"]["fingerprint"]
+    assert scma.mode == "full" and scma.clip["adapted_blocks"] == scma.details["adapted_blocks"]
+    assert scma.items >= len(RunFolder(scma_run).predictions["item_id"].unique()) > 0
+    assert {"frames", "clip"} <= set(scma.all_fingerprints())
+    with pytest.raises(DatasetError, match="records no scma.nope"):
+        scma.setting("nope")
+
+
+def test_resume_spec_ignores_device_and_cache_spelling(rsa_run):
+    config = RunFolder(rsa_run).config
+    moved = RunConfig.from_json({**config.to_json(), "device": "cuda:1"})
+    moved = RunConfig.from_json(
+        {**moved.to_json(), "cache": {"dir": "/elsewhere", **config.fingerprints}}
+    )
+    assert moved.resume_spec() == config.resume_spec()
+    other_seed = RunConfig.from_json({**config.to_json(), "seed": 99})
+    assert other_seed.resume_spec() != config.resume_spec()
+
+
+def test_names_and_damage(tmp_path, rsa_run):
+    with pytest.raises(OptionError, match="plain folder name"):
+        RunFolder.create(tmp_path, "../escape")
+    assert RunFolder.create(tmp_path, "r1").path == tmp_path / "r1"
+    assert RunFolder.find(rsa_run.name, rsa_run.parent).path == rsa_run.absolute()
+    with pytest.raises(DatasetError, match="no run folder nope"):
+        RunFolder.find("nope", tmp_path)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(DatasetError, match="cannot read .*config.json"):
+        _ = RunFolder(broken).config
+    (broken / "config.json").write_text(json.dumps({"dataset": "x"}))
+    with pytest.raises(DatasetError, match="not a qfeat run config"):
+        _ = RunFolder(broken).config
+    (broken / "config.json").write_text((rsa_run / "config.json").read_text())
+    with pytest.raises(DatasetError, match="no metrics.json"):
+        RunFolder(broken).complete()
+    with pytest.raises(DatasetError, match="no checkpoints"):
+        RunFolder(broken).states()
+
+
+def test_only_the_run_folder_module_names_config_json():
+    """Every other module goes through RunFolder / RunConfig (issue 20)."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    own = {"runfolder.py", "runconfig.py"}
+    offenders = [
+        str(p.relative_to(repo))
+        for folder in ("cli", "trainers", "qfeat")
+        for p in (repo / folder).rglob("*.py")
+        if p.name not in own and '"config.json"' in p.read_text()
+    ]
+    assert not offenders

@@ -1,0 +1,54 @@
+"""The pictures every run folder holds: ``scatter.png`` (prediction vs. MOS, every test
+item of every split) and ``curves.png`` (training loss and validation SRCC per epoch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+def plot_scatter(path: Path, predictions: pd.DataFrame, summary: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    for name, group in predictions.groupby(predictions["split"].str.split("@").str[0]):
+        ax.scatter(group["pred"], group["mos"], s=10, alpha=0.6, label=name)
+    ax.set_xlabel("prediction (model score)")
+    ax.set_ylabel("MOS")
+    srcc, plcc = summary.get("srcc"), summary.get("plcc")
+    ax.set_title(
+        f"test SRCC {srcc:.3f}, PLCC {plcc:.3f}"
+        if srcc is not None and plcc is not None
+        else "test"
+    )
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_curves(path: Path, histories: list[list[dict[str, Any]]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5), dpi=100)
+    for i, history in enumerate(histories):
+        epochs = [h["epoch"] for h in history]
+        a.plot(epochs, [h["train_loss"] for h in history], alpha=0.7, label=f"split {i}")
+        b.plot(epochs, [h["val_srcc"] for h in history], alpha=0.7)
+    a.set_xlabel("epoch")
+    a.set_ylabel("training loss")
+    b.set_xlabel("epoch")
+    b.set_ylabel("validation SRCC")
+    if len(histories) <= 10:
+        a.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
