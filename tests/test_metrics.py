@@ -80,3 +80,43 @@ def test_three_items_fall_back_to_a_line_and_say_so():
     assert r["srcc"] == pytest.approx(1.0) and np.isfinite(r["plcc"]) and np.isfinite(r["rmse"])
     line = fit_mapping([0.1, 0.5, 0.2], [1.0, 4.0, 2.5])
     assert line.kind == "linear"
+
+
+def _step_split():
+    """A degenerate split built on purpose (issue 23.1): ~20 test items whose MOS jumps
+    between two levels around one raw score, where an unbounded logistic fit becomes a step
+    that puts most items on a plateau."""
+    rng = np.random.default_rng(3)
+    pred = np.sort(rng.normal(-0.33, 0.05, 20))
+    mos = np.where(pred > -0.34, 4.2, 2.1) + rng.normal(0, 0.05, 20)
+    return pred, mos
+
+
+def test_the_unbounded_fit_really_degenerates_on_that_split():
+    pred, mos = _step_split()
+    b1, b2, b3, b4 = fit_logistic(pred, mos)
+    assert abs(b4) < np.ptp(pred) / 50  # a step: the case the bounded mapping must avoid
+
+
+def test_mapping_keeps_distinct_raw_scores_distinct_and_in_order():
+    pred, mos = _step_split()
+    mapping = fit_mapping(pred, mos, bounds=(1.0, 5.0))
+    assert mapping.kind == "logistic" and abs(mapping.params[3]) >= np.ptp(pred) / 8
+    raw = np.linspace(pred.min(), pred.max(), 200)
+    mapped = mapping(raw)
+    assert np.all(np.diff(mapped) > 1e-6)  # strictly increasing, no plateau
+    assert len(np.unique(np.round(mapping(pred), 3))) == len(pred)  # shown to 3 decimals
+    assert srcc(mapping(pred), mos) == pytest.approx(srcc(pred, mos))
+
+
+def test_mapping_of_an_anti_correlated_split_still_rises():
+    """A split where the model ranks against MOS: the map stays increasing (the model's
+    order is kept) instead of a decreasing or flat curve."""
+    pred = np.linspace(0, 1, 12)
+    mos = 5 - 3 * pred + np.sin(7 * pred) * 0.1
+    mapping = fit_mapping(pred, mos)
+    assert mapping.kind == "linear" and mapping.params[0] > 0
+    assert np.all(np.diff(mapping(pred)) > 0)
+    assert mapping(pred).min() == pytest.approx(mos.min()) and mapping(pred).max() == (
+        pytest.approx(mos.max())
+    )

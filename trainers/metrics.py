@@ -41,8 +41,9 @@ def fit_logistic(pred: np.ndarray, mos: np.ndarray) -> np.ndarray | None:
 
 @dataclass(frozen=True)
 class Mapping:
-    """A monotonic map from raw model scores to MOS: ``logistic`` (params b1..b4 of
-    :func:`logistic4`), ``linear`` (slope, intercept) or ``constant``;
+    """A monotonic increasing map from raw model scores to MOS (:func:`fit_mapping`):
+    ``logistic`` (params b1..b4 of :func:`logistic4`), ``linear`` (slope, intercept) or
+    ``constant``;
     the output is clipped to ``bounds`` (a fit on a small test set can extrapolate far
     outside the MOS scale; clipping keeps the map monotonic)."""
 
@@ -62,22 +63,69 @@ class Mapping:
 
 
 def fit_mapping(pred, mos, bounds: tuple[float, float] | None = None) -> Mapping:
-    """The 4-parameter logistic from ``pred`` to ``mos`` (1-D, same length), falling
-    back to a least-squares line when the fit fails and to the mean MOS when the
-    predictions are constant. Outputs are clipped to ``bounds`` (default: the range of
-    ``mos``)."""
+    """A monotonic increasing map from raw model scores ``pred`` to ``mos`` (1-D, same
+    length), never a step, so distinct raw scores keep their order and stay distinct.
+
+    In order of preference:
+
+    - the 4-parameter logistic, bounded: its scale ``|b4|`` at least 1/8 of the
+      predictions' range (an unbounded fit on ~20 test items can become a step with
+      ``b4`` near 0 and put most items on one plateau), its ends ``b1 > b2`` inside the MOS
+      scale (so the clipping below never flattens it inside the calibration range), and
+      ``b1 - b2`` at least 5 % of the MOS range (else it is nearly flat or decreasing);
+    - a least-squares line, when it rises;
+    - the line mapping the predictions' range onto the MOS range (a model that ranks the
+      calibration items against their MOS still keeps its order);
+    - the mean MOS, when the predictions (or the MOS) are constant.
+
+    Outputs are clipped to ``bounds`` (default: the range of ``mos`` widened by a quarter
+    of its span on each side, room for the logistic's ends). The reported
+    ``plcc`` (:func:`evaluate`) keeps the standard unbounded VQEG fit, for comparison with
+    published numbers."""
     pred, mos = np.asarray(pred, np.float64).ravel(), np.asarray(mos, np.float64).ravel()
     keep = np.isfinite(pred) & np.isfinite(mos)
     pred, mos = pred[keep], mos[keep]
-    if bounds is None:
-        bounds = (float(mos.min()), float(mos.max())) if mos.size else (-np.inf, np.inf)
-    if pred.size >= 2 and np.ptp(pred) > 0:
-        params = fit_logistic(pred, mos)
-        if params is not None:
-            return Mapping("logistic", tuple(float(p) for p in params), bounds)
-        slope, intercept = np.polyfit(pred, mos, 1)
-        return Mapping("linear", (float(slope), float(intercept)), bounds)
-    return Mapping("constant", (float(mos.mean()) if mos.size else float("nan"),), bounds)
+    if bounds is None and mos.size:
+        margin = 0.25 * float(np.ptp(mos))
+        bounds = (float(mos.min()) - margin, float(mos.max()) + margin)
+    bounds = bounds or (-np.inf, np.inf)
+    if pred.size < 2 or np.ptp(pred) == 0 or np.ptp(mos) == 0:
+        return Mapping("constant", (float(mos.mean()) if mos.size else float("nan"),), bounds)
+    params = bounded_logistic(pred, mos, bounds)
+    if params is not None:
+        return Mapping("logistic", params, bounds)
+    slope, intercept = np.polyfit(pred, mos, 1)
+    if not (np.isfinite(slope) and slope > 0):
+        slope = np.ptp(mos) / np.ptp(pred)
+        intercept = float(mos.min()) - slope * float(pred.min())
+    return Mapping("linear", (float(slope), float(intercept)), bounds)
+
+
+def bounded_logistic(
+    pred: np.ndarray, mos: np.ndarray, bounds: tuple[float, float]
+) -> tuple[float, ...] | None:
+    """:func:`fit_mapping`'s bounded logistic fit, or None (too few items, no
+    convergence, or nearly flat)."""
+    if pred.size < 4:
+        return None
+    width, span = float(np.ptp(pred)), float(np.ptp(mos))
+    lo = min(max(bounds[0], mos.min() - span), mos.min())
+    hi = max(min(bounds[1], mos.max() + span), mos.max())
+    lower = [lo, lo, float(pred.min()) - width, width / 8]
+    upper = [hi, hi, float(pred.max()) + width, width * 10]
+    p0 = [float(mos.max()), float(mos.min()), float(np.median(pred))]
+    p0.append(float(np.clip(np.std(pred), lower[3], upper[3])))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            params, _ = optimize.curve_fit(
+                logistic4, pred, mos, p0=p0, bounds=(lower, upper), maxfev=20000
+            )
+    except (RuntimeError, ValueError, TypeError, optimize.OptimizeWarning):
+        return None
+    if not np.all(np.isfinite(params)) or params[0] - params[1] < 0.05 * span:
+        return None
+    return tuple(float(p) for p in params)
 
 
 def _corr(fn, a: np.ndarray, b: np.ndarray) -> float:
