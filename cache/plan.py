@@ -51,9 +51,13 @@ def shard_problem(
     (and the marker records one) the media files still have the sizes and mtimes they
     had when the shard was written.
     """
+    from qfeat.cache.integrity import seal_problem
+
     marker = read_marker(stage_dir, index)
     if marker is None:
         return "no done marker"
+    if problem := seal_problem(marker):
+        return f"the done marker {problem}"
     if item_ids is not None and marker.get("items_sha256") != items_hash(item_ids):
         return "written for a different item list"
     recorded = marker.get("media_sha256")

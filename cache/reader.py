@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from qfeat.cache.integrity import CacheDamaged, damaged, manifest_damage, shard_damage
 from qfeat.cache.layout import LATEST, MANIFEST, SHARD_RE, shard_name, stage_root, write_json_atomic
 from qfeat.cache.plan import read_marker
 from qfeat.errors import DatasetError
@@ -26,6 +27,9 @@ from qfeat.errors import DatasetError
 
 class CacheMissing(DatasetError):
     """The requested stage is not (completely) in the cache; the message names the fix."""
+
+
+__all__ = ["CacheDamaged", "CacheMissing", "Stage", "join_stages", "list_stages", "open_stage"]
 
 
 @dataclass
@@ -54,6 +58,23 @@ class Stage:
                 out[int(m.group(1))] = marker
         return out
 
+    @cached_property
+    def damage(self) -> list[str]:
+        """What is damaged in this folder: an edited manifest, edited done markers, data
+        files that differ from their markers (see :mod:`qfeat.cache.integrity`)."""
+        problems = []
+        if problem := manifest_damage(self.dir, self.manifest):
+            problems.append(problem)
+        for index, marker in self.markers.items():
+            if problem := shard_damage(self.dir, index, marker):
+                problems.append(problem)
+        return problems
+
+    def require_intact(self) -> None:
+        """Raise :class:`CacheDamaged` (naming each problem and the fix) unless intact."""
+        if self.damage:
+            raise damaged(self.dir, "; ".join(self.damage[:5]))
+
     @property
     def shards_total(self) -> int:
         return int(self.manifest.get("shards_total", 0))
@@ -66,6 +87,7 @@ class Stage:
 
     def table(self, columns: list[str] | None = None) -> pd.DataFrame:
         """All done shards' rows, in shard order (the order of the arrays)."""
+        self.require_intact()
         tables = [
             pq.read_table(self.dir / shard_name(i, "parquet"), columns=columns)
             for i in sorted(self.markers)
@@ -92,6 +114,7 @@ class Stage:
         """
         import h5py
 
+        self.require_intact()
         shards = sorted(self.markers)
         specs = [self.markers[i].get("arrays", {}).get(name) for i in shards]
         if not shards or any(s is None for s in specs):
@@ -100,7 +123,7 @@ class Stage:
             )
         if mmap:
             parts = [_memmap(self.dir / shard_name(i, "h5"), name) for i in shards]
-            return parts[0] if len(parts) == 1 else MappedRows(parts)
+            return MappedRows(parts, self.dir, name)
         rows = sum(s["shape"][0] for s in specs)
         out = np.empty((rows, *specs[0]["shape"][1:]), dtype=np.dtype(specs[0]["dtype"]))
         start = 0
@@ -121,7 +144,15 @@ class Stage:
                 with h5py.File(path, "r") as f:
                     f[name].read_direct(out, dest_sel=np.s_[start : start + n])
             start += n
-        return out
+        return finite(out, self.dir, name)
+
+
+def finite(values: np.ndarray, where: Path, name: str) -> np.ndarray:
+    """``values``, unless a float array holds NaN or inf: damage (bytes overwritten) or a
+    model output that overflowed fp16; either way nothing should train on it."""
+    if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+        raise damaged(where, f"array '{name}' holds NaN or inf values")
+    return values
 
 
 def _memmap(path: Path, name: str) -> np.ndarray:
@@ -137,10 +168,12 @@ def _memmap(path: Path, name: str) -> np.ndarray:
 
 
 class MappedRows:
-    """Row-indexable view over several memory-mapped shard arrays (no copy until indexed)."""
+    """Row-indexable view over memory-mapped shard arrays (no copy until indexed); rows
+    read with NaN or inf raise :class:`CacheDamaged`."""
 
-    def __init__(self, parts: list[np.ndarray]):
+    def __init__(self, parts: list[np.ndarray], where: Path = Path("."), name: str = "array"):
         self.parts = parts
+        self.where, self.name = where, name
         self.offsets = np.cumsum([0] + [len(p) for p in parts])
         self.shape = (int(self.offsets[-1]), *parts[0].shape[1:])
         self.dtype = parts[0].dtype
@@ -157,6 +190,7 @@ class MappedRows:
         for s in np.unique(shard):
             sel = shard == s
             out[sel] = self.parts[s][rows[sel] - self.offsets[s]]
+        finite(out, self.where, self.name)
         return out[0] if scalar else out
 
 

@@ -12,10 +12,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from qfeat.cache.fingerprint import media_hash
-from qfeat.cache.layout import ITEMS, shard_name
+from qfeat.cache.integrity import manifest_damage
+from qfeat.cache.layout import ITEMS, MANIFEST, SHARD_RE, shard_name
 from qfeat.cache.plan import read_marker, shard_problem
 from qfeat.cache.reader import Stage
 from qfeat.cache.writer import REQUIRED_COLUMNS
+
+MANIFEST_INDEX = -1  # a BadShard about the stage folder's manifest, not one shard
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,16 @@ class BadShard:
 
     @property
     def path(self) -> Path:
+        if self.index == MANIFEST_INDEX:
+            return self.stage_dir / MANIFEST
         return self.stage_dir / shard_name(self.index, "parquet")
+
+    @property
+    def repaired(self) -> str:
+        """What :func:`repair` does about it, in words."""
+        if self.index == MANIFEST_INDEX:
+            return "removed manifest.json; the next `qfeat features` run writes it again"
+        return f"removed shard {self.index:05d}; the next run recomputes it"
 
 
 def check_shard(stage_dir: Path, index: int, paths: dict[str, str] | None = None) -> str | None:
@@ -94,22 +106,38 @@ def _check_h5(path: Path, arrays: dict, rows: int) -> str | None:
     return None
 
 
+def _indices(stage: Stage, kind: str) -> set[int]:
+    found = (SHARD_RE.match(p.name) for p in stage.dir.glob(f"shard-*.{kind}"))
+    return {int(m.group(1)) for m in found if m}
+
+
 def verify_stage(stage: Stage) -> list[BadShard]:
-    """Every shard with a done marker, checked in full."""
-    indices = sorted(
-        int(p.name[6:11]) for p in stage.dir.glob("shard-*.done.json") if p.name[6:11].isdigit()
-    )
-    paths = item_paths(stage.dir)
+    """The manifest (edited, or not describing its folder), every shard with a done
+    marker (checked in full), and data files whose done marker is gone."""
     bad = []
-    for index in indices:
+    if problem := manifest_damage(stage.dir, stage.manifest):
+        bad.append(BadShard(stage.dir, MANIFEST_INDEX, problem))
+    paths = item_paths(stage.dir)
+    marked = _indices(stage, "done.json")
+    for index in sorted(marked):
         reason = check_shard(stage.dir, index, paths)
         if reason:
             bad.append(BadShard(stage.dir, index, reason))
-    return bad
+    for index in sorted(_indices(stage, "parquet") - marked):
+        reason = (
+            "no done marker, but its data files are there (the marker was deleted, or a run "
+            "was killed while writing the shard)"
+        )
+        bad.append(BadShard(stage.dir, index, reason))
+    return sorted(bad, key=lambda b: b.index)
 
 
 def repair(bad: BadShard) -> None:
-    """Remove a bad shard's marker first, then its files, so the next run recomputes it."""
+    """Remove a bad shard's marker first, then its files, so the next run recomputes it
+    (or a bad manifest, which the next run writes again)."""
+    if bad.index == MANIFEST_INDEX:
+        bad.path.unlink(missing_ok=True)
+        return
     for kind in ("done.json", "parquet", "h5"):
         path = bad.stage_dir / shard_name(bad.index, kind)
         if path.exists():

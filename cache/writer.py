@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from qfeat.cache.fingerprint import file_sha256, items_hash
+from qfeat.cache.integrity import seal
 from qfeat.cache.layout import fsync_dir, shard_name, tmp_name, write_json_atomic
 
 REQUIRED_COLUMNS = ("item_id", "status", "error")
@@ -142,6 +143,7 @@ class ShardWriter:
             "timings": {**(timings or {}), "write_s": round(time.perf_counter() - started, 4)},
             "written": time.time(),
         }
+        record = seal(record)
         write_json_atomic(self.marker, record)
         fsync_dir(self.dir)
         return record
@@ -151,12 +153,22 @@ def create_stage_dir(cache_dir: Path, dataset: str, manifest: dict[str, Any]) ->
     """Create ``<cache>/<dataset>/<stage>/<fingerprint>/`` and its manifest (once).
 
     A resumed run finds the manifest already there and leaves it (and its creation
-    time) alone; concurrent creators write identical content atomically.
+    time) alone; concurrent creators write identical content atomically. A manifest
+    that was edited, or does not describe its folder, is written again from ``manifest``
+    (the run's own, whose fingerprint is the folder's name).
     """
+    import json
+
+    from qfeat.cache.integrity import manifest_damage
     from qfeat.cache.layout import MANIFEST, stage_dir
 
     folder = stage_dir(cache_dir, dataset, manifest["stage"], manifest["fingerprint"])
     folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / MANIFEST).is_file():
-        write_json_atomic(folder / MANIFEST, manifest)
+    path = folder / MANIFEST
+    try:
+        present = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        present = None  # unreadable: written again
+    if not isinstance(present, dict) or manifest_damage(folder, present):
+        write_json_atomic(path, seal(manifest))
     return folder

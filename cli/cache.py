@@ -105,7 +105,7 @@ def verify(
             console.print(f"[red]bad[/] {shown(bad.path)}: {shown(bad.reason)}")
             if fix:
                 repair(bad)
-                console.print(f"    removed shard {bad.index:05d}; the next run recomputes it")
+                console.print(f"    {bad.repaired}")
     summary = f"{checked} shards in {len(stages)} stage folders checked, {len(bad_total)} bad"
     console.print(summary + (" (repaired)" if fix and bad_total else ""))
     if bad_total and not fix:

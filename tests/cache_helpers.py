@@ -56,3 +56,21 @@ def manifest_args():
         shard_size=4,
         arrays=["features"],
     )
+
+
+def record_edit(stage_dir, index):
+    """Make shard ``index``'s done marker describe its files as they are now (sizes,
+    checksums, seal), as if a writer had produced the edited content: for tests that plant
+    content in a cache on purpose, not damage."""
+    import json
+
+    from qfeat.cache.fingerprint import file_sha256
+    from qfeat.cache.integrity import seal
+    from qfeat.cache.layout import shard_name
+
+    path = stage_dir / shard_name(index, "done.json")
+    marker = json.loads(path.read_text())
+    for name in marker["files"]:
+        file = stage_dir / name
+        marker["files"][name] = {"bytes": file.stat().st_size, "sha256": file_sha256(file)}
+    path.write_text(json.dumps(seal(marker)))

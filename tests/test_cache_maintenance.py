@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from qfeat.cache.fingerprint import media_hash
+from qfeat.cache.integrity import seal
 from qfeat.cache.items import write_items
 from qfeat.cache.plan import plan_shards, split_done
 from qfeat.cache.reader import open_stage
@@ -58,8 +59,8 @@ def test_verify_reads_hdf5_content(tmp_path):
     describes (e.g. written by another tool) is still caught."""
     folder = write_stage(tmp_path, manifest_for())
     marker = json.loads((folder / "shard-00001.done.json").read_text())
-    marker["arrays"]["features"]["shape"] = [4, 7]
-    (folder / "shard-00001.done.json").write_text(json.dumps(marker))
+    marker["arrays"]["features"]["shape"] = [4, 7]  # resealed, so the HDF5 check speaks
+    (folder / "shard-00001.done.json").write_text(json.dumps(seal(marker)))
     bad = verify_stage(open_stage(tmp_path, "demo", "backbone"))
     assert [b.index for b in bad] == [1] and "shape" in bad[0].reason
 

@@ -25,6 +25,7 @@ from qfeat.cli.main import app
 from qfeat.trainers.report import build_report
 from qfeat.trainers.report.html import SCRIPT, esc, tag
 from qfeat.trainers.report.samples import choose_samples, map_predictions, map_split
+from tests.cache_helpers import record_edit
 
 EVIL = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 EVIL_RUN = "run-<img src=x onerror=alert(3)>"
@@ -129,6 +130,7 @@ def evil_run(rsa_run, tmp_path_factory) -> Path:
         index = table.schema.get_field_index("content")
         table = table.set_column(index, "content", pa.array(content, pa.list_(pa.string())))
         pq.write_table(table, shard)
+        record_edit(describe, int(shard.name[6:11]))
     run = root / "runs" / EVIL_RUN
     shutil.copytree(rsa_run, run)
     config["cache"]["dir"] = str(cache)
