@@ -131,6 +131,8 @@ def _print_report(r: dict) -> None:
     console.print(f"  missing    {r['missing']}")
     console.print(f"  unreadable {r['unreadable']}" + ("" if r["decoded"] else " (not decoded)"))
     console.print(f"  rejected   {r['rejected']} metadata rows")
+    if r["duplicates"]:
+        console.print(f"  duplicates {r['duplicates']} items listed more than once (merged)")
     console.print(
         f"  scores     min {_fmt(r['score_min'])}  max {_fmt(r['score_max'])}  "
         f"mean {_fmt(r['score_mean'])}"
@@ -143,6 +145,8 @@ def _print_report(r: dict) -> None:
         console.print(f"  [red]unreadable[/] {shown(u['item_id'])}: {shown(u['reason'])}")
     for p in r["rejected_rows"][:10]:
         console.print(f"  [red]rejected[/]   {shown(p['reason'])}")
+    for p in r["duplicate_rows"][:10]:
+        console.print(f"  [yellow]duplicate[/]  {shown(p['reason'])}")
     if has_problems(r):
         console.print("[yellow]problems found[/]: fix or remove the rows/files listed above")
     else:

@@ -24,6 +24,7 @@ from qfeat.pipeline import paths
 from qfeat.pipeline.cluster import connect, plan_resources, resolve_device
 from qfeat.pipeline.config import default_preset, resolve_config
 from qfeat.pipeline.datasets import open_dataset, storage_name
+from qfeat.pipeline.datasets.duplicates import refuse_conflicts
 from qfeat.pipeline.stages import ORDER, PLANNED, STAGES, Stage, available, get_stage
 from qfeat.pipeline.stages.settings import STAGE_SETTINGS
 
@@ -147,7 +148,8 @@ def prepare(request: RunRequest) -> Plan:
 def run(plan: Plan, progress: Progress | None = None) -> list[StageReport]:
     progress = progress or Progress()
     request = plan.request
-    listing = plan.adapter.list_items()
+    listing = plan.adapter.listing()
+    refuse_conflicts(listing, plan.dataset)
     items = listing.items[: request.limit] if request.limit else listing.items
     if not items:
         raise DatasetError(f"{plan.dataset}: no usable items (see `qfeat datasets check`)")

@@ -51,6 +51,8 @@ class Listing:
     # the native score scale behind every item's mos_01 (the adapter's, or one fitted to
     # the data by generic adapters); stored with the cache's item table
     scale: ScoreScale | None = None
+    # rows merged into an item listed before them (see qfeat.pipeline.datasets.duplicates)
+    duplicates: list[ItemProblem] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,17 @@ class DatasetAdapter:
         return None
 
     def __init__(self, root: Path, options: dict[str, str] | None = None):
+        from qfeat.pipeline.datasets.duplicates import POLICIES
+
         self.root = Path(root)
         given = dict(options or {})
+        # every adapter's option; kept out of ``opts`` (and so out of the fingerprints of
+        # caches made before it existed) because it changes scores, not which files
+        self.duplicates = given.pop("duplicates", "error")
+        if self.duplicates not in POLICIES:
+            raise OptionError(
+                f"--option duplicates must be one of {', '.join(POLICIES)}, not {self.duplicates!r}"
+            )
         unknown = sorted(set(given) - set(self.options))
         if unknown:
             known = ", ".join(sorted(self.options)) or "none"
@@ -111,6 +122,13 @@ class DatasetAdapter:
     # -- to implement -------------------------------------------------------------------
     def list_items(self) -> Listing:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def listing(self) -> Listing:
+        """:meth:`list_items` with one row per item (the ``duplicates`` option decides
+        what happens to rows of one file with different scores)."""
+        from qfeat.pipeline.datasets.duplicates import merge_duplicates
+
+        return merge_duplicates(self.list_items(), self.duplicates, self.name)
 
     # -- shared helpers ------------------------------------------------------------------
     def prepare(self) -> None:

@@ -78,7 +78,7 @@ def check_dataset(
 ) -> dict[str, Any]:
     """Check ``adapter``'s root and return the report (the ``datasets check --json`` dict)."""
     adapter.prepare()
-    listing = adapter.list_items()
+    listing = adapter.listing()
     items = listing.items
     if on_total:
         on_total(len(items))
@@ -99,6 +99,7 @@ def check_dataset(
         if s == "unreadable"
     ]
     scores = [it.mos for it in items]
+    scale = listing.scale or adapter.scale  # generic adapters fit theirs to the data
     splits = Counter(it.split for it in items if it.split is not None)
     return {
         "name": adapter.name,
@@ -111,8 +112,8 @@ def check_dataset(
         "score_min": min(scores) if scores else None,
         "score_max": max(scores) if scores else None,
         "score_mean": statistics.fmean(scores) if scores else None,
-        "score_range": [adapter.scale.low, adapter.scale.high],
-        "higher_is_better": adapter.scale.higher_is_better,
+        "score_range": [scale.low, scale.high],
+        "higher_is_better": scale.higher_is_better,
         "splits": dict(sorted(splits.items())),
         "groups": len({it.group for it in items if it.group is not None}),
         "missing_files": missing[:MAX_LISTED],
@@ -120,6 +121,10 @@ def check_dataset(
         "rejected_rows": [
             {"item_id": p.item_id, "kind": p.kind, "reason": p.reason}
             for p in listing.problems[:MAX_LISTED]
+        ],
+        "duplicates": len(listing.duplicates),
+        "duplicate_rows": [
+            {"item_id": p.item_id, "reason": p.reason} for p in listing.duplicates[:MAX_LISTED]
         ],
         "decoded": decode,
     }
