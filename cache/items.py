@@ -58,9 +58,20 @@ def write_items(
 
     ``scale`` (``{"min", "max", "higher_is_better"}``: the native score range behind
     ``mos_01``) is stored in the file's metadata, replacing the one stored before (or
-    kept when None); :func:`read_scale` gives it back."""
+    kept when None); :func:`read_scale` gives it back.
+
+    The read-modify-write holds ``<dataset>/.items.parquet.lock`` (a file lock), so two
+    runs writing items of one dataset at once both keep their rows."""
+    from filelock import FileLock
+
     rows = [_row(i) for i in items]
     path = items_path(cache_dir, dataset)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.parent / f".{path.name}.lock"), timeout=600):
+        return _merge_and_write(path, rows, scale)
+
+
+def _merge_and_write(path: Path, rows: list[dict[str, Any]], scale: dict[str, Any] | None) -> Path:
     if path.is_file():
         by_id = {r["item_id"]: r for r in rows}
         stored_table = pq.read_table(path)
@@ -73,7 +84,6 @@ def write_items(
         ]
     schema = SCHEMA.with_metadata({SCALE_KEY: json.dumps(scale)}) if scale else SCHEMA
     table = pa.Table.from_pylist(rows, schema=schema)
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_via_tmp(path, lambda tmp: pq.write_table(table, tmp))
     return path
 

@@ -325,6 +325,30 @@ def test_concurrent_writers_do_not_interfere(tmp_path):
     )
 
 
+def _write_item_rows(args):
+    cache, worker = args
+    from types import SimpleNamespace
+
+    for round_ in range(8):
+        rows = [
+            SimpleNamespace(item_id=f"w{worker}/r{round_}/{i}.png", path=Path("/x.png"), mos=1.0,
+                            mos_01=0.0, split=None, group=None)
+            for i in range(5)
+        ]  # fmt: skip
+        write_items(Path(cache), "demo", rows)
+    return worker
+
+
+def test_items_table_keeps_every_row_under_concurrent_writers(tmp_path):
+    """Issue 24.4: two processes writing disjoint items of one dataset at once lost rows
+    (read-modify-write without a lock)."""
+    jobs = [(str(tmp_path), w) for w in range(3)]
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        assert sorted(pool.map(_write_item_rows, jobs)) == [0, 1, 2]
+    stored = read_items(tmp_path, "demo")["item_id"]
+    assert len(stored) == 3 * 8 * 5 and stored.is_unique
+
+
 def test_arrays_larger_than_the_table_are_rejected(tmp_path):
     folder = create_stage_dir(tmp_path, "demo", manifest_for())
     with pytest.raises(ValueError, match="rows"):

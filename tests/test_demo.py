@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -177,7 +178,31 @@ def test_interrupted_generation_leaves_nothing(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         write_atomically(tmp_path / "demo", build)
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".demo.lock"]  # the lock file only
+
+
+def _slow_build(args):
+    root, log = map(Path, args)
+
+    def build(tmp: Path) -> int:
+        with open(log, "a") as f:
+            f.write("built\n")
+        time.sleep(0.5)
+        (tmp / "a.txt").write_text("a")
+        return 7
+
+    return write_atomically(root, build, version=3)
+
+
+def test_two_first_uses_at_once_generate_once(tmp_path):
+    """Issue 24.4: the second of two runs generating a demo set at once crashed with
+    `Directory not empty`; now it waits and keeps the first one's set."""
+    import multiprocessing
+
+    jobs = [(str(tmp_path / "demo"), str(tmp_path / "log"))] * 2
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        assert pool.map(_slow_build, jobs) == [7, 7]
+    assert (tmp_path / "log").read_text() == "built\n" and is_generated(tmp_path / "demo", 3)
 
 
 def test_older_generator_version_is_regenerated(tmp_path):

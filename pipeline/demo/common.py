@@ -42,9 +42,21 @@ def write_atomically(
 
     A crash leaves only the temporary folder (removed by the next attempt), never a
     half-written dataset. ``root`` may be absent or an empty folder; a non-empty folder
-    that qfeat did not generate is refused rather than overwritten.
+    that qfeat did not generate is refused rather than overwritten. Two processes
+    generating one ``root`` at once take turns (a file lock beside it); the second finds
+    the set complete and keeps it.
     """
+    from filelock import FileLock
+
     root = Path(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root.parent / f".{root.name}.lock"), timeout=3600):
+        if generated_version(root) == version:
+            return int(json.loads((root / MARKER).read_text()).get("items", 0))
+        return _write(root, build, version)
+
+
+def _write(root: Path, build: Callable[[Path], int], version: int) -> int:
     if root.exists():
         if root.is_dir() and not any(root.iterdir()):
             root.rmdir()
