@@ -237,3 +237,21 @@ def test_expand_paths(tmp_path):
     got = expand_paths([str(tmp_path / "**" / "*.webp")], images)
     assert [p.name for p in got] == ["c.webp"]
     assert expand_paths([str(tmp_path / "*.gif")], images) == []
+
+
+def test_expand_paths_does_not_follow_folder_links(tmp_path):
+    """Issue 24.5: `dir/**/*.mp4` over a folder holding `loop -> .` and a link to an
+    outside folder returned 122 results for 2 files (and two loops ran for minutes)."""
+    videos = tmp_path / "dir"
+    (videos / "sub").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for path in (videos / "a.mp4", videos / "sub" / "b.mp4", outside / "c.mp4"):
+        path.write_bytes(b"x")
+    (videos / "loop").symlink_to(videos, target_is_directory=True)
+    (videos / "sub" / "up").symlink_to(videos, target_is_directory=True)
+    (videos / "out").symlink_to(outside, target_is_directory=True)
+    (videos / "alias.mp4").symlink_to(videos / "a.mp4")
+    for pattern in (str(videos / "**" / "*.mp4"), str(videos)):
+        got = expand_paths([pattern], (".mp4",))
+        assert sorted(p.name for p in got) == ["a.mp4", "b.mp4"], pattern

@@ -93,12 +93,14 @@ def split_mappings(
 
 
 def expand_paths(patterns: Iterable[str], extensions: tuple[str, ...]) -> list[Path]:
-    """Files to score, in a deterministic order, each once.
+    """Files to score, in a deterministic order, each once (by real path).
 
     A folder gives its files with one of ``extensions`` (recursively, sorted); a pattern
-    with ``*``, ``?`` or ``[`` is expanded with ``glob(recursive=True)`` (sorted; folders
-    among the matches are walked as above); anything else is taken as a file even when
-    it does not exist (it is then reported as ``missing``).
+    with ``*``, ``?`` or ``[`` is expanded like a shell glob with ``**`` for any depth
+    (sorted; folders among the matches are walked as above); anything else is taken as
+    a file even when it does not exist (it is then reported as ``missing``). Walks and
+    ``**`` never descend into symlinked folders (a ``loop -> .`` link would repeat every
+    file, or never end), so one file reached two ways is scored once.
     """
 
     def walk(folder: Path) -> list[Path]:
@@ -112,18 +114,28 @@ def expand_paths(patterns: Iterable[str], extensions: tuple[str, ...]) -> list[P
         if path.is_dir():
             out.extend(walk(path))
         elif glob.has_magic(pattern):
-            for match in sorted(glob.glob(os.path.expanduser(pattern), recursive=True)):
-                out.extend(walk(Path(match)) if Path(match).is_dir() else [Path(match)])
+            for match in _glob(path):
+                out.extend(walk(match) if match.is_dir() and not match.is_symlink() else [match])
         else:
             out.append(path)
     seen: set[str] = set()
     unique = []
     for p in out:
-        key = os.path.abspath(p)
+        key = os.path.realpath(p)
         if key not in seen:
             seen.add(key)
             unique.append(p)
     return unique
+
+
+def _glob(pattern: Path) -> list[Path]:
+    """``pattern``'s matches, sorted: pathlib's glob from the folder before the first part
+    with a wildcard (it does not follow symlinked folders through ``**``)."""
+    parts = pattern.parts
+    first = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    anchor = Path(*parts[:first]) if first else Path(".")
+    rest = str(Path(*parts[first:]))
+    return sorted(anchor.glob(rest)) if anchor.is_dir() else []
 
 
 def file_kind(run_dir: Path) -> tuple[str, tuple[str, ...]]:
