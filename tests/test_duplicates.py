@@ -86,3 +86,24 @@ def test_datasets_check_command_names_duplicates(root, qfeat):
     assert result.exit_code == 1  # the conflicting row is rejected
     assert "duplicates 2 items listed more than once" in result.output
     assert "good5.png' is listed 2 times with different scores" in result.output
+
+
+def test_links_out_of_the_root_are_refused_unless_allowed(tmp_path):
+    """Issue 24.6: `link_out.png -> /outside/secret.png` and `linkdir -> /outside` were
+    accepted by `datasets check` and processed by every stage."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    write_media(outside / "secret.png")
+    write_media(root / "real.png")
+    (root / "link_out.png").symlink_to(outside / "secret.png")
+    (root / "linkdir").symlink_to(outside, target_is_directory=True)
+    (root / "inside.png").symlink_to(root / "real.png")  # stays inside: fine
+    rows = [["real.png", 1], ["link_out.png", 2], ["linkdir/secret.png", 3], ["inside.png", 4]]
+    write_csv(root / "scores.csv", ["file", "mos"], rows)
+    listing = open_dataset("csv", root, CSV).listing()
+    assert ids(listing) == ["real.png", "inside.png"]
+    refused = {p.item_id: p.reason for p in listing.problems if p.kind == "link_escapes_root"}
+    assert set(refused) == {"link_out.png", "linkdir/secret.png"}
+    assert "through the link linkdir," in refused["linkdir/secret.png"]
+    assert "--option follow_links=true" in refused["link_out.png"]
+    allowed = open_dataset("csv", root, {**CSV, "follow_links": "true"}).listing()
+    assert len(allowed.items) == 4 and not allowed.problems

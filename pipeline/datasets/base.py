@@ -105,6 +105,11 @@ class DatasetAdapter:
             raise OptionError(
                 f"--option duplicates must be one of {', '.join(POLICIES)}, not {self.duplicates!r}"
             )
+        follow = given.pop("follow_links", "false").strip().lower()
+        if follow not in ("true", "false"):
+            raise OptionError(f"--option follow_links must be true or false, not {follow!r}")
+        self.follow_links = follow == "true"
+        self._real_root: Path | None = None
         unknown = sorted(set(given) - set(self.options))
         if unknown:
             known = ", ".join(sorted(self.options)) or "none"
@@ -131,6 +136,16 @@ class DatasetAdapter:
         return merge_duplicates(self.list_items(), self.duplicates, self.name)
 
     # -- shared helpers ------------------------------------------------------------------
+    def _link_out_of_root(self, item_id: str) -> str | None:
+        """The link (relative to the root) through which ``item_id`` leaves the root, or
+        None when its real path stays inside (or the file does not exist)."""
+        if self._real_root is None:
+            self._real_root = self.root.resolve()
+        real = (self.root / item_id).resolve()
+        if real == self._real_root or self._real_root in real.parents:
+            return None
+        return _first_link(self.root, item_id) or item_id
+
     def prepare(self) -> None:
         """Make sure the root exists. The demo adapters generate their data here."""
         if not self.root.is_dir():
@@ -180,6 +195,17 @@ class DatasetAdapter:
                 )
             )
             return
+        if not self.follow_links and (link := self._link_out_of_root(item_id)):
+            listing.problems.append(
+                ItemProblem(
+                    item_id,
+                    "link_escapes_root",
+                    f"{self.name}: '{item_id}' is reached through the link {link}, which points "
+                    "outside the dataset root; copy the file into the root, or pass "
+                    "--option follow_links=true to allow links out of it",
+                )
+            )
+            return
         mos = parse_score(score)
         if mos is None or not _in_range(mos, scale):
             listing.problems.append(
@@ -202,6 +228,16 @@ class DatasetAdapter:
                 group=group,
             )
         )
+
+
+def _first_link(root: Path, item_id: str) -> str | None:
+    """The first symlink on the way from ``root`` to ``item_id`` (relative), or None."""
+    here = root
+    for part in PurePosixPath(item_id).parts:
+        here = here / part
+        if here.is_symlink():
+            return str(here.relative_to(root))
+    return None
 
 
 def safe_relative_path(rel: str) -> str | None:
