@@ -60,6 +60,23 @@ def test_short_video_is_padded():
     assert padded and len(idx) == 8 and set(idx) == {0, 1, 2}
 
 
+@pytest.mark.parametrize(
+    ("n", "t", "expected"),
+    [
+        (57, 8, [0, 8, 16, 24, 32, 40, 48, 56]),
+        (10, 4, [0, 3, 6, 9]),
+        (8, 8, list(range(8))),
+        # halves round to even as numpy does: linspace(0, 5, 3) = 0, 2.5, 5
+        (6, 3, [0, 2, 5]),
+        (3, 5, [0, 0, 1, 2, 2]),  # fewer frames than T: repeated, and padded
+    ],
+)
+def test_linspace_gives_the_released_qclip_indices(n, t, expected):
+    """Issue 16.4: the Q-CLIP authors' loader reads round(linspace(0, n - 1, T))."""
+    idx, padded = sample(np.zeros(n, np.float32), t, "linspace")
+    assert idx == expected and padded == (n < t)
+
+
 def test_unknown_strategy():
     with pytest.raises(ValueError, match="unknown frame strategy"):
         sample(np.zeros(10, np.float32), 4, "best")

@@ -98,7 +98,7 @@ class FramesSettings(Settings):
     """Frame-difference sampling on a low-resolution pass over every frame."""
 
     section = "frames"
-    strategy: str = "difference"  # uniform | random | difference | cumulative | mixed
+    strategy: str = "difference"  # uniform | random | difference | cumulative | mixed | linspace
     num_frames: int = 8  # T frames chosen per video
     lowres: int = 64  # short side of the low-resolution difference pass, pixels
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-STRATEGIES = ("uniform", "random", "difference", "cumulative", "mixed")
+STRATEGIES = ("uniform", "random", "difference", "cumulative", "mixed", "linspace")
 
 
 def frame_differences(luma: np.ndarray) -> np.ndarray:
@@ -31,6 +31,13 @@ def _segments(n: int, t: int) -> list[tuple[int, int]]:
 def uniform(n: int, t: int) -> list[int]:
     """Centres of T equal segments."""
     return [min(n - 1, int((k + 0.5) * n / t)) for k in range(t)]
+
+
+def linspace(n: int, t: int) -> list[int]:
+    """``round(linspace(0, n - 1, t))`` (numpy rounding, halves to even): the indices the
+    Q-CLIP authors' released data loader reads, first and last frame included. On fewer
+    than ``t`` frames it repeats indices the same way that loader does."""
+    return [int(i) for i in np.linspace(0, n - 1, t).round().astype(int)]
 
 
 def random_frames(n: int, t: int, seed: int) -> list[int]:
@@ -76,6 +83,8 @@ def sample(diff: np.ndarray, t: int, strategy: str, seed: int = 0) -> tuple[list
         raise ValueError(f"unknown frame strategy '{strategy}' (one of {', '.join(STRATEGIES)})")
     if n == 0:
         raise ValueError("no frames to sample")
+    if strategy == "linspace":
+        return linspace(n, t), n < t
     if n < t:
         idx = sorted(int(i) for i in np.floor(np.arange(t) * n / t))
         return idx, True
