@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -43,3 +44,37 @@ def test_combined_gradient_improves_correlation():
     assert loss_fn(pred, mos).item() < before * 0.5
     with pytest.raises(ValueError, match="unknown loss"):
         combined({"huber": 1.0})
+
+
+def test_qclip_losses_follow_the_released_formulas():
+    """Issue 16.2: the Q-CLIP release's PLCC loss (FAST-VQA's, on standardised values)
+    and its normalised ranking loss, checked against the formulas in numpy."""
+    from qfeat.trainers.losses import qclip_plcc_loss, qclip_rank_loss, training_loss
+
+    rng = np.random.default_rng(0)
+    p, m = rng.normal(size=12), rng.uniform(1, 5, size=12)
+    ps, ms = (p - p.mean()) / (p.std() + 1e-8), (m - m.mean()) / (m.std() + 1e-8)
+    rho = np.mean(ps * ms)
+    plcc = (np.mean((ps - ms) ** 2) / 4 + np.mean((rho * ps - ms) ** 2) / 4) / 2
+    terms = np.maximum(0, (p[:, None] - p[None, :]) * np.sign(m[None, :] - m[:, None]))
+    rank = terms.sum() / 12 / 11 / (1 + terms.max())
+    tp, tm = torch.tensor(p), torch.tensor(m)
+    assert qclip_plcc_loss(tp, tm).item() == pytest.approx(plcc, rel=1e-9)
+    assert qclip_rank_loss(tp, tm).item() == pytest.approx(rank, rel=1e-9)
+    both = training_loss("qclip", 0.3)(tp, tm).item()
+    assert both == pytest.approx(plcc + 0.3 * rank, rel=1e-9)
+    assert training_loss("simple", 0.3)(tp, tm).item() != pytest.approx(both)
+    assert qclip_rank_loss(tp[:1], tm[:1]).item() == 0.0
+    with pytest.raises(ValueError, match="unknown loss form"):
+        training_loss("fancy", 0.3)
+
+
+def test_loss_setting_defaults_and_validation():
+    from qfeat.errors import OptionError
+    from qfeat.trainers.settings import RSASettings, SCMASettings, trainer_settings
+
+    assert trainer_settings(SCMASettings, "paper", None)["loss"] == "qclip"
+    assert trainer_settings(RSASettings, "paper", None)["loss"] == "simple"
+    assert trainer_settings(SCMASettings, "tiny", ["scma.loss=simple"])["loss"] == "simple"
+    with pytest.raises(OptionError, match="scma.loss"):
+        trainer_settings(SCMASettings, "tiny", ["scma.loss=fancy"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import open_clip
 import pytest
 import torch
+from torch import nn
 
 from qfeat.pipeline.models import clip_build, clip_split
 from qfeat.trainers.scma import LEVELS, QCLIP
@@ -66,15 +67,101 @@ def test_parameter_count_matches_the_architecture():
     model = build("tiny-pe", k=k, r=r)
     per_depth = (d * r + r) + (r * d + d) + 2 * d
     core = 2 * (r * r + r)
-    proj = (embed * r + r) + (r * r + r) + (r * embed + embed)
-    expected = k * per_depth + core + proj + 4 + 3 * d + (5 + 1)
+    proj = (d * r + r) + (r * r + r) + (r * embed + embed)  # P: width -> r -> r -> D
+    expected = k * per_depth + core + proj + 4 + 3 * d + 5  # score_proj: 5 x 1, no bias
     assert model.trainable_parameters() == expected
     projection = build("tiny-pe", k=k, r=r, mode="projection")
-    assert projection.trainable_parameters() == proj + 2 + 3 * d + 6
+    assert projection.trainable_parameters() == proj + 2 + 3 * d + 5
 
 
-def test_projection_mode_uses_pooled_embeddings():
+def test_projection_mode_uses_pre_projection_features():
     model = build("tiny-pe", mode="projection")
-    pooled = torch.randn(3, 8, 32)
-    scores = model.score(model.video_from_pooled(pooled))
-    assert scores.shape == (3,)
+    pixels = torch.randn(3, 2, 3, 32, 32)
+    with torch.no_grad():
+        embeddings, pooled, _ = clip_split.encode_frames(model.clip, pixels.flatten(0, 1), 2)
+        assert pooled.shape == (6, 64) and embeddings.shape == (6, 32)
+        torch.testing.assert_close(clip_split.project(model.clip, pooled), embeddings)
+        cached = model.score(model.video_from_pooled(pooled.view(3, 2, 64)))
+        torch.testing.assert_close(cached, model.score(model.video_from_pixels(pixels)))
+
+
+def _reference_score(name: str, model: QCLIP, pixels: torch.Tensor) -> torch.Tensor:
+    """The released Q-CLIP forward written out from its formulas, on a hook-free copy of
+    the same frozen model and with ``model``'s trainable weights: adapters after blocks
+    L-k.., P on the pooled feature before each projection, added to the projected one;
+    frame embeddings averaged; cosine similarities times the 5 x 1 score_proj."""
+    from open_clip.transformer import text_global_pool
+
+    clip = clip_build.build_clip(name, seed=0)[0].eval()
+    s = model.scma
+
+    def adapt(x, depth, gate):
+        return x + gate * s.norm[depth](s.up[depth](s.core(s.down[depth](x))))
+
+    visual = clip.visual
+    blocks = clip_split.vision_blocks(visual)
+    start = len(blocks) - model.k
+    if name == "tiny-vit":
+        x = visual._embeds(pixels.flatten(0, 1))
+        for i, blk in enumerate(blocks):
+            x = blk(x)
+            x = adapt(x, i - start, s.alpha["img"]) if i >= start else x
+        pooled = visual._pool(x)[0]
+        projected = pooled @ visual.proj
+    else:
+        trunk = visual.trunk
+        x, rope = trunk._pos_embed(trunk.patch_embed(pixels.flatten(0, 1)))
+        x = trunk.norm_pre(x)
+        for i, blk in enumerate(blocks):
+            x = blk(x, rope=rope)
+            x = adapt(x, i - start, s.alpha["img"]) if i >= start else x
+        pooled = trunk.forward_head(trunk.norm(x), pre_logits=True)
+        projected = trunk.head(pooled)
+    frames = projected + s.beta["img"] * s.proj(pooled)
+    video = frames.view(*pixels.shape[:2], -1).mean(dim=1)
+
+    text = getattr(clip, "text", None) or clip
+    ids = model.prompt_ids
+    x = text.token_embedding(ids)
+    x[:, 1:4] = model.context
+    x = x + text.positional_embedding
+    text_blocks = text.transformer.resblocks
+    start = len(text_blocks) - model.k  # the last k blocks of each tower (equal for PE)
+    for i, blk in enumerate(text_blocks):
+        x = blk(x, attn_mask=text.attn_mask)
+        x = adapt(x, i - start, s.alpha["txt"]) if i >= start else x
+    pooled_text = text_global_pool(text.ln_final(x), ids, "argmax")
+    prompts = pooled_text @ text.text_projection + s.beta["txt"] * s.proj(pooled_text)
+    sims = nn.functional.normalize(video, dim=-1) @ nn.functional.normalize(prompts, dim=-1).T
+    return (sims @ model.score_proj).view(-1)
+
+
+@pytest.mark.parametrize("name", ["tiny-pe", "tiny-vit"])
+def test_scores_equal_the_released_formulas(name):
+    """Issue 16.1: the projection adapter reads the pooled feature before the projection
+    (not the projected embedding), in both towers; the score map is 5 x 1 with no bias."""
+    model = build(name, k=2)
+    pixels = torch.randn(2, 3, 3, 32, 32)
+    with torch.no_grad():
+        ours = model.score(model.video_from_pixels(pixels))
+        reference = _reference_score(name, model, pixels)
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+    assert model.score_proj.shape == (5, 1)
+
+
+def test_checkpoints_of_the_old_layout_are_refused():
+    """Runs saved before the released score map and P placement (a 5 -> 1 map with a
+    bias, P reading the projected embedding) must not score with random weights."""
+    from qfeat.errors import DatasetError
+    from qfeat.trainers.loop import load_trained, trainable_state
+
+    model = build("tiny-pe")
+    state = trainable_state(model)
+    assert load_trained(build("tiny-pe"), state, "run x") is not None
+    old = {k: v for k, v in state.items() if k != "score_proj"}
+    old.update({"head.weight": torch.zeros(1, 5), "head.bias": torch.zeros(1)})
+    with pytest.raises(DatasetError, match="run x lacks score_proj.*retrain"):
+        load_trained(build("tiny-pe"), old, "run x")
+    resized = {**state, "scma.proj.0.weight": torch.zeros(8, 32)}  # P on the D=32 embedding
+    with pytest.raises(DatasetError, match="does not fit this model"):
+        load_trained(build("tiny-pe"), resized, "run x")

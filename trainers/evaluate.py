@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from qfeat.trainers.loop import predict
+from qfeat.trainers.loop import load_trained, predict
 from qfeat.trainers.registry import check_cached_dataset, get_trainer
 from qfeat.trainers.runfolder import KEYS, RunFolder, split_metrics, summarise
 
@@ -36,7 +36,7 @@ def score_checkpoints(
     per_split = []
     for index, state in enumerate(run.states()):
         model = build()
-        model.load_state_dict(state, strict=False)
+        load_trained(model, state, f"{run.path} split {index}")
         pred = predict(model, make_score(model), np.arange(len(data)), 64)
         record, _ = split_metrics(index, dataset, data["item_id"], data["mos"].to_numpy(), pred)
         per_split.append(record)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from qfeat.trainers.losses import combined
+from qfeat.trainers.losses import training_loss
 from qfeat.trainers.metrics import srcc
 
 
@@ -28,6 +28,7 @@ class LoopConfig:
     weight_decay: float = 5e-2
     warmup_epochs: float = 1.0
     rank_weight: float = 0.3
+    loss: str = "qclip"  # the PLCC + ranking form (qfeat.trainers.losses)
     patience: int = 0  # epochs without validation improvement before stopping; 0 = never
     seed: int = 0
 
@@ -45,6 +46,37 @@ def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     return {k: v.detach().clone() for k, v in model.state_dict().items() if k in names}
+
+
+def load_trained(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> nn.Module:
+    """``model`` with the trainable weights ``state`` saved (the frozen parts stay as
+    built). A state that lacks one of the model's trainable weights, or holds weights the
+    model does not have (a run trained by another qfeat version, or by another model),
+    is refused with a DatasetError naming ``source`` instead of scoring with random
+    weights."""
+    from qfeat.errors import DatasetError
+
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # a weight of another shape
+        what = f"does not fit this model ({str(exc).splitlines()[-1].strip()})"
+    else:
+        missing = sorted(trainable & set(result.missing_keys))
+        unexpected = ", ".join(result.unexpected_keys[:3])
+        what = (
+            f"lacks {', '.join(missing[:3])}"
+            if missing
+            else f"holds weights this model does not have ({unexpected})"
+            if unexpected
+            else ""
+        )
+    if what:
+        raise DatasetError(
+            f"{source} {what}: it was saved by another qfeat version or model; retrain the "
+            "run with this qfeat"
+        )
+    return model
 
 
 def predict(model: nn.Module, score: Callable, rows: np.ndarray, batch_size: int) -> np.ndarray:
@@ -78,7 +110,7 @@ def fit(
     steps_per_epoch = max(1, math.ceil(len(train_rows) / cfg.batch_size))
     schedule = warmup_cosine(cfg.epochs * steps_per_epoch, int(cfg.warmup_epochs * steps_per_epoch))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    loss_fn = combined({"plcc": 1.0, "rank": cfg.rank_weight})
+    loss_fn = training_loss(cfg.loss, cfg.rank_weight)
     best_state, best_srcc, stale = trainable_state(model), -math.inf, 0
     history: list[dict[str, Any]] = []
     for epoch in range(1, cfg.epochs + 1):

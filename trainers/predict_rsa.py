@@ -17,7 +17,7 @@ import torch
 
 from qfeat.pipeline.images import IMAGE_EXTENSIONS
 from qfeat.pipeline.stages import ORDER
-from qfeat.trainers.loop import predict
+from qfeat.trainers.loop import load_trained, predict
 from qfeat.trainers.predict_live import LiveStages
 from qfeat.trainers.rsa_data import build_rsa_data, needed_stages
 from qfeat.trainers.runfolder import RunFolder
@@ -43,6 +43,7 @@ class RsaScorer:
         regions = records.get("regions")
         self.slots = int(regions["config"]["max_regions"]) + 1 if "regions" in stages else 1
         self.states = states
+        self.run_name = run.name
         self.model = None  # built on the first chunk, when the input sizes are known
 
     def raw(self, items: list[dict[str, Any]]) -> tuple[list[tuple[str, str | None]], np.ndarray]:
@@ -74,6 +75,6 @@ class RsaScorer:
             self.model = build_head(data, self.head_cfg).to(self.device).eval()
         score = head_scorer(data, self.device)(self.model)
         for split, state in enumerate(self.states):
-            self.model.load_state_dict(state, strict=False)
+            load_trained(self.model, state, f"{self.run_name} split {split}")
             raw[split, ok] = predict(self.model, score, np.arange(len(ok)), BATCH)
         return statuses, raw

@@ -21,7 +21,7 @@ from qfeat.cache.layout import stage_dir
 from qfeat.errors import DatasetError
 from qfeat.pipeline.stages import ORDER
 from qfeat.pipeline.video.reader import VIDEO_EXTENSIONS
-from qfeat.trainers.loop import predict
+from qfeat.trainers.loop import load_trained, predict
 from qfeat.trainers.predict_live import LiveStages
 from qfeat.trainers.runfolder import RunFolder
 
@@ -68,6 +68,7 @@ class ScmaScorer:
 
         records = stage_records(run)
         self.live = LiveStages(records, list(ORDER["video"]), device, run.name)
+        self.run_name = run.name
         base, _, clip_cfg = load_clip_for(SimpleNamespace(manifest=records["clip"]))
         self.mode = run.config.mode
         self.device = torch.device(device)
@@ -82,16 +83,16 @@ class ScmaScorer:
 
     def raw(self, items: list[dict[str, Any]]) -> tuple[list[tuple[str, str | None]], np.ndarray]:
         """``(statuses, raw [splits, len(items)])``; NaN where an item failed."""
-        from qfeat.trainers.scma_train import scorer
+        from qfeat.trainers.scma_train import feature_array, scorer
 
         outputs, statuses, ok = self.live.run_checked(items)
         raw = np.full((len(self.states), len(items)), np.nan)
         if not len(ok):
             return statuses, raw
-        name = "hidden" if self.mode == "full" else "embeddings"
+        name = feature_array(self.mode)
         features = outputs["clip"].arrays[name]
         score = scorer(self.model, features, ok, self.mode, self.device)
         for split, state in enumerate(self.states):
-            self.model.load_state_dict(state, strict=False)
+            load_trained(self.model, state, f"{self.run_name} split {split}")
             raw[split, ok] = predict(self.model, score, np.arange(len(ok)), BATCH)
         return statuses, raw

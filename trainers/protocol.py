@@ -67,6 +67,7 @@ def loop_config(tcfg: dict[str, Any], seed: int) -> LoopConfig:
         weight_decay=float(tcfg["weight_decay"]),
         warmup_epochs=float(tcfg["warmup_epochs"]),
         rank_weight=float(tcfg["rank_weight"]),
+        loss=str(tcfg["loss"]),
         patience=int(tcfg["patience"]),
         seed=seed,
     )

@@ -8,18 +8,24 @@ Frozen CLIP towers; trainable parts only:
 * one core MLP g (r -> r: Linear, GELU, Linear) shared by all depths and both towers;
 * after block i of a tower: ``x <- x + alpha_tower * LN_i(U_i(g(D_i(x))))``, scalar gates
   ``alpha_img``, ``alpha_txt`` (init 0.1);
-* a projection adapter P (D -> r -> r -> GELU -> D) shared by both towers, added to the
-  projected output with scalar gates ``beta_img``, ``beta_txt`` (init 0.1);
+* a projection adapter P (width -> r -> r -> GELU -> D) shared by both towers: it reads
+  each tower's pooled feature *before* the projection (vision: after the attention
+  pool / ``ln_post`` pooling; text: the EOT token after ``ln_final``) and its output is
+  added to the projected embedding, ``e = proj(pooled) + beta_tower * P(pooled)``, scalar
+  gates ``beta_img``, ``beta_txt`` (init 0.1). The release writes P: width -> width,
+  which is the same for PE-Core (width = D) and undefined otherwise;
 * prompts "X X X a video of {bad|poor|fair|good|excellent} quality": the three X
   embeddings are learnable and shared by the five prompts (initialised from the embedding
   of "X"); the level words stay frozen;
-* video embedding = mean of the T frame embeddings; score = w . s, where s_k is the
-  cosine similarity to prompt k and w a learned 5 -> 1 map (no softmax).
+* video embedding = mean of the T frame embeddings; score = s @ W, where s_k is the
+  cosine similarity to prompt k and W the learned 5 x 1 ``score_proj`` (no bias, no
+  softmax, initialised from N(0, 1/5)), as released.
 
 The adapters are attached to the frozen blocks as forward hooks, so the same model runs
 from pixels (``encode_image``) and from cached hidden states
 (:func:`qfeat.pipeline.models.clip_split.finish_from_hidden`) with identical results.
-``mode="projection"`` keeps only P, the prompts and w (for caches without hidden states).
+``mode="projection"`` keeps only P, the prompts and W: it trains from the cached
+pre-projection pooled features (no hidden states needed).
 """
 
 from __future__ import annotations
@@ -41,6 +47,22 @@ def text_tower(model: nn.Module) -> tuple[nn.Module, nn.ModuleList]:
     return owner.token_embedding, owner.transformer.resblocks
 
 
+def text_pooled(model: nn.Module, ids: Tensor) -> tuple[Tensor, nn.Module | Tensor | None]:
+    """``(pooled, projection)``: open_clip's ``encode_text`` up to (not including) the text
+    projection (the EOT token after ``ln_final``), and that projection (a parameter, a
+    Linear or None). The projection is detached from the tower for the call, so the
+    tower's own code pools exactly as ``encode_text`` does."""
+    text = getattr(model, "text", None)
+    owner = text if text is not None else model
+    projection = owner.text_projection
+    owner.text_projection = None
+    try:
+        pooled = model.encode_text(ids)
+    finally:
+        owner.text_projection = projection
+    return pooled, projection
+
+
 class SCMA(nn.Module):
     def __init__(self, width: int, embed_dim: int, k: int, r: int = 128, gate: float = 0.1):
         super().__init__()
@@ -51,7 +73,7 @@ class SCMA(nn.Module):
         self.core = nn.Sequential(nn.Linear(r, r), nn.GELU(), nn.Linear(r, r))
         self.alpha = nn.ParameterDict({t: nn.Parameter(torch.tensor(gate)) for t in ("img", "txt")})
         self.proj = nn.Sequential(
-            nn.Linear(embed_dim, r), nn.Linear(r, r), nn.GELU(), nn.Linear(r, embed_dim)
+            nn.Linear(width, r), nn.Linear(r, r), nn.GELU(), nn.Linear(r, embed_dim)
         )
         self.beta = nn.ParameterDict({t: nn.Parameter(torch.tensor(gate)) for t in ("img", "txt")})
 
@@ -59,8 +81,10 @@ class SCMA(nn.Module):
         delta = self.norm[depth](self.up[depth](self.core(self.down[depth](x))))
         return x + self.alpha[tower] * delta
 
-    def project(self, z: Tensor, tower: str) -> Tensor:
-        return z + self.beta[tower] * self.proj(z)
+    def project(self, pooled: Tensor, projected: Tensor, tower: str) -> Tensor:
+        """``projected + beta_tower * P(pooled)``: the tower's embedding with the projection
+        adapter, from its pooled feature before and after the projection."""
+        return projected + self.beta[tower] * self.proj(pooled)
 
 
 class QCLIP(nn.Module):
@@ -77,10 +101,10 @@ class QCLIP(nn.Module):
         vision_blocks = clip_split.vision_blocks(clip_split.visual_tower(clip))
         width = clip_split.hidden_width(clip)
         text_width = token_embedding.weight.shape[1]
-        if mode == "full" and text_width != width:
+        if text_width != width:
             raise ValueError(
                 f"SCMA shares adapters between towers: vision width {width} != text width "
-                f"{text_width}"
+                f"{text_width} (the Q-CLIP release refuses such models too)"
             )
         if mode == "full" and not 1 <= k <= min(len(vision_blocks), len(text_blocks)):
             raise ValueError(f"k={k} must be in [1, {min(len(vision_blocks), len(text_blocks))}]")
@@ -96,7 +120,7 @@ class QCLIP(nn.Module):
         self.context = nn.Parameter(
             token_embedding.weight[x_id].detach().clone().repeat(N_CONTEXT, 1)
         )
-        self.head = nn.Linear(len(LEVELS), 1)
+        self.score_proj = nn.Parameter(torch.randn(len(LEVELS), 1) * len(LEVELS) ** -0.5)
         self._hooks = [token_embedding.register_forward_hook(self._inject_context)]
         if mode == "full":
             for depth, blk in enumerate(vision_blocks[len(vision_blocks) - k :]):
@@ -128,29 +152,46 @@ class QCLIP(nn.Module):
     # -- embeddings ----------------------------------------------------------------------
     def text_embeddings(self) -> Tensor:
         """``[5, D]`` projected prompt embeddings (with adapters), before normalisation."""
-        z = self.clip.encode_text(self.prompt_ids)
-        return self.scma.project(z, "txt")
+        pooled, projection = text_pooled(self.clip, self.prompt_ids)
+        if projection is None:
+            projected = pooled
+        elif isinstance(projection, nn.Linear):
+            projected = projection(pooled)
+        else:
+            projected = pooled @ projection
+        return self.scma.project(pooled, projected, "txt")
+
+    def _frames(self, pooled: Tensor, b: int, t: int) -> Tensor:
+        """``[B * T, width]`` pre-projection frame features -> ``[B, D]`` video embedding:
+        each frame projected with the adapter, then the mean over frames."""
+        frames = self.scma.project(pooled, clip_split.project(self.clip, pooled), "img")
+        return frames.view(b, t, -1).mean(dim=1)
 
     def video_from_hidden(self, hidden: Tensor) -> Tensor:
         """``[B, T, tokens, width]`` cached hidden states -> ``[B, D]`` video embedding."""
         b, t = hidden.shape[:2]
-        z = clip_split.finish_from_hidden(self.clip, hidden.flatten(0, 1), self.k)
-        return self.scma.project(z, "img").view(b, t, -1).mean(dim=1)
+        pooled = clip_split.pool_from_hidden(self.clip, hidden.flatten(0, 1), self.k)
+        return self._frames(pooled, b, t)
 
     def video_from_pooled(self, pooled: Tensor) -> Tensor:
-        """``[B, T, D]`` cached pooled embeddings -> ``[B, D]`` (projection mode)."""
-        return self.scma.project(pooled, "img").mean(dim=1)
+        """``[B, T, width]`` cached pre-projection pooled features -> ``[B, D]``
+        (projection mode)."""
+        b, t = pooled.shape[:2]
+        return self._frames(pooled.flatten(0, 1), b, t)
 
     def video_from_pixels(self, pixels: Tensor) -> Tensor:
         """``[B, T, 3, H, W]`` -> ``[B, D]``: the full model from pixels (tests, benchmarks)."""
         b, t = pixels.shape[:2]
-        z = self.clip.encode_image(pixels.flatten(0, 1))
-        return self.scma.project(z, "img").view(b, t, -1).mean(dim=1)
+        return self._frames(clip_split.pool_from_pixels(self.clip, pixels.flatten(0, 1)), b, t)
 
     def similarities(self, video: Tensor) -> Tensor:
         """``[B, 5]`` cosine similarities of video embeddings to the five prompts."""
         text = nn.functional.normalize(self.text_embeddings(), dim=-1)
         return nn.functional.normalize(video, dim=-1) @ text.T
 
+    def score_from_similarities(self, sims: Tensor) -> Tensor:
+        """``[B, 5]`` prompt similarities -> ``[B]`` scores."""
+        return (sims @ self.score_proj.to(sims.dtype)).squeeze(-1)
+
     def score(self, video: Tensor) -> Tensor:
-        return self.head(self.similarities(video)).squeeze(-1)
+        return self.score_from_similarities(self.similarities(video))

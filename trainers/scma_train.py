@@ -76,13 +76,27 @@ def tokenizer_for(model_name: str):
     return open_clip.get_tokenizer(OPEN_CLIP_NAMES[tiny] if tiny else model_name)
 
 
+def feature_array(mode: str) -> str:
+    """The clip stage array a mode reads: hidden states (full) or the pre-projection
+    pooled frame features (projection)."""
+    return "hidden" if mode == "full" else "pooled"
+
+
 def usable_data(items: pd.DataFrame, stage, mode: str):
     """``(data, features, cache_rows)``: items with an ok clip row, the cached array the
     mode trains on (hidden states memory-mapped), and each item's row in that array."""
+    name = feature_array(mode)
+    if stage.markers and name not in stage.array_names():
+        dataset = stage.dir.parent.parent.name
+        raise DatasetError(
+            f"{dataset}'s clip cache ({stage.fingerprint}) has no '{name}' array: it was made "
+            f"by an older qfeat (clip stage version {stage.manifest.get('stage_version')}); "
+            f"run `qfeat features {dataset}` to recompute it (clip is now version 2, which "
+            "also stores the pre-projection features --mode projection reads)"
+        )
     table = stage.table(["item_id", "status"])
     table["row"] = np.arange(len(table))
     data = items.merge(table[table["status"] == "ok"], on="item_id", how="inner")
-    name = "hidden" if mode == "full" else "embeddings"
     features = stage.array(name, mmap=(name == "hidden"))
     return data, features, data["row"].to_numpy()
 

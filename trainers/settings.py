@@ -25,9 +25,13 @@ class LoopSettings(Settings):
     weight_decay: float = 1e-2  # AdamW weight decay
     warmup_epochs: float = 1.0  # linear warm-up, then cosine decay
     rank_weight: float = 0.3  # loss = PLCC loss + rank_weight * ranking loss
+    loss: str = "qclip"  # the forms of both: qclip (the Q-CLIP release's) | simple
     patience: int = 0  # early stopping on validation SRCC (0 = off; best epoch kept)
 
     def validate(self) -> None:
+        from qfeat.trainers.losses import FORMS
+
+        self.one_of("loss", FORMS)
         self.at_least(1, "epochs", "batch_size")
         self.at_least(0, "weight_decay", "warmup_epochs", "rank_weight", "patience")
         if not self.lr > 0:
@@ -41,6 +45,7 @@ class RSASettings(LoopSettings):
     section = "rsa"
     hidden: int = 256  # width of region descriptors, semantic tokens and the MLPs
     rating_dim: int = 16  # embedding size of each rating level
+    loss: str = "simple"  # no released code to follow: 1 - Pearson + mean pairwise hinge
 
     def validate(self) -> None:
         super().validate()

@@ -47,8 +47,12 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 __all__ = [
+    "encode_frames",
     "encode_with_hidden",
     "finish_from_hidden",
+    "pool_from_hidden",
+    "pool_from_pixels",
+    "project",
     "hidden_width",
     "num_blocks",
     "num_tokens",
@@ -130,10 +134,19 @@ def oc_run_blocks(visual: nn.Module, x: Tensor, start: int, stop: int) -> Tensor
     return x if tr.batch_first else x.transpose(0, 1)
 
 
+def _oc_pool(visual: nn.Module, x: Tensor) -> Tensor:
+    """``VisionTransformer.forward`` after the blocks, up to (not including) ``proj``."""
+    pooled, _ = visual._pool(x)
+    return pooled
+
+
+def _oc_project(visual: nn.Module, pre: Tensor) -> Tensor:
+    return pre @ visual.proj if visual.proj is not None else pre
+
+
 def _oc_head(visual: nn.Module, x: Tensor) -> Tensor:
     """Everything after the blocks, as ``VisionTransformer.forward``: pool, then proj."""
-    pooled, _ = visual._pool(x)
-    return pooled @ visual.proj if visual.proj is not None else pooled
+    return _oc_project(visual, _oc_pool(visual, x))
 
 
 # --------------------------------------------------------------------------- timm Eva (PE)
@@ -174,11 +187,22 @@ def _eva_run_blocks(
     return x
 
 
+def _eva_pool(visual: nn.Module, x: Tensor) -> Tensor:
+    """``TimmModel.forward`` after the blocks, up to (not including) the projection:
+    trunk norm, attention pool, fc_norm (``forward_head(pre_logits=True)``)."""
+    trunk = visual.trunk
+    return trunk.forward_head(trunk.norm(x), pre_logits=True)
+
+
+def _eva_project(visual: nn.Module, pre: Tensor) -> Tensor:
+    """The trunk's head linear (the CLIP projection for PE), then open_clip's head."""
+    return visual.head(visual.trunk.head(pre))
+
+
 def _eva_head(visual: nn.Module, x: Tensor) -> Tensor:
     """Everything after the blocks, as ``TimmModel.forward``: trunk norm, trunk head
     (attention pool, fc_norm, projection), then open_clip's head."""
-    trunk = visual.trunk
-    return visual.head(trunk.forward_head(trunk.norm(x)))
+    return _eva_project(visual, _eva_pool(visual, x))
 
 
 # --------------------------------------------------------------------------- public split
@@ -220,18 +244,27 @@ def encode_with_hidden(model: nn.Module, pixels: Tensor, k: int) -> tuple[Tensor
     Raises:
         ValueError: ``k`` outside ``[1, L]`` or ``pixels`` not ``[B, 3, H, W]``.
     """
+    embeddings, _, hidden = encode_frames(model, pixels, k)
+    return embeddings, hidden
+
+
+@torch.no_grad()
+def encode_frames(model: nn.Module, pixels: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``(embeddings, pooled, hidden)``: :func:`encode_with_hidden`'s two outputs plus
+    ``pooled`` ``[B, width]``, the pooled feature before the projection (so that
+    ``embeddings == project(model, pooled)``), in one forward."""
     visual = visual_tower(model)
     split, total = _split_index(model, k), num_blocks(model)
     _check_pixels(visual, pixels)
     if tower_kind(visual) == "openclip":
         x = visual._embeds(pixels)
         hidden = oc_run_blocks(visual, x, 0, split)
-        pooled = _oc_head(visual, oc_run_blocks(visual, hidden, split, total))
+        pre = _oc_pool(visual, oc_run_blocks(visual, hidden, split, total))
     else:
         x, rope = _eva_embed(visual.trunk, pixels)
         hidden = _eva_run_blocks(visual.trunk, x, rope, 0, split)
-        pooled = _eva_head(visual, _eva_run_blocks(visual.trunk, hidden, rope, split, total))
-    return pooled, hidden
+        pre = _eva_pool(visual, _eva_run_blocks(visual.trunk, hidden, rope, split, total))
+    return project(model, pre), pre, hidden
 
 
 def finish_from_hidden(model: nn.Module, hidden: Tensor, k: int) -> Tensor:
@@ -261,3 +294,42 @@ def finish_from_hidden(model: nn.Module, hidden: Tensor, k: int) -> Tensor:
     trunk = visual.trunk
     x = _eva_run_blocks(trunk, hidden, _eva_rope(trunk), split, total)
     return _eva_head(visual, x)
+
+
+def _run_to_end(model: nn.Module, hidden: Tensor, k: int) -> Tensor:
+    visual = visual_tower(model)
+    split, total = _split_index(model, k), num_blocks(model)
+    if tower_kind(visual) == "openclip":
+        return oc_run_blocks(visual, hidden, split, total)
+    trunk = visual.trunk
+    return _eva_run_blocks(trunk, hidden, _eva_rope(trunk), split, total)
+
+
+def pool_from_hidden(model: nn.Module, hidden: Tensor, k: int) -> Tensor:
+    """As :func:`finish_from_hidden`, but the pooled feature *before* the projection
+    ``[B, width]`` (what Q-CLIP's projection adapter reads); :func:`project` maps it to the
+    embedding :func:`finish_from_hidden` returns."""
+    _check_hidden(model, hidden)
+    visual = visual_tower(model)
+    x = _run_to_end(model, hidden, k)
+    return _oc_pool(visual, x) if tower_kind(visual) == "openclip" else _eva_pool(visual, x)
+
+
+def pool_from_pixels(model: nn.Module, pixels: Tensor) -> Tensor:
+    """The pre-projection pooled feature ``[B, width]`` of images, every block run (with
+    any hooks on them)."""
+    visual = visual_tower(model)
+    _check_pixels(visual, pixels)
+    if tower_kind(visual) == "openclip":
+        x = oc_run_blocks(visual, visual._embeds(pixels), 0, num_blocks(model))
+        return _oc_pool(visual, x)
+    x, rope = _eva_embed(visual.trunk, pixels)
+    return _eva_pool(visual, _eva_run_blocks(visual.trunk, x, rope, 0, num_blocks(model)))
+
+
+def project(model: nn.Module, pre: Tensor) -> Tensor:
+    """The vision tower's projection of pre-projection pooled features ``[..., width]``."""
+    visual = visual_tower(model)
+    return (
+        _oc_project(visual, pre) if tower_kind(visual) == "openclip" else _eva_project(visual, pre)
+    )

@@ -2,10 +2,12 @@
 
 Only the chosen frames are decoded, at full size, squashed to the model's input size
 and normalised as the model expects. HDF5 arrays (fp16): ``embeddings`` ``[items, T, D]``
-(pooled projected embedding, not L2-normalised) and ``hidden`` ``[items, T, tokens,
-width]`` (the tokens entering vision block L-K, K = ``clip.adapted_blocks``), so a
-trainer can run the last K blocks with adapters from the cache (see
-``qfeat.pipeline.models.clip_split``). Columns: ``frames`` (T), ``reader``.
+(pooled projected embedding, not L2-normalised), ``pooled`` ``[items, T, width]`` (the
+same pooled feature before the projection: what Q-CLIP's projection adapter reads, so
+``--mode projection`` trains from it) and ``hidden`` ``[items, T, tokens, width]`` (the
+tokens entering vision block L-K, K = ``clip.adapted_blocks``), so a trainer can run the
+last K blocks with adapters from the cache (see ``qfeat.pipeline.models.clip_split``).
+Columns: ``frames`` (T), ``reader``. Version 2 added ``pooled``.
 """
 
 from __future__ import annotations
@@ -48,10 +50,10 @@ def squash(frames: np.ndarray, size: tuple[int, int], mean, std, interpolation: 
 class ClipStage(Stage):
     name = "clip"
     settings = ClipSettings
-    version = 1
+    version = 2
     modality = "video"
     upstream = ("frames",)
-    arrays = ("embeddings", "hidden")
+    arrays = ("embeddings", "pooled", "hidden")
 
     def _tiny(self) -> bool:
         from qfeat.pipeline.models.clip_build import tiny_name
@@ -78,7 +80,7 @@ class ClipStage(Stage):
         import torch
 
         from qfeat.pipeline.models.clip_build import build_clip
-        from qfeat.pipeline.models.clip_split import encode_with_hidden
+        from qfeat.pipeline.models.clip_split import encode_frames
 
         pretrained = self.cfg["pretrained"]
         model, self.pre = build_clip(
@@ -86,12 +88,14 @@ class ClipStage(Stage):
         )
         self.model = model.to(self.device)
         self.k = int(self.cfg["adapted_blocks"])
-        self.torch, self.encode = torch, encode_with_hidden
+        self.torch, self.encode = torch, encode_frames
         self.autocast = self.device == "cuda" and self.cfg["dtype"] == "bfloat16"
         probe = torch.zeros(1, 3, *self.pre.size, device=self.device)
         with torch.inference_mode():
-            pooled, hidden = encode_with_hidden(self.model, probe, self.k)
-        self.shapes = {"embeddings": tuple(pooled.shape[1:]), "hidden": tuple(hidden.shape[1:])}
+            outputs = encode_frames(self.model, probe, self.k)
+        self.shapes = {
+            name: tuple(o.shape[1:]) for name, o in zip(self.arrays, outputs, strict=True)
+        }
 
     def schema(self) -> pa.Schema:
         return pa.schema([("frames", pa.int32()), ("reader", pa.string())])
@@ -137,12 +141,12 @@ class ClipStage(Stage):
                 torch.inference_mode(),
                 torch.autocast("cuda", torch.bfloat16, enabled=self.autocast),
             ):
-                pooled, hidden = self.encode(self.model, x, self.k)
-            pooled, hidden = pooled.float().cpu().numpy(), hidden.float().cpu().numpy()
+                outputs = self.encode(self.model, x, self.k)
+            arrays = {n: o.float().cpu().numpy() for n, o in zip(self.arrays, outputs, strict=True)}
             start = 0
             for i, p in batch:
-                results[i]["embeddings"] = pooled[start : start + len(p)]
-                results[i]["hidden"] = hidden[start : start + len(p)]
+                for name, values in arrays.items():
+                    results[i][name] = values[start : start + len(p)]
                 start += len(p)
             batch.clear()
 

@@ -21,6 +21,7 @@ import torch
 from qfeat.cache.items import read_items
 from qfeat.cache.reader import Stage, list_stages
 from qfeat.pipeline.describe.parse import DIMENSIONS, LEVELS
+from qfeat.trainers.loop import load_trained
 from qfeat.trainers.report import plots
 from qfeat.trainers.report.run import open_recorded
 from qfeat.trainers.report.samples import Sample
@@ -171,7 +172,7 @@ def image_details(
             continue
         if sample.split_index not in models:
             model = build_head(inputs, head)
-            model.load_state_dict(run.split_state(sample.split_index), strict=False)
+            load_trained(model, run.split_state(sample.split_index), run.name)
             models[sample.split_index] = model.eval()
         with torch.no_grad():
             batch = inputs.batch(np.array([position[sample.item_id]]), "cpu")

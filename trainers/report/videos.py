@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from qfeat.cache.items import read_items
+from qfeat.trainers.loop import load_trained
 from qfeat.trainers.report import plots
 from qfeat.trainers.report.run import open_recorded
 from qfeat.trainers.report.samples import Sample
@@ -48,7 +49,7 @@ def video_details(
     """``(item_id, split) -> VideoDetail`` for every sample (raises DatasetError when the
     run's cache is gone)."""
     from qfeat.trainers.scma import LEVELS, QCLIP
-    from qfeat.trainers.scma_train import load_clip_for, tokenizer_for
+    from qfeat.trainers.scma_train import feature_array, load_clip_for, tokenizer_for
 
     clip_stage = open_recorded(cache_dir, run, "clip")
     frames_stage = open_recorded(cache_dir, run, "frames")
@@ -59,7 +60,7 @@ def video_details(
     frame_table = frames_stage.table()
     frame_table = frame_table[frame_table["status"] == "ok"].drop_duplicates("item_id")
     frame_rows = frame_table.set_index("item_id")
-    features = clip_stage.array("hidden" if mode == "full" else "embeddings", mmap=True)
+    features = clip_stage.array(feature_array(mode), mmap=True)
     base, _, clip_cfg = load_clip_for(clip_stage)
     tokenizer = tokenizer_for(clip_cfg["model"])
     k = int(clip_cfg["adapted_blocks"])
@@ -78,16 +79,16 @@ def video_details(
             continue
         if sample.split_index not in models:
             model = QCLIP(copy.deepcopy(base), tokenizer, k=k, r=r, mode=mode)
-            model.load_state_dict(run.split_state(sample.split_index), strict=False)
+            load_trained(model, run.split_state(sample.split_index), run.name)
             models[sample.split_index] = model.eval()
         model = models[sample.split_index]
         x = torch.from_numpy(np.asarray(features[[clip_rows[sample.item_id]]], np.float32))
         with torch.no_grad():
             video = model.video_from_hidden(x) if mode == "full" else model.video_from_pooled(x)
             sims = model.similarities(video)
-            detail.score = float(model.head(sims).squeeze(-1)[0])
+            detail.score = float(model.score_from_similarities(sims)[0])
         detail.similarities = [float(v) for v in sims[0]]
-        detail.score_weights = [float(v) for v in model.head.weight.detach()[0]]
+        detail.score_weights = [float(v) for v in model.score_proj.detach()[:, 0]]
         detail.bars = plots.similarity_bars(LEVELS, detail.similarities)
     return out
 
