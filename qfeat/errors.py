@@ -35,6 +35,7 @@ STATUSES = {
     "no_frames": "the video stream has no decodable frame",
     "upstream_error": "a stage this one reads failed on the item (see that stage's error)",
     "model_error": "the model failed on the item (e.g. out of memory on one batch)",
+    "value_out_of_range": "a model output beyond fp16's range (or NaN): the cache cannot store it",
     "error": "anything else; the error column says what",
 }
 

@@ -152,3 +152,18 @@ def test_training_on_a_damaged_cache_stops_with_the_fix(demo_videos, tmp_path, q
     assert result.exit_code == 1
     assert "damaged cache" in result.output and "cache verify --repair" in result.output
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("metrics.json"))
+
+
+def test_values_beyond_fp16_become_an_error_row_not_inf():
+    """Issue 16: the cache writer stored an overflowing model output as inf."""
+    from qfeat.pipeline.stages.base import storable
+
+    fine = {"status": "ok", "error": None, "features": np.full((2, 3), 60000.0, np.float32)}
+    assert storable(fine, ("features",)) is fine
+    for bad in (7e4, np.inf, np.nan):
+        values = np.zeros((2, 3), np.float32)
+        values[1, 2] = bad
+        row = storable({"status": "ok", "error": None, "features": values}, ("features",))
+        assert row["status"] == "value_out_of_range" and "'features'" in row["error"]
+    failed = {"status": "decode_error", "error": "x"}
+    assert storable(failed, ("features",)) is failed

@@ -40,12 +40,20 @@ def test_cumulative_follows_the_motion():
     assert static == sample(np.zeros(100, np.float32), 4, "uniform")[0]
 
 
+def test_cumulative_never_repeats_a_frame_while_others_exist():
+    """Issue 16: one dominant cut gave five copies of one frame, and padded stayed false."""
+    diff = np.full(100, 0.01, np.float32)
+    diff[40] = 100.0  # a scene cut dwarfs every other change
+    idx, padded = sample(diff, 8, "cumulative")
+    assert len(set(idx)) == 8 and 40 in idx and not padded
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_every_strategy_gives_t_sorted_valid_indices(strategy):
     diff = np.random.default_rng(1).uniform(0, 1, 57).astype(np.float32)
     idx, padded = sample(diff, 8, strategy, seed=3)
     assert len(idx) == 8 and idx == sorted(idx) and all(0 <= i < 57 for i in idx)
-    assert not padded
+    assert not padded and len(set(idx)) == 8  # no frame twice while others exist
     assert sample(diff, 8, strategy, seed=3)[0] == idx  # deterministic
 
 

@@ -20,6 +20,31 @@ from qfeat.pipeline.settings import Settings
 log = logging.getLogger(__name__)
 
 
+FP16_MAX = float(np.finfo(np.float16).max)
+
+
+def storable(result: dict[str, Any], arrays: tuple[str, ...]) -> dict[str, Any]:
+    """``result``, or an error row when one of its float arrays holds NaN, inf or a value
+    beyond fp16's range (the cache stores floats as fp16: it would become inf, and
+    readers refuse a stage holding inf)."""
+    if result.get("status") != "ok":
+        return result
+    for name in arrays:
+        values = np.asarray(result.get(name, 0))
+        if not np.issubdtype(values.dtype, np.floating) or values.size == 0:
+            continue
+        finite = np.isfinite(values).all()
+        peak = float(np.abs(values).max()) if finite else float("inf")
+        if peak > FP16_MAX:
+            return {
+                "status": "value_out_of_range",
+                "error": f"array '{name}' holds {'NaN or inf' if not finite else f'{peak:.4g}'}"
+                f", beyond fp16's range (±{FP16_MAX:g}) that the cache stores; the model "
+                "overflowed on this item (check its weights and dtype)",
+            }
+    return result
+
+
 def item_upstream(
     item: dict[str, Any], upstream: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -95,6 +120,7 @@ class Stage:
     def assemble(
         self, items: list[dict[str, Any]], results: list[dict[str, Any]]
     ) -> tuple[pa.Table, dict[str, np.ndarray]]:
+        results = [storable(r, self.arrays) for r in results]
         schema = self.schema()
         columns: dict[str, Any] = {
             "item_id": pa.array([i["item_id"] for i in items], pa.string()),

@@ -60,7 +60,15 @@ def cumulative(diff: np.ndarray, t: int) -> list[int]:
         return uniform(n, t)
     cum = np.cumsum(diff) / total
     targets = (np.arange(t) + 0.5) / t
-    return [min(n - 1, int(np.searchsorted(cum, q))) for q in targets]
+    chosen = sorted({min(n - 1, int(np.searchsorted(cum, q))) for q in targets})
+    # one dominant cut puts several quantiles on one frame: fill with distinct frames
+    # (segment centres first) so no frame is taken twice while others exist
+    for extra in [*uniform(n, t), *range(n)]:
+        if len(chosen) >= t:
+            break
+        if extra not in chosen:
+            chosen = sorted([*chosen, extra])
+    return chosen
 
 
 def mixed(diff: np.ndarray, t: int) -> list[int]:
