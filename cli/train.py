@@ -63,6 +63,9 @@ def training_progress() -> Iterator[tuple[Callable[[str], None], Callable[[dict]
 
 
 def metrics_table(metrics: dict, title: str) -> Table:
+    valid, total = metrics.get("valid_splits"), metrics.get("n_splits")
+    if valid is not None and total and valid < total:
+        title += f" [yellow](statistics over {valid} of {total} splits: the others are undefined)"
     table = Table(title=title)
     table.add_column("")
     for key in ("srcc", "krcc", "plcc", "plcc_raw", "rmse"):

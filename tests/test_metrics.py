@@ -120,3 +120,39 @@ def test_mapping_of_an_anti_correlated_split_still_rises():
     assert mapping(pred).min() == pytest.approx(mos.min()) and mapping(pred).max() == (
         pytest.approx(mos.max())
     )
+
+
+def test_a_decreasing_fit_says_so():
+    """Issue 16: a model that ranks against MOS got a positive plcc from a falling
+    logistic, silently."""
+    pred = np.linspace(0, 1, 30)
+    mos = 5 - 4 / (1 + np.exp(-(pred - 0.5) * 8))
+    r = evaluate(pred, mos)
+    assert r["srcc"] < 0 and r["plcc_raw"] < 0
+    assert r["logistic_fit"] == "decreasing" and "ranks these items against" in r["note"]
+
+
+def test_undefined_splits_are_counted_not_hidden():
+    from qfeat.trainers.runfolder import summarise
+
+    rows = [
+        {"test_set": "test", "srcc": 0.5, "krcc": 0.4, "plcc": 0.6, "plcc_raw": 0.5, "rmse": 1.0},
+        {"test_set": "test", "srcc": None, "krcc": None, "plcc": None, "plcc_raw": None,
+         "rmse": 0.8},
+        {"test_set": "test", "srcc": 0.7, "krcc": 0.5, "plcc": 0.8, "plcc_raw": 0.7, "rmse": 1.2},
+    ]  # fmt: skip
+    out = summarise(rows)
+    assert out["valid_splits"] == 2 and out["n_splits"] == 3
+    assert out["test"]["srcc"] == pytest.approx(0.6)
+
+
+def test_train_table_and_report_name_the_valid_splits():
+    from qfeat.cli.train import metrics_table
+    from qfeat.trainers.report.sections import _splits_shown
+
+    stats = {"srcc": 0.5, "krcc": 0.4, "plcc": 0.6, "plcc_raw": 0.5, "rmse": 1.0}
+    metrics = {"test": stats, "median": stats, "std": stats, "valid_splits": 9, "n_splits": 10}
+    assert "over 9 of 10 splits" in str(metrics_table(metrics, "run").title)
+    assert "of" not in str(metrics_table({**metrics, "valid_splits": 10}, "run").title)
+    metrics["splits"] = [{"split": i} for i in range(10)]
+    assert _splits_shown(metrics) == "9 of 10 valid"

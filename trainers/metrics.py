@@ -151,7 +151,9 @@ def evaluate(pred, mos) -> dict[str, Any]:
     """All metrics: ``srcc``, ``krcc``, ``plcc`` (logistic), ``plcc_raw``, ``rmse``,
     ``n``, ``logistic_fit`` (``ok``; ``linear`` when the logistic cannot be fitted — too
     few items, no convergence — and ``plcc``/``rmse`` are after a least-squares line
-    instead; ``skipped``) and ``note`` (None unless degenerate or linear)."""
+    instead; ``decreasing`` when the fitted curve falls, so a negative correlation reads
+    as a positive ``plcc``; ``skipped``) and ``note`` (None unless degenerate, linear or
+    decreasing)."""
     pred = np.asarray(pred, dtype=np.float64).ravel()
     mos = np.asarray(mos, dtype=np.float64).ravel()
     if pred.shape != mos.shape:
@@ -192,6 +194,12 @@ def evaluate(pred, mos) -> dict[str, Any]:
     else:
         mapped = logistic4(pred, *params)
         out["logistic_fit"] = "ok"
+        if params[0] < params[1]:  # b1 < b2: the fitted curve falls
+            out["logistic_fit"] = "decreasing"
+            out["note"] = (
+                "the fitted logistic decreases: the model ranks these items against their MOS "
+                "(see srcc and plcc_raw); plcc after the mapping is positive only because of it"
+            )
     out["plcc"] = plcc(mapped, mos)
     out["rmse"] = float(np.sqrt(np.mean((mapped - mos) ** 2)))
     return out

@@ -195,9 +195,14 @@ def _clean(x: Any) -> Any:
 
 
 def summarise(per_split: list[dict[str, Any]], test_name: str = "test") -> dict[str, Any]:
-    """``{"test": means, "median": ..., "std": ...}`` over the splits of ``test_name``."""
+    """``{"test": means, "median": ..., "std": ..., "valid_splits", "n_splits"}`` over the
+    splits of ``test_name``. A split whose metric is undefined (NaN: constant predictions,
+    too few items) is left out of that metric's statistics and counted: ``valid_splits``
+    is the number of splits with a defined SRCC, ``n_splits`` all of them."""
     rows = [s for s in per_split if s["test_set"] == test_name]
-    out: dict[str, dict[str, float | None]] = {"test": {}, "median": {}, "std": {}}
+    out: dict[str, Any] = {"test": {}, "median": {}, "std": {}}
+    out["valid_splits"] = sum(1 for r in rows if r.get("srcc") is not None)
+    out["n_splits"] = len(rows)
     for key in KEYS:
         values = np.array([r[key] for r in rows if r[key] is not None], dtype=float)
         out["test"][key] = _clean(float(values.mean())) if values.size else None

@@ -21,6 +21,13 @@ KIND_TITLES = {
 }
 
 
+def _splits_shown(metrics: dict[str, Any]) -> str:
+    """How many splits the statistics cover (``9 of 10 valid`` when some are undefined)."""
+    total = len({s.get("split") for s in metrics.get("splits", [])})
+    valid = metrics.get("valid_splits")
+    return f"{valid} of {total} valid" if valid is not None and valid < total else str(total)
+
+
 def summary(run: RunFolder) -> Html:
     config, metrics = run.config, run.metrics
     seconds = metrics.get("train_seconds")
@@ -35,7 +42,7 @@ def summary(run: RunFolder) -> Html:
     rows += [
         ["trainable parameters", number(metrics.get("trainable_params"))],
         ["train seconds", "–" if seconds is None else f"{float(seconds):.1f}"],
-        ["test splits", str(len({s.get("split") for s in metrics.get("splits", [])}))],
+        ["test splits", _splits_shown(metrics)],
         ["seed", "–" if config.seed is None else config.seed],
         ["items", config.items or len(run.predictions["item_id"].unique())],
         ["cache", tag("code", config.cache_dir or "?")],
