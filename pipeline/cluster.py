@@ -12,7 +12,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from qfeat.errors import DatasetError
+from qfeat.errors import DatasetError, OptionError
 
 ALLOWED_FAILURES = 2  # worker deaths one task may cause before it is reported as failed
 
@@ -47,6 +47,49 @@ def plan_resources(device: str, workers: int | None) -> Resources:
     return Resources("cpu", n, max(1, cores // n))
 
 
+def probe_scheduler(address: str, timeout: float = 5.0) -> None:
+    """Refuse within seconds a ``tcp://`` address where no Dask scheduler answers.
+
+    A Dask scheduler sends its handshake as soon as a connection is accepted (8 bytes of
+    message length, then the frame count, ...). A closed port fails at once; a server that
+    says nothing (e.g. a plain HTTP server, which waits for a request) or sends something
+    else is not a scheduler, where ``distributed.Client`` could wait forever in the
+    handshake. Other schemes (``tls://``, ``ucx://``) are left to ``distributed``."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme != "tcp":
+        return
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port that is not a number
+        host, port = None, None
+    if not host or not port:
+        raise OptionError(f"--scheduler {address}: expected tcp://HOST:PORT")
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            head = sock.recv(16)
+    except TimeoutError as exc:
+        raise DatasetError(
+            f"{address} accepted the connection but said nothing within {timeout:g} s: it is "
+            "not a Dask scheduler (a Dask scheduler greets at once); check --scheduler (the "
+            "address `dask scheduler` prints, e.g. tcp://HOST:8786)"
+        ) from exc
+    except OSError as exc:
+        raise DatasetError(
+            f"cannot reach the Dask scheduler at {address} ({exc}); is `dask scheduler` "
+            "running there, and is the address tcp://HOST:PORT?"
+        ) from exc
+    length = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
+    if not 0 < length < 1 << 24:
+        raise DatasetError(
+            f"{address} answered, but not as a Dask scheduler (it sent {head[:16]!r}); check "
+            "--scheduler (the address `dask scheduler` prints, e.g. tcp://HOST:8786)"
+        )
+
+
 @contextmanager
 def connect(scheduler: str | None, resources: Resources, dashboard: bool = False):
     """Yield a ``distributed.Client`` to an existing scheduler or an embedded cluster."""
@@ -73,6 +116,7 @@ def connect(scheduler: str | None, resources: Resources, dashboard: bool = False
     }
     with dask.config.set(settings):
         if scheduler:
+            probe_scheduler(scheduler)
             try:
                 client = Client(scheduler, timeout="10s")
             except OSError as exc:

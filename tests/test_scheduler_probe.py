@@ -1,0 +1,76 @@
+"""`--scheduler` pointing at something that is not a Dask scheduler fails within seconds
+with a clear message instead of hanging in the handshake (issue 24.8)."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import socket
+import socketserver
+import threading
+import time
+
+import pytest
+
+from qfeat.errors import DatasetError, OptionError
+from qfeat.pipeline.cluster import probe_scheduler
+
+
+@pytest.fixture
+def http_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"tcp://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+class _Chatty(socketserver.BaseRequestHandler):
+    def handle(self):
+        self.request.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+
+@pytest.fixture
+def banner_server():
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Chatty)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"tcp://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_plain_http_server_is_refused_within_seconds(http_server):
+    start = time.monotonic()
+    with pytest.raises(DatasetError, match="said nothing within 1 s: it is not a Dask scheduler"):
+        probe_scheduler(http_server, timeout=1.0)
+    assert time.monotonic() - start < 5  # a bound on a hang, not a benchmark
+
+
+def test_a_server_speaking_another_protocol_is_refused(banner_server):
+    with pytest.raises(DatasetError, match="answered, but not as a Dask scheduler"):
+        probe_scheduler(banner_server, timeout=2.0)
+
+
+def test_a_closed_port_and_a_bad_address():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(DatasetError, match="cannot reach the Dask scheduler"):
+        probe_scheduler(f"tcp://127.0.0.1:{port}")
+    with pytest.raises(OptionError, match="expected tcp://HOST:PORT"):
+        probe_scheduler("tcp://127.0.0.1:notaport")
+
+
+def test_a_real_scheduler_passes():
+    from distributed import Scheduler
+
+    async def main():
+        async with Scheduler(host="127.0.0.1", port=0, dashboard_address=None) as scheduler:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, probe_scheduler, scheduler.address)
+
+    asyncio.run(main())
+
+
+def test_features_names_the_problem(qfeat, http_server, demo_images, tmp_path):
+    result = qfeat("features", "demo", "--root", str(demo_images.data), "--cache-dir",
+                   str(tmp_path / "c"), "--limit", "2", "--scheduler", http_server)  # fmt: skip
+    assert result.exit_code == 1 and "not a Dask scheduler" in result.output
