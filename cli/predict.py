@@ -55,9 +55,16 @@ def predict(
         folder = RunFolder.find(run, runs_dir).path
         modality, extensions = file_kind(folder)
         files = expand_paths(paths, extensions)
+        kinds = " ".join(extensions)
         if not files:
-            kinds = " ".join(extensions)
             raise OptionError(f"no {modality} files ({kinds}) matched {' '.join(paths)}")
+        other = [str(f) for f in files if f.suffix.lower() not in extensions]
+        if other:  # before any model is loaded: a wrong kind of file fails at once
+            raise OptionError(
+                f"{', '.join(other[:3])}{' ...' if len(other) > 3 else ''}: not {modality} "
+                f"files ({kinds}); run {folder.name} scores {modality}s — use a run of the "
+                "other trainer for these"
+            )
         model = load_run(folder, resolve_device(device))
         # on stderr, and gone when done: --json keeps stdout pure JSON
         with progress_bar(Console(stderr=True), "scoring", "files", transient=True) as bar:

@@ -137,6 +137,22 @@ def test_run_name_under_runs_dir_and_no_files(images, tmp_path):
     assert result.exit_code == 2 and "no image files" in result.output
 
 
+def test_a_video_given_to_an_image_run_fails_before_any_model(images, tmp_path, monkeypatch):
+    """Issue 23.7: an .mp4 given to an image run was refused only after every model had
+    been built (52 s)."""
+    from qfeat.trainers import predict as predict_module
+
+    def no_models(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(predict_module, "load_run", no_models)
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"x")
+    result = qfeat("predict", images.run, images.tests[0], clip)
+    assert result.exit_code == 2
+    assert "clip.mp4: not image files" in result.output and "scores images" in result.output
+
+
 def test_refuses_a_different_model(images, tmp_path):
     copy = tmp_path / "changed"
     shutil.copytree(images.run, copy)
