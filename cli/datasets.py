@@ -147,6 +147,8 @@ def _print_report(r: dict) -> None:
         console.print(f"  [red]rejected[/]   {shown(p['reason'])}")
     for p in r["duplicate_rows"][:10]:
         console.print(f"  [yellow]duplicate[/]  {shown(p['reason'])}")
+    for warning in r["warnings"]:
+        console.print(f"  [yellow]warning[/]    {shown(warning)}")
     if has_problems(r):
         console.print("[yellow]problems found[/]: fix or remove the rows/files listed above")
     else:

@@ -107,3 +107,39 @@ def test_links_out_of_the_root_are_refused_unless_allowed(tmp_path):
     assert "--option follow_links=true" in refused["link_out.png"]
     allowed = open_dataset("csv", root, {**CSV, "follow_links": "true"}).listing()
     assert len(allowed.items) == 4 and not allowed.problems
+
+
+def _versions_root(tmp_path):
+    """Three source clips, each re-encoded at three qualities (as issue 23.4 found)."""
+    lines = []
+    for source in ("city", "forest", "crowd"):
+        for crf in (18, 28, 38):
+            name = f"videos/{source}_crf{crf}.mp4"
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_bytes(b"x")
+            lines.append(f"{name}, 2.0, 30, {5 - crf / 10:.1f}")
+    (tmp_path / "labels.txt").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+def test_labels_group_versions_of_one_source(tmp_path):
+    """Issue 23.4: nine versions of one source clip landed in both train and test."""
+    import pandas as pd
+
+    from qfeat.trainers.splits import make_splits
+
+    root = _versions_root(tmp_path)
+    plain = check_dataset(open_dataset("labels", root), decode=False)
+    assert plain["groups"] == 9 and "versions of shared sources" in plain["warnings"][0]
+    adapter = open_dataset("labels", root, {"group_pattern": r"([^/]+)_crf\d+"})
+    grouped = check_dataset(adapter, decode=False)
+    assert grouped["groups"] == 3 and grouped["warnings"] == []
+    items = adapter.listing().items
+    frame = pd.DataFrame({"item_id": [i.item_id for i in items], "split": None,
+                          "group": [i.group for i in items]})  # fmt: skip
+    for split in make_splits(frame, n_splits=3, test_frac=0.34, seed=1):
+        test_groups = set(frame["group"].to_numpy()[split.test["test"]])
+        train_groups = set(frame["group"].to_numpy()[split.train])
+        assert test_groups and not test_groups & train_groups
+    with pytest.raises(OptionError, match="not a regular expression"):
+        open_dataset("labels", root, {"group_pattern": "(unclosed"}).listing()

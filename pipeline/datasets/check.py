@@ -6,11 +6,12 @@ truncated file still fails), videos are opened and their first frame decoded.
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from qfeat.pipeline.datasets.base import DatasetAdapter, Item
@@ -116,6 +117,7 @@ def check_dataset(
         "higher_is_better": scale.higher_is_better,
         "splits": dict(sorted(splits.items())),
         "groups": len({it.group for it in items if it.group is not None}),
+        "warnings": group_warnings(items),
         "missing_files": missing[:MAX_LISTED],
         "unreadable_files": unreadable[:MAX_LISTED],
         "rejected_rows": [
@@ -128,6 +130,33 @@ def check_dataset(
         ],
         "decoded": decode,
     }
+
+
+def _source_stem(item_id: str) -> str:
+    """The file name without extension and without its last ``_``/``-``/``.`` part: what
+    versions of one source usually share (``city_crf23.mp4`` -> ``city``)."""
+    stem = PurePosixPath(item_id).stem
+    return re.split(r"[_\-.](?=[^_\-.]*$)", stem)[0] if re.search(r"[_\-.]", stem) else stem
+
+
+def group_warnings(items: list[Item]) -> list[str]:
+    """A warning when every item is its own content group although many names look like
+    versions of shared sources: random splits would then put versions of one source in
+    both training and test (content leakage)."""
+    if len(items) < 4 or len({it.group for it in items}) < len(items):
+        return []
+    stems = Counter(_source_stem(it.item_id) for it in items)
+    shared = sum(n for n in stems.values() if n > 1)
+    if shared < max(4, len(items) // 5):
+        return []
+    example = next(stem for stem, n in stems.most_common(1))
+    names = [it.item_id for it in items if _source_stem(it.item_id) == example][:2]
+    return [
+        f"every item is its own content group, but {shared} of {len(items)} names look like "
+        f"versions of shared sources (e.g. {', '.join(names)}): random splits would put "
+        "versions of one source in both training and test; group them with "
+        "--option group_pattern=REGEX (its first group is the source, e.g. '^(.*)_[^_]*$')"
+    ]
 
 
 def has_problems(report: dict[str, Any]) -> bool:

@@ -6,6 +6,7 @@ range is taken from ``--option score_min=/score_max=`` or, when absent, from the
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from qfeat.errors import OptionError
@@ -19,12 +20,39 @@ from qfeat.pipeline.datasets.base import (
 )
 from qfeat.pipeline.datasets.tables import read_csv, require_columns
 
-_SCALE_OPTIONS = {"score_min": "", "score_max": "", "higher_is_better": "true"}
+_SCALE_OPTIONS = {
+    "score_min": "",
+    "score_max": "",
+    "higher_is_better": "true",
+    # a regular expression on the item's path: its first group (or the whole match) is
+    # the content group, so versions of one source never land on both sides of a split
+    "group_pattern": "",
+}
 
 
 class GenericAdapter(DatasetAdapter):
     takes_name = True
     scale = ScoreScale(None, None)
+
+    def _group(self, rel: str, given: str | None = None) -> str:
+        """The content group of the item at ``rel``: ``given`` (a group column), else the
+        ``group_pattern`` match, else the path itself (every item its own group)."""
+        if given:
+            return given
+        pattern = self.opts["group_pattern"]
+        if not pattern:
+            return rel
+        if not hasattr(self, "_group_re"):
+            try:
+                self._group_re = re.compile(pattern)
+            except re.error as exc:
+                raise OptionError(
+                    f"--option group_pattern={pattern!r} is not a regular expression ({exc})"
+                ) from exc
+        found = self._group_re.search(rel)
+        if found is None:
+            return rel
+        return found.group(1) if found.groups() and found.group(1) else found.group(0)
 
     def _scale(self, raw_scores: list[object]) -> ScoreScale:
         hib_text = self.opts["higher_is_better"].lower()
@@ -64,7 +92,7 @@ class LabelsFile(GenericAdapter):
             entries.append((fields[0], fields[3]))
         scale = self._scale([score for _, score in entries])
         for rel, score in entries:
-            self.make_item(listing, rel, score, group=rel, scale=scale)
+            self.make_item(listing, rel, score, group=self._group(rel), scale=scale)
         return listing
 
     def _bad_line(self, path: Path, lineno: int, why: str) -> ItemProblem:
@@ -107,7 +135,7 @@ class CsvTable(GenericAdapter):
                 rel,
                 row[score_col],
                 split=(row[split_col] or None) if split_col else None,
-                group=(row[group_col] or None) if group_col else rel,
+                group=self._group(rel, row[group_col] if group_col else None),
                 scale=scale,
             )
         return listing
