@@ -8,7 +8,6 @@ between them; no dashboard unless asked.
 from __future__ import annotations
 
 import logging
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -42,9 +41,11 @@ def plan_resources(device: str, workers: int | None) -> Resources:
 
         n = workers or torch.cuda.device_count()
         return Resources("cuda", n, 2)
-    cores = os.cpu_count() or 1
+    from qfeat.pipeline.threads import available_cpus, thread_count
+
+    cores = available_cpus()  # affinity and cgroup quota, not every core of the machine
     n = workers or max(1, min(4, cores // 2))
-    return Resources("cpu", n, max(1, cores // n))
+    return Resources("cpu", n, thread_count(max(1, cores // n)))
 
 
 def probe_scheduler(address: str, timeout: float = 5.0) -> None:

@@ -231,4 +231,11 @@ def load_run(
     from qfeat.pipeline.cluster import resolve_device
 
     folder = RunFolder.find(run, Path(runs_dir) if runs_dir else None)
-    return RunModel(folder, resolve_device(device))
+    device = resolve_device(device)
+    if device == "cpu":
+        import torch
+
+        from qfeat.pipeline.threads import thread_count
+
+        torch.set_num_threads(thread_count())  # the CPUs this process may use
+    return RunModel(folder, device)

@@ -19,6 +19,7 @@ import torch
 
 from qfeat.cache.items import read_items
 from qfeat.errors import DatasetError, OptionError
+from qfeat.pipeline.threads import thread_count
 from qfeat.trainers.protocol import TrainJob, TrainRequest, loop_config, train_and_record
 from qfeat.trainers.registry import TRAINERS, check_cached_dataset
 from qfeat.trainers.rsa import ATTENTION, RSAHead
@@ -99,7 +100,7 @@ def train_rsa(
     if device.type == "cpu":
         # the head's matmuls are tiny: one thread avoids thread-pool overhead that made
         # steps 3-6x slower on 2 cores under load (measured on the demo set)
-        torch.set_num_threads(1)
+        torch.set_num_threads(thread_count(1))
     config = RunConfig(
         trainer="rsa",
         dataset=req.dataset,

@@ -21,6 +21,7 @@ import torch
 from qfeat.cache.items import read_items
 from qfeat.cache.reader import CacheMissing, open_stage
 from qfeat.errors import DatasetError
+from qfeat.pipeline.threads import thread_count
 from qfeat.trainers.protocol import (
     TrainJob,
     TrainRequest,
@@ -173,7 +174,7 @@ def train_scma(
         # Two threads: a tiny-preset step (96 frames x 65 tokens through two blocks) took
         # 50 ms against 83 ms on one thread on an idle 2-core VM. More threads were not
         # measured; the RSA head's much smaller steps stay on one (trainers/rsa_train.py).
-        torch.set_num_threads(min(2, torch.get_num_threads()))
+        torch.set_num_threads(thread_count(2))
     config = RunConfig(
         trainer="scma",
         dataset=req.dataset,
