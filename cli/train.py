@@ -111,7 +111,7 @@ def scma(
             raise OptionError("--mode must be full or projection")
         common = _common(dataset, cache_dir, runs_dir, run, splits, epochs, seed, device, set_)
         request = ScmaRequest(**common, preset=preset, init=init, mode=mode)
-        with training_progress() as (log, progress):
+        with resumable("scma", request), training_progress() as (log, progress):
             folder, metrics = train_scma(request, log=log, progress=progress)
     print_run(metrics, f"scma ({mode}) on {dataset}: {len(metrics['splits'])} test results", folder)
 
@@ -148,11 +148,28 @@ def rsa(
             use_text=not no_text,
             use_ratings=not no_ratings,
         )
-        with training_progress() as (log, progress):
+        with resumable("rsa", request), training_progress() as (log, progress):
             folder, metrics = train_rsa(request, log=log, progress=progress)
     ablation = "".join([" no-text" * no_text, " no-ratings" * no_ratings])
     title = f"rsa ({attention}{ablation}) on {dataset}: {len(metrics['splits'])} test results"
     print_run(metrics, title, folder)
+
+
+@contextmanager
+def resumable(trainer: str, request):
+    """Ctrl-C during training: one line naming the command that resumes the run (the
+    finished splits are kept), exit 130, no traceback."""
+    if request.run is None:  # name it now, so the line can say which run to resume
+        request.run = request.folder(trainer).name
+    try:
+        yield
+    except KeyboardInterrupt:
+        console.print(
+            f"\ninterrupted: run {request.run} keeps its finished splits; resume it with "
+            f"`qfeat train {trainer} {request.dataset} --run {request.run}` (and the same "
+            "options)"
+        )
+        raise typer.Exit(130) from None
 
 
 def _common(dataset, cache_dir, runs_dir, run, splits, epochs, seed, device, sets) -> dict:

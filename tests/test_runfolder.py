@@ -80,3 +80,31 @@ def test_only_the_run_folder_module_names_config_json():
         if p.name not in own and '"config.json"' in p.read_text()
     ]
     assert not offenders
+
+
+def test_ctrl_c_names_the_resume_command_and_unfinished_runs_say_so(
+    qfeat, demo_images, tmp_path, monkeypatch
+):
+    """Issue 23.8: Ctrl-C during training printed a traceback wall and no run name;
+    `report` / `evaluate` on an unfinished run said only that files were missing."""
+    from qfeat.trainers import rsa_train
+
+    def interrupted(request, log, progress):
+        folder = request.folder("rsa").path
+        folder.mkdir(parents=True)
+        (folder / "resume.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rsa_train, "train_rsa", interrupted)
+    runs = tmp_path / "runs"
+    result = qfeat("train", "rsa", "demo", "--cache-dir", str(demo_images.cache),
+                   "--runs-dir", str(runs), "--splits", "2")  # fmt: skip
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    (name,) = [p.name for p in runs.iterdir()]
+    assert f"qfeat train rsa demo --run {name}" in result.output
+    for args in (("report", str(runs / name)), ("evaluate", name, "demo", "--runs-dir", str(runs))):
+        refused = qfeat(*args)
+        assert refused.exit_code == 1, args
+        assert (
+            f"run {name} has not finished" in refused.output and f"--run {name}" in refused.output
+        )

@@ -69,6 +69,7 @@ class RunFolder:
 
         path = Path(run).expanduser()
         folder = path if path.is_dir() else default_runs_dir(runs_dir) / str(run)
+        cls(folder).require_finished()
         if not (folder / CONFIG).is_file():
             raise DatasetError(
                 f"no run folder {run}: {folder.absolute()} holds no {CONFIG} (give a run "
@@ -76,9 +77,22 @@ class RunFolder:
             )
         return cls(folder.absolute())
 
+    def require_finished(self) -> None:
+        """A DatasetError naming the resume command when training started in this folder
+        (``resume.json``) but has not finished (no ``metrics.json`` yet)."""
+        if (self.path / "resume.json").is_file() and not (self.path / METRICS).is_file():
+            done = len(self.checkpoints())
+            raise DatasetError(
+                f"run {self.name} has not finished ({done} split(s) done): run the same "
+                f"`qfeat train` command with --run {self.name} to resume it; its metrics, "
+                "predictions and config are written when every split is done"
+            )
+
     # --- reading --------------------------------------------------------------------
     def _json(self, name: str) -> Any:
         path = self.path / name
+        if name != CONFIG:
+            self.require_finished()
         if not path.is_file():
             raise DatasetError(f"{self.path} is not a complete qfeat run folder: no {name}")
         try:
@@ -99,6 +113,7 @@ class RunFolder:
     def predictions(self) -> pd.DataFrame:
         """``predictions.csv``: every test item of every split, raw model scores."""
         path = self.path / PREDICTIONS
+        self.require_finished()
         if not path.is_file():
             raise DatasetError(f"{self.path} is not a complete qfeat run folder: no {PREDICTIONS}")
         try:
