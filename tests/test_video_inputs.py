@@ -190,3 +190,22 @@ def test_4k_video_low_memory(tmp_path):
     assert (width, height) == (3840, 2160)
     # 10 full RGB 4K frames alone would be 250 MB; the low-resolution pass stays far below
     assert peak_mb < 900, peak_mb
+
+
+def test_decord_and_ffmpeg_lines_do_not_leak_into_the_output(tmp_path):
+    """Issue 23.8: decord's C-level `ERROR opening` (and FFmpeg's own lines) reached the
+    terminal beside qfeat's error row."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"garbage, not a video")
+    code = (
+        "from pathlib import Path\n"
+        "from qfeat.pipeline.video.reader import VideoError, open_video\n"
+        f"try:\n    open_video(Path({str(bad)!r}))\n"
+        "except VideoError as exc:\n    print('row:', exc.kind)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "row:" in done.stdout, done.stderr
+    assert "ERROR opening" not in done.stderr and "moov atom" not in done.stderr, done.stderr

@@ -8,6 +8,10 @@ frames at full size as RGB. Which reader served a file is recorded by the caller
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +54,32 @@ def to_luma(rgb: np.ndarray) -> np.ndarray:
     return rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
 
 
+@contextmanager
+def native_stderr_to_log():
+    """Route what C libraries write straight to file descriptor 2 (decord's ``ERROR
+    opening`` lines, FFmpeg's ``moov atom not found``) into the debug log for the
+    duration: the failure reaches the user once, as an error row or a PyAV fallback,
+    not as stray lines in qfeat's output."""
+    try:
+        fd = sys.__stderr__.fileno()
+    except (AttributeError, ValueError, OSError):
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        sys.__stderr__.flush()
+        saved = os.dup(fd)
+        os.dup2(sink.fileno(), fd)
+        try:
+            yield
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            sink.seek(0)
+            said = sink.read().decode("utf-8", "replace").strip()
+            if said:
+                log.debug("video library output: %s", said)
+
+
 class DecordReader:
     name = "decord"
 
@@ -57,22 +87,25 @@ class DecordReader:
         from decord import VideoReader
 
         self.path = path
-        self._vr = VideoReader(str(path))
-        first = self._vr[0].shape if len(self._vr) else (0, 0, 3)
+        with native_stderr_to_log():
+            self._vr = VideoReader(str(path))
+            first = self._vr[0].shape if len(self._vr) else (0, 0, 3)
         self.info = VideoInfo(len(self._vr), float(self._vr.get_avg_fps()), first[1], first[0])
 
     def lowres_luma(self, short_side: int) -> np.ndarray:
         from decord import VideoReader
 
         w, h = lowres_size(self.info.width, self.info.height, short_side)
-        vr = VideoReader(str(self.path), width=w, height=h)
-        frames = vr.get_batch(list(range(len(vr)))).asnumpy()
+        with native_stderr_to_log():
+            vr = VideoReader(str(self.path), width=w, height=h)
+            frames = vr.get_batch(list(range(len(vr)))).asnumpy()
         if frames.shape[1:] != (h, w, 3):  # decord mis-sizes some resolutions
             raise RuntimeError(f"decord returned {frames.shape[1:]} for {w}x{h}")
         return to_luma(frames)
 
     def frames(self, indices: list[int]) -> np.ndarray:
-        return self._vr.get_batch(list(indices)).asnumpy()
+        with native_stderr_to_log():
+            return self._vr.get_batch(list(indices)).asnumpy()
 
 
 class PyAVReader:
