@@ -122,8 +122,11 @@ def test_paper_preset_needs_weights(tmp_path):
         ClipStage(load_preset("paper")["clip"]).check()
     ClipStage({**load_preset("paper")["clip"], "pretrained": "random"}).check()
     weights = Path(tmp_path / "pe.bin")
-    weights.write_bytes(b"x")
+    torch.save({"w": torch.zeros(2)}, weights)
     ClipStage({**load_preset("paper")["clip"], "pretrained": str(weights)}).check()
+    weights.write_bytes(b"x")  # not a weights file: refused before any work
+    with pytest.raises(DatasetError, match="cannot be read as a plain PyTorch weights file"):
+        ClipStage({**load_preset("paper")["clip"], "pretrained": str(weights)}).check()
 
 
 def test_tiny_architecture_is_part_of_the_model_identity(monkeypatch):

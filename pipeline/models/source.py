@@ -70,4 +70,56 @@ def require_file(source: ModelSource, setting: str, what: str, example: str) -> 
     )
 
 
-__all__ = ["ModelSource", "looks_like_hub_id", "parse_source", "require_file"]
+PICKLED = (".pth", ".pt", ".bin", ".ckpt", ".pkl")
+
+
+def require_plain_weights(path: Path, setting: str) -> None:
+    """Refuse, before any work starts, a pickled weights file that is not plain tensors.
+
+    It is unpickled the way every loader in qfeat does (``weights_only=True``), memory-
+    mapped so a multi-GB checkpoint costs no read: a pickle that would import or call
+    anything (code execution) fails here, in the driver, once, with a message naming
+    the setting, instead of in every worker after retries. safetensors and folders need
+    no check."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file() or path.suffix.lower() not in PICKLED:
+        return
+    try:
+        try:
+            torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            torch.load(path, map_location="cpu", weights_only=True)  # legacy format
+    except pickle.UnpicklingError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        said = [x for x in lines if "global" in x.lower()]
+        if said:
+            raise DatasetError(
+                f"{setting}={path} is not a plain weights file: unpickling it would import or "
+                f"run code ({said[0][:200]}); refused. Use the checkpoint as its publisher "
+                "ships it, or a .safetensors file"
+            ) from None
+        what = next((x for x in lines if "unsupported" in x.lower()), lines[-1] if lines else "")
+        raise DatasetError(
+            f"{setting}={path} cannot be read as a plain PyTorch weights file ({what[:200]}); "
+            "is it complete, and the right file?"
+        ) from None
+    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+        raise DatasetError(
+            f"{setting}={path} cannot be read as a PyTorch weights file ({exc}); is it "
+            "complete, and the right file?"
+        ) from None
+
+
+__all__ = [
+    "ModelSource",
+    "looks_like_hub_id",
+    "parse_source",
+    "require_file",
+    "require_plain_weights",
+]

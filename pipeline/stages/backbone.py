@@ -20,6 +20,7 @@ import pyarrow as pa
 from qfeat.cache.fingerprint import model_identity
 from qfeat.errors import DatasetError, ItemError
 from qfeat.pipeline.images import open_image
+from qfeat.pipeline.models.source import parse_source, require_plain_weights
 from qfeat.pipeline.stages.base import Stage
 from qfeat.pipeline.stages.settings import BackboneSettings
 
@@ -73,6 +74,8 @@ class BackboneStage(Stage):
                 "--set backbone.weights=/path/to/weights (or set backbone.weights in the "
                 "preset; =random for seeded random weights)"
             )
+        if parse_source(weights).kind == "file":
+            require_plain_weights(Path(weights), "backbone.weights")
 
     def load(self) -> None:
         import torch

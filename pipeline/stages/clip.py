@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from qfeat.cache.fingerprint import model_identity
 from qfeat.errors import ItemError
-from qfeat.pipeline.models.source import parse_source, require_file
+from qfeat.pipeline.models.source import parse_source, require_file, require_plain_weights
 from qfeat.pipeline.stages.base import Stage, item_upstream
 from qfeat.pipeline.stages.settings import ClipSettings
 from qfeat.pipeline.video.reader import VideoError, read_video
@@ -72,9 +72,10 @@ class ClipStage(Stage):
         source = parse_source(self.cfg["pretrained"])
         if self._tiny() or source.kind == "random":
             return
-        require_file(
+        path = require_file(
             source, "clip.pretrained", f"clip model {self.cfg['model']}", "open_clip_weights.bin"
         )
+        require_plain_weights(path, "clip.pretrained")
 
     def load(self) -> None:
         import torch

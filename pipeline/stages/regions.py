@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from qfeat.cache.fingerprint import model_identity
 from qfeat.errors import DatasetError, ItemError
-from qfeat.pipeline.models.source import parse_source
+from qfeat.pipeline.models.source import parse_source, require_plain_weights
 from qfeat.pipeline.regions import SAM_CHECKPOINTS, encode_rle, partition_masks
 from qfeat.pipeline.stages.base import Stage
 from qfeat.pipeline.stages.settings import RegionsSettings
@@ -77,6 +77,8 @@ class RegionsStage(Stage):
                 f"--set regions.checkpoint=/path/{SAM_CHECKPOINTS[model]} "
                 "(or set regions.checkpoint in the preset)"
             )
+        if model != "tiny":
+            require_plain_weights(Path(checkpoint), "regions.checkpoint")
 
     # -- work ----------------------------------------------------------------------------
     def load(self) -> None:

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from qfeat.cache.fingerprint import model_identity
-from qfeat.pipeline.models.source import parse_source, require_file
+from qfeat.pipeline.models.source import parse_source, require_file, require_plain_weights
 from qfeat.pipeline.stages.base import Stage, item_upstream
 from qfeat.pipeline.stages.settings import TextSettings
 
@@ -82,9 +82,10 @@ class TextStage(Stage):
         if self._random():
             return
         source = parse_source(self.cfg["pretrained"])
-        require_file(
+        path = require_file(
             source, "text.pretrained", f"text model {self.cfg['model']}", "open_clip_weights.bin"
         )
+        require_plain_weights(path, "text.pretrained")
 
     def load(self) -> None:
         import open_clip
