@@ -94,6 +94,20 @@ def summary(reports: list[StageReport], seconds: float, dataset: str) -> Table:
     return table
 
 
+def workers_warning(workers: int | None, device: str, scheduler: str | None) -> str | None:
+    """A line when ``--workers`` asks for more CPU worker processes than this process has
+    CPUs (each loads its own models: memory and time go to oversubscription)."""
+    from qfeat.pipeline.threads import available_cpus
+
+    cpus = available_cpus()
+    if not workers or scheduler or device != "cpu" or workers <= cpus:
+        return None
+    return (
+        f"--workers {workers} on {cpus} available CPU(s): each worker loads its own models "
+        f"and they compete for the CPUs; --workers {cpus} or fewer is faster here"
+    )
+
+
 def execute(request: RunRequest) -> None:
     import time
 
@@ -105,6 +119,8 @@ def execute(request: RunRequest) -> None:
             f"{plan.dataset}: stages {', '.join(plan.stages)} · preset "
             f"{plan.config['preset']} · device {plan.device} · cache {plan.cache_dir}"
         )
+        if warning := workers_warning(request.workers, plan.device, request.scheduler):
+            console.print(f"[yellow]warning:[/] {warning}")
         with progress.bar:
             reports = run(plan, progress)
     console.print(summary(reports, time.perf_counter() - t0, plan.dataset))
