@@ -122,3 +122,20 @@ def test_every_status_word_is_declared_once():
                             used.add(value.value)
     assert {"missing", "decode_error", "upstream_error", "error"} <= used
     assert used <= set(STATUSES), used - set(STATUSES)
+
+
+def test_the_command_starts_without_the_heavy_libraries():
+    """Issue 23.7: each CLI start took 13-19 s on a loaded machine. Starting the command
+    (and `--help`, `--version`) must not import torch, open_clip, transformers, dask or
+    the video readers; they load only when a command needs them."""
+    import subprocess
+    import sys
+
+    heavy = ["torch", "open_clip", "transformers", "timm", "distributed", "decord", "av", "cv2"]
+    code = (
+        "import sys\nimport qfeat.cli.main\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout

@@ -24,7 +24,6 @@ import csv
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 from PIL import Image, ImageFilter
 
@@ -182,6 +181,8 @@ def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
 
 
 def encode_mp4(path: Path, frames: list, crf: int, fps: int = FPS) -> None:
+    import av  # here, not at import: starting the command must not load the codecs
+
     """Encode uint8 RGB frames as H.264 (yuv420p) in MP4, reproducibly.
 
     One thread and no macroblock-tree rate control: with mbtree on, x264 gave
