@@ -181,14 +181,14 @@ def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
 
 
 def encode_mp4(path: Path, frames: list, crf: int, fps: int = FPS) -> None:
-    import av  # here, not at import: starting the command must not load the codecs
-
     """Encode uint8 RGB frames as H.264 (yuv420p) in MP4, reproducibly.
 
     One thread and no macroblock-tree rate control: with mbtree on, x264 gave
     different bytes for the same frames now and then (seen here with libx264 in
     PyAV 18); with it off, repeated encodes are byte-identical.
     """
+    import av  # here, not at import: starting the command must not load the codecs
+
     with av.open(str(path), mode="w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
