@@ -32,6 +32,7 @@ STATUSES = {
     "decode_error": "corrupt, truncated, or not an image/video at all",
     "too_large": "an image over the pixel limit (decompression-bomb guard)",
     "no_video": "the file has no video stream (e.g. audio only)",
+    "unusable_size": "an image too thin for the model's input (e.g. 1x4000 pixels)",
     "no_frames": "the video stream has no decodable frame",
     "upstream_error": "a stage this one reads failed on the item (see that stage's error)",
     "model_error": "the model failed on the item (e.g. out of memory on one batch)",

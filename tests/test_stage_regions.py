@@ -166,6 +166,17 @@ def test_bad_files_become_error_rows(stage, good_items, tmp_path):
     assert status["notes.jpg"] == status["corrupt.png"] == "decode_error"
 
 
+def test_a_thin_image_gets_its_own_status(stage, good_items, tmp_path):
+    """Issue 24.9: a 1x4000 PNG failed `regions` with the generic status `error`."""
+    from PIL import Image
+
+    Image.fromarray(np.full((1, 4000, 3), 128, np.uint8)).save(tmp_path / "thin.png")
+    items = [good_items[0], {"item_id": "thin.png", "path": str(tmp_path / "thin.png")}]
+    rows = stage.process_shard(items, {})[0].to_pylist()
+    assert rows[0]["status"] == "ok"
+    assert rows[1]["status"] == "unusable_size" and "too thin to segment" in rows[1]["error"]
+
+
 @pytest.mark.parametrize("option", [{"batch_size": 3}, {"batched": False}], ids=str)
 def test_batch_size_and_stock_generation_give_the_same_rows(
     tiny_cfg, good_items, good_rows, option

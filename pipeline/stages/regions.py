@@ -119,7 +119,9 @@ class RegionsStage(Stage):
             for i, item in enumerate(items):
                 t0 = time.perf_counter()
                 try:
-                    batch.append((i, open_image(Path(item["path"]), max_side=max_side)))
+                    image = open_image(Path(item["path"]), max_side=max_side)
+                    self._require_usable_size(image)
+                    batch.append((i, image))
                 except ItemError as exc:
                     results[i] = {"status": exc.kind, "error": str(exc)}
                 except Exception as exc:  # noqa: BLE001 - one bad item must not stop the shard
@@ -137,6 +139,18 @@ class RegionsStage(Stage):
             timer["masks"],
         )
         return self.assemble(items, results)
+
+    def _require_usable_size(self, image: np.ndarray) -> None:
+        """An ItemError (``unusable_size``) for an image whose short side rounds to zero
+        pixels at SAM's input size (its long side is resized to ``img_size``)."""
+        h, w = image.shape[:2]
+        side = int(self.model.image_encoder.img_size)
+        if min(h, w) * side / max(h, w) + 0.5 < 1:
+            raise ItemError(
+                "unusable_size",
+                f"a {w}x{h} image is {min(h, w) * side / max(h, w):.2f} pixels on its short side "
+                f"at SAM's {side}-pixel input: too thin to segment (crop or pad it)",
+            )
 
     def _segment(
         self,
@@ -157,7 +171,10 @@ class RegionsStage(Stage):
             except Exception as exc:  # noqa: BLE001 - e.g. out of memory: fail this batch only
                 log.warning("regions: image encoder failed on a batch: %s", exc)
                 for row, _ in batch:
-                    results[row] = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
+                    results[row] = {
+                        "status": "model_error",
+                        "error": f"{type(exc).__name__}: {exc}",
+                    }
                 return
         t1 = time.perf_counter()
         for (row, image), embedding in zip(batch, embeddings, strict=True):
@@ -169,7 +186,7 @@ class RegionsStage(Stage):
                 results[row] = {"status": "ok", "error": None, **self.regions_row(image, records)}
             except Exception as exc:  # noqa: BLE001 - one bad item must not stop the shard
                 log.warning("regions failed on %s: %s", items[row]["item_id"], exc)
-                results[row] = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
+                results[row] = {"status": "model_error", "error": f"{type(exc).__name__}: {exc}"}
         timer["encode"] += t1 - t0
         timer["masks"] += time.perf_counter() - t1
 
