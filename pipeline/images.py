@@ -61,6 +61,25 @@ def _to_rgb(img) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
+def open_checked(path: Path):
+    """``Image.open(path)`` under qfeat's pixel limit, which replaces Pillow's own
+    decompression-bomb guard (so ``datasets check`` and every stage agree on what is too
+    large); an ItemError ``too_large`` above it. Only the header is read."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None
+    img = Image.open(path)
+    w, h = img.size
+    if w * h > MAX_PIXELS:
+        img.close()
+        raise ItemError(
+            "too_large",
+            f"{Path(path).name} is {w}x{h} ({w * h / 1e6:.0f} M pixels), above qfeat's "
+            f"limit of {MAX_PIXELS / 1e6:.0f} M; downscale it first",
+        )
+    return img
+
+
 def open_image(path: Path, max_side: int = 4096) -> np.ndarray:
     """``uint8 [H, W, 3]`` RGB with EXIF orientation applied, ``max(H, W) <= max_side``."""
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -71,17 +90,9 @@ def open_image(path: Path, max_side: int = 4096) -> np.ndarray:
     if path.is_file() and path.stat().st_size == 0:
         raise ItemError("empty_file", f"{path.name} is empty (0 bytes)")
     try:
-        # our own limit replaces Pillow's decompression-bomb guard (checked below)
-        Image.MAX_IMAGE_PIXELS = None
-        img = Image.open(path)
+        img = open_checked(path)
         with img:
             w, h = img.size
-            if w * h > MAX_PIXELS:
-                raise ItemError(
-                    "too_large",
-                    f"{path.name} is {w}x{h} ({w * h / 1e6:.0f} M pixels), above qfeat's "
-                    f"limit of {MAX_PIXELS / 1e6:.0f} M; downscale it first",
-                )
             if max(w, h) > max_side and img.format == "JPEG":
                 # decode at a reduced scale directly (1/2..1/8), never the full bitmap
                 img.draft("RGB", (max(1, w * max_side // max(w, h)), 1))

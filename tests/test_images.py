@@ -149,3 +149,21 @@ def test_bad_inputs_have_kinds_and_name_the_file(tmp_path):
         assert err.value.kind == kind, name
         assert name in str(err.value)
     assert open_image(good).shape == (64, 64, 3)
+
+
+def test_datasets_check_and_the_stages_share_one_pixel_limit(tmp_path, monkeypatch):
+    """Issue 24.9: `datasets check` used Pillow's bomb limit (~179 M pixels), the stages
+    qfeat's 400 M, so they disagreed on the same file."""
+    from PIL import Image as PILImage
+
+    import qfeat.pipeline.images as images
+    from qfeat.pipeline.datasets.check import image_problem
+
+    path = tmp_path / "x.png"
+    Image.fromarray(gradient()).save(path)
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 50)  # Pillow's guard is not the rule
+    assert image_problem(path) is None and open_image(path).shape[2] == 3
+    monkeypatch.setattr(images, "MAX_PIXELS", 100)  # qfeat's own limit is, for both
+    assert "above qfeat's limit" in image_problem(path)
+    with pytest.raises(ItemError, match="above qfeat's limit"):
+        open_image(path)

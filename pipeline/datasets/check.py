@@ -14,19 +14,23 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from qfeat.errors import ItemError
 from qfeat.pipeline.datasets.base import DatasetAdapter, Item
 
 MAX_LISTED = 50  # file names listed per problem kind in the report
 
 
 def image_problem(path: Path) -> str | None:
-    """None when the image decodes, else the reason."""
-    from PIL import Image
+    """None when the image decodes, else the reason: under the same pixel limit the
+    stages apply (:func:`qfeat.pipeline.images.open_checked`), not Pillow's default."""
+    from qfeat.pipeline.images import open_checked
 
     try:
-        with Image.open(path) as img:
+        with open_checked(path) as img:
             img.draft("RGB", (64, 64))
             img.load()
+    except ItemError as exc:
+        return str(exc)
     except Exception as exc:  # noqa: BLE001 - any decoder failure means "unreadable"
         return f"{type(exc).__name__}: {exc}"
     return None
