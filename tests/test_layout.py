@@ -139,3 +139,12 @@ def test_the_command_starts_without_the_heavy_libraries():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_readme_loopback_recipe_binds_every_port_to_loopback():
+    """Issue 24.9: the one-machine Dask recipe left the dashboards on every interface."""
+    readme = (REPO / "README.md").read_text()
+    starts = [line for line in readme.splitlines() if line.startswith("$ dask ")]
+    assert len(starts) >= 2, starts  # the scheduler and the worker of that recipe
+    for line in starts:
+        assert "--dashboard-address 127.0.0.1" in line or "--no-dashboard" in line, line
