@@ -70,6 +70,12 @@ class RichProgress:
             self.tasks[stage], advance=rows, shards=f"{done[0]}/{done[1]} shards", rate=speed
         )
 
+    def waiting_for_workers(self, address: str, seconds: float) -> None:
+        console.print(
+            f"[yellow]waiting for Dask workers[/] at {address} ({seconds:.0f} s): the scheduler "
+            "has none yet; start some (`dask worker ADDRESS`) or press Ctrl-C"
+        )
+
     def stage_finished(self, report: StageReport) -> None:
         if report.stage in self.tasks:
             self.bar.update(

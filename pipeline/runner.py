@@ -80,6 +80,8 @@ class Progress:
 
     def stage_finished(self, report: StageReport) -> None: ...
 
+    def waiting_for_workers(self, address: str, seconds: float) -> None: ...
+
 
 @dataclass
 class Plan:
@@ -93,6 +95,21 @@ class Plan:
     # the driver's stage objects, built once: checked in prepare(), identified in run()
     # (workers build their own, with the model, once per worker process)
     built: dict[str, Stage] = field(default_factory=dict)
+
+
+def wait_for_workers(
+    client, address: str, progress: Progress, first: float = 3.0, every: float = 10.0
+) -> None:
+    """Block until the scheduler at ``address`` has a worker, telling ``progress`` after
+    ``first`` seconds and every ``every`` seconds after that (an external cluster whose
+    workers have not started yet, or never will, must not look like a hang)."""
+    start, tell = time.monotonic(), first
+    while not client.scheduler_info().get("workers"):
+        waited = time.monotonic() - start
+        if waited >= tell:
+            progress.waiting_for_workers(address, waited)
+            tell += every
+        time.sleep(0.25)
 
 
 def prepare(request: RunRequest) -> Plan:
@@ -171,6 +188,8 @@ def run(plan: Plan, progress: Progress | None = None) -> list[StageReport]:
     folders: dict[str, Path] = {}
     incomplete: set[str] = set()
     with connect(request.scheduler, resources, request.dashboard) as client:
+        if request.scheduler:
+            wait_for_workers(client, request.scheduler, progress)
         for name in plan.stages:
             stage = plan.built[name]
             stage_cls = type(stage)

@@ -74,3 +74,29 @@ def test_features_names_the_problem(qfeat, http_server, demo_images, tmp_path):
     result = qfeat("features", "demo", "--root", str(demo_images.data), "--cache-dir",
                    str(tmp_path / "c"), "--limit", "2", "--scheduler", http_server)  # fmt: skip
     assert result.exit_code == 1 and "not a Dask scheduler" in result.output
+
+
+def test_a_scheduler_without_workers_is_said_and_said_again():
+    """Issue 24.8: a scheduler with no workers made features wait silently."""
+    from distributed import Client, LocalCluster
+
+    from qfeat.pipeline.runner import Progress, wait_for_workers
+
+    class Heard(Progress):
+        def __init__(self):
+            self.waits = []
+
+        def waiting_for_workers(self, address, seconds):
+            self.waits.append(seconds)
+
+    heard = Heard()
+    with (
+        LocalCluster(
+            n_workers=0, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address=None
+        ) as c,
+        Client(c) as client,
+    ):
+        threading.Timer(1.6, lambda: c.scale(1)).start()
+        wait_for_workers(client, c.scheduler_address, heard, first=0.3, every=0.5)
+        assert client.scheduler_info()["workers"]
+    assert len(heard.waits) >= 2 and heard.waits[0] >= 0.3  # told, then told again
