@@ -297,10 +297,22 @@ def _run_stage(
             report.items_failed += stats["failed"]
             progress.shard_finished(stage_cls.name, stats["rows"])
         else:
-            exc = future.exception()
-            report.shards_failed.append((shard.index, f"{type(exc).__name__}: {exc}"))
+            report.shards_failed.append((shard.index, failure_reason(future)))
             progress.shard_finished(stage_cls.name, 0)
     report.seconds = time.perf_counter() - t0
+
+
+def failure_reason(future) -> str:
+    """Why a shard's task did not finish: its exception, or (no exception: the task was
+    cancelled or lost because the scheduler, or the connection to it, went away) what
+    happened and what to do."""
+    exc = future.exception() if future.status == "error" else None
+    if exc is not None:
+        return f"{type(exc).__name__}: {exc}"
+    return (
+        f"its task was {future.status} without an error: the Dask scheduler (or the "
+        "connection to it) went away; check the scheduler, then run the same command again"
+    )
 
 
 def describe_failures(reports: list[StageReport]) -> list[str]:

@@ -100,3 +100,16 @@ def test_a_scheduler_without_workers_is_said_and_said_again():
         wait_for_workers(client, c.scheduler_address, heard, first=0.3, every=0.5)
         assert client.scheduler_info()["workers"]
     assert len(heard.waits) >= 2 and heard.waits[0] >= 0.3  # told, then told again
+
+
+def test_a_lost_task_says_what_happened():
+    """Issue 24.8: a killed scheduler ended with `failed after retries: NoneType: None`."""
+    from types import SimpleNamespace
+
+    from qfeat.pipeline.runner import failure_reason
+
+    lost = SimpleNamespace(status="cancelled", exception=lambda: None)
+    assert "scheduler (or the connection to it) went away" in failure_reason(lost)
+    assert "NoneType" not in failure_reason(lost)
+    failed = SimpleNamespace(status="error", exception=lambda: RuntimeError("shard broke"))
+    assert failure_reason(failed) == "RuntimeError: shard broke"
