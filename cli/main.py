@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from qfeat.cli import cache, datasets, features, report, train, version
+from qfeat.cli import cache, datasets, features, report, runs, train, version
 from qfeat.cli import predict as predict_cli
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app.registered_commands.extend(features.app.registered_commands)
 app.registered_commands.extend(train.eval_app.registered_commands)
 app.registered_commands.extend(report.app.registered_commands)
 app.registered_commands.extend(predict_cli.app.registered_commands)
+app.registered_commands.extend(runs.app.registered_commands)
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(cache.app, name="cache")
 app.add_typer(train.app, name="train")
