@@ -67,6 +67,17 @@ def table(
     ],
     runs_dir: RunsDir = None,
     fmt: Annotated[str, typer.Option("--format", help="md, csv, latex or json.")] = "md",
+    on: Annotated[
+        str | None,
+        typer.Option("--on", help="Cross-dataset: evaluate every run on these cached datasets."),
+    ] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option("--cache-dir", help="The cache the --on datasets are in.")
+    ] = None,
+    figure: Annotated[
+        Path | None, typer.Option("--figure", help="With --on: the matrix as a PNG/SVG file.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda (for --on).")] = "auto",
 ) -> None:
     """Within-dataset results of several runs side by side (mean ± std and median over
     splits, valid splits), with a Wilcoxon signed-rank p-value for each run trained on
@@ -78,5 +89,24 @@ def table(
     with user_errors():
         if fmt not in FORMATS:
             raise OptionError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-        rows = build_table([RunFolder.find(run, runs_dir) for run in runs])
+        if figure is not None and not on:
+            raise OptionError("--figure draws the --on matrix: give --on DATASET,...")
+        folders = [RunFolder.find(run, runs_dir) for run in runs]
+        rows = build_table(folders)
+        if on:
+            from dataclasses import replace
+
+            from qfeat.pipeline.cluster import resolve_device
+            from qfeat.pipeline.paths import cache_dir as default_cache_dir
+            from qfeat.trainers.runs_table import cross_dataset, plot_matrix
+
+            datasets = [d.strip() for d in on.split(",") if d.strip()]
+            cross = cross_dataset(
+                folders, datasets, default_cache_dir(cache_dir), resolve_device(device)
+            )
+            rows = [replace(row, cross=cross[row.run]) for row in rows]
+            if figure is not None:
+                plot_matrix(rows, figure)
     typer.echo(render(rows, fmt))
+    if figure is not None:
+        Console(stderr=True).print(f"matrix figure written to {figure}")

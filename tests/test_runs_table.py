@@ -88,3 +88,22 @@ def test_wilcoxon_matches_scipy():
     want = stats.wilcoxon([a[i] - b[i] for i in range(8)]).pvalue
     assert wilcoxon_p(a, b) == pytest.approx(want)
     assert wilcoxon_p(a, dict(a)) is None and wilcoxon_p({0: 0.1}, {0: 0.2}) is None
+
+
+def test_cross_dataset_matrix_and_figure(runs, scma_run, demo_images, qfeat, tmp_path):
+    """--on evaluates each run through `qfeat evaluate` (reusing eval-*.json), a run of
+    the other modality gets no number, and --figure draws the matrix."""
+    figure = tmp_path / "matrix.png"
+    result = qfeat("table", "rsa", str(scma_run), "--runs-dir", str(runs), "--on", "demo",
+                   "--cache-dir", str(demo_images.cache), "--format", "json", "--figure",
+                   str(figure), "--device", "cpu")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output[: result.output.rindex("]") + 1])
+    evaluated = json.loads((runs / "rsa" / "eval-demo.json").read_text())
+    assert rows[0]["cross"] == {"demo": evaluated["test"]["srcc"]}
+    assert rows[1]["cross"] == {"demo": None}  # a video run on an image dataset
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = qfeat("table", "rsa", "--runs-dir", str(runs), "--on", "demo", "--cache-dir",
+               str(demo_images.cache))  # fmt: skip
+    assert "SRCC on demo" in md.output  # eval-demo.json reused
+    assert qfeat("table", "rsa", "--runs-dir", str(runs), "--figure", "x.png").exit_code == 2

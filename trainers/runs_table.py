@@ -90,6 +90,7 @@ class TableRow:
     plcc_median: float | None
     p_value: float | None  # Wilcoxon signed-rank on per-split SRCC vs the first run
     paired_with: str | None
+    cross: dict[str, float | None] | None = None  # --on: dataset -> mean SRCC over splits
 
 
 def _variant(run: RunFolder) -> str:
@@ -165,6 +166,59 @@ def build_table(runs: list[RunFolder]) -> list[TableRow]:
     return rows
 
 
+def cross_dataset(
+    runs: list[RunFolder], datasets: list[str], cache_dir: Path, device: str = "cpu"
+) -> dict[str, dict[str, float | None]]:
+    """Run name -> {dataset: mean test SRCC of its checkpoints on that dataset's cache},
+    through ``qfeat evaluate`` (its ``eval-<dataset>.json`` reused when present). A
+    dataset the run cannot be evaluated on (another modality, another frozen model) is
+    None."""
+    from qfeat.trainers.evaluate import evaluate_run
+
+    out: dict[str, dict[str, float | None]] = {}
+    for run in runs:
+        row: dict[str, float | None] = {}
+        for dataset in datasets:
+            path = run.eval_path(dataset)
+            try:
+                result = (
+                    json.loads(path.read_text())
+                    if path.is_file()
+                    else evaluate_run(run, dataset, cache_dir, device)
+                )
+                row[dataset] = (result.get("test") or {}).get("srcc")
+            except DatasetError:
+                row[dataset] = None
+        out[run.name] = row
+    return out
+
+
+def plot_matrix(rows: list[TableRow], path: Path) -> Path:
+    """A heat map of the cross-dataset SRCC (runs x datasets), values written in."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(rows[0].cross or {})
+    values = np.array(
+        [[np.nan if (r.cross or {}).get(d) is None else r.cross[d] for d in datasets] for r in rows]
+    )
+    fig, ax = plt.subplots(figsize=(1.6 + 1.1 * len(datasets), 1.0 + 0.5 * len(rows)), dpi=120)
+    image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(len(datasets)), datasets, rotation=30, ha="right")
+    ax.set_yticks(range(len(rows)), [r.run for r in rows])
+    for (i, j), value in np.ndenumerate(values):
+        ax.text(j, i, "–" if np.isnan(value) else f"{value:.3f}", ha="center", va="center",
+                color="white" if np.isnan(value) or value < 0.6 else "black")  # fmt: skip
+    fig.colorbar(image, ax=ax, label="test SRCC")
+    ax.set_title("trained on the run's dataset, tested on each column's")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def _num(value: float | None, digits: int = 3) -> str:
     return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
@@ -177,6 +231,10 @@ HEADER = ["run", "trainer", "dataset", "variant", "splits", "SRCC", "SRCC median
           "PLCC median", "p (Wilcoxon, SRCC vs first)"]  # fmt: skip
 
 
+def _header(rows: list[TableRow]) -> list[str]:
+    return [*HEADER, *(f"SRCC on {d}" for d in (rows[0].cross or {}))] if rows else HEADER
+
+
 def _cells(row: TableRow) -> list[str]:
     splits = (
         str(row.splits)
@@ -184,9 +242,10 @@ def _cells(row: TableRow) -> list[str]:
         else (f"{row.valid_splits} of {row.splits}")
     )
     p = "–" if row.p_value is None else _num(row.p_value, 4)
+    cross = [_num(v) for v in (row.cross or {}).values()]
     return [row.run, row.trainer, row.dataset, row.variant, splits,
             _pm(row.srcc_mean, row.srcc_std), _num(row.srcc_median),
-            _pm(row.plcc_mean, row.plcc_std), _num(row.plcc_median), p]  # fmt: skip
+            _pm(row.plcc_mean, row.plcc_std), _num(row.plcc_median), p, *cross]  # fmt: skip
 
 
 def render(rows: list[TableRow], fmt: str) -> str:
@@ -200,7 +259,7 @@ def render(rows: list[TableRow], fmt: str) -> str:
 
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(HEADER)
+        writer.writerow(_header(rows))
         writer.writerows(cells)
         return out.getvalue().rstrip("\n")
     if fmt == "latex":
@@ -211,16 +270,18 @@ def render(rows: list[TableRow], fmt: str) -> str:
                 text = text.replace(a, b)
             return text
 
-        lines = [r"\begin{tabular}{" + "l" * 4 + "r" * (len(HEADER) - 4) + "}", r"\toprule",
-                 " & ".join(tex(h) for h in HEADER) + r" \\", r"\midrule"]  # fmt: skip
+        header = _header(rows)
+        lines = [r"\begin{tabular}{" + "l" * 4 + "r" * (len(header) - 4) + "}", r"\toprule",
+                 " & ".join(tex(h) for h in header) + r" \\", r"\midrule"]  # fmt: skip
         lines += [" & ".join(tex(c) for c in row) + r" \\" for row in cells]
         return "\n".join([*lines, r"\bottomrule", r"\end{tabular}"])
     if fmt != "md":
         raise ValueError(f"unknown format {fmt!r}")
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    header = _header(rows)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
     return "\n".join(lines)
 
 
-__all__ = ["FORMATS", "RunLine", "TableRow", "build_table", "list_runs", "render",
-           "same_splits", "wilcoxon_p"]  # fmt: skip
+__all__ = ["FORMATS", "RunLine", "TableRow", "build_table", "cross_dataset", "list_runs",
+           "plot_matrix", "render", "same_splits", "wilcoxon_p"]  # fmt: skip
