@@ -113,6 +113,33 @@ def verify(
         raise typer.Exit(EXIT_DATA)
 
 
+@app.command("export")
+def export(
+    dataset: Annotated[str, typer.Argument(help="Dataset name as cached.")],
+    stage: Annotated[str, typer.Argument(help="Stage name, e.g. backbone or clip.")],
+    fmt: Annotated[str, typer.Option("--format", help="npy, hf or webdataset.")] = "npy",
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder.")] = None,
+    cache_dir: CacheDir = None,
+    fingerprint: Annotated[str | None, typer.Option(help="A specific fingerprint.")] = None,
+    all_rows: Annotated[
+        bool, typer.Option("--all-rows", help="Also the error rows (zero arrays).")
+    ] = False,
+) -> None:
+    """A stage's table and arrays as .npy files, a Hugging Face Parquet file or
+    WebDataset tar shards, for code that does not use qfeat."""
+    from qfeat.cache.export import FORMATS, export_stage
+    from qfeat.errors import OptionError
+
+    root = default_cache_dir(cache_dir)
+    target = out or Path(f"{dataset}-{stage}-{fmt}")
+    with user_errors():
+        if fmt not in FORMATS:
+            raise OptionError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+        export_stage(root, dataset, stage, fmt, target, fingerprint, all_rows)
+    files = sorted(p.name for p in target.iterdir())
+    console.print(f"exported {dataset}/{stage} ({fmt}) to {shown(target)}: {', '.join(files)}")
+
+
 @app.command("errors")
 def errors(
     dataset: Annotated[str, typer.Argument(help="Dataset name as cached.")],
