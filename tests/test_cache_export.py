@@ -66,7 +66,7 @@ def test_bad_format(cached, qfeat, tmp_path):
 
 
 def test_the_readme_dataset_snippet_works(cached):
-    """The ten-line PyTorch Dataset in README runs on a cache and gives its features."""
+    """The PyTorch Dataset snippet in README runs on a cache and gives its features."""
     from pathlib import Path
 
     demo, table, features = cached
