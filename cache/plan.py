@@ -82,9 +82,12 @@ def split_done(
     checksums: bool = True,
     force: bool = False,
     media: dict[int, str] | None = None,
+    retry_failed: bool = False,
 ) -> tuple[list[Shard], list[Shard]]:
     """``(done, todo)``: shards to skip and shards that must (re)run. ``media`` maps a
-    shard index to the :func:`qfeat.cache.fingerprint.media_hash` of its files now."""
+    shard index to the :func:`qfeat.cache.fingerprint.media_hash` of its files now.
+    ``retry_failed``: complete shards that hold error rows run again too (a transient
+    failure, or a file fixed with its old size and mtime); the others are kept."""
     if force:
         return [], list(shards)
     media = media or {}
@@ -93,6 +96,9 @@ def split_done(
         problem = shard_problem(
             stage_dir, shard.index, shard.item_ids, checksums, media.get(shard.index)
         )
+        if problem is None and retry_failed:
+            marker = read_marker(stage_dir, shard.index) or {}
+            problem = "holds error rows" if marker.get("failed") else None
         ok = problem is None
         (done if ok else todo).append(shard)
     return done, todo

@@ -38,6 +38,13 @@ Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 ShardSize = Annotated[int, typer.Option("--shard-size", min=1, help="Items per shard.")]
 Limit = Annotated[int | None, typer.Option(min=1, help="Only the first N items.")]
 Force = Annotated[bool, typer.Option(help="Recompute even complete shards.")]
+RetryFailed = Annotated[
+    bool,
+    typer.Option(
+        "--retry-failed",
+        help="Also rerun the complete shards that hold error rows (e.g. a transient OOM).",
+    ),
+]
 Dashboard = Annotated[bool, typer.Option(help="Serve the Dask dashboard on 127.0.0.1:8787.")]
 
 
@@ -163,6 +170,7 @@ def features(
     shard_size: ShardSize = 32,
     limit: Limit = None,
     force: Force = False,
+    retry_failed: RetryFailed = False,
     dashboard: Dashboard = False,
 ) -> None:
     """Compute a dataset's stages into the cache, skipping complete shards.
@@ -189,6 +197,7 @@ def stage(
     shard_size: ShardSize = 32,
     limit: Limit = None,
     force: Force = False,
+    retry_failed: RetryFailed = False,
     dashboard: Dashboard = False,
 ) -> None:
     """Compute one stage only; its upstream stages must already be cached."""

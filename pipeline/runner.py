@@ -47,6 +47,7 @@ class RunRequest:
     shard_size: int = 32
     limit: int | None = None
     force: bool = False
+    retry_failed: bool = False  # rerun the shards that hold error rows
     dashboard: bool = False
     single_stage: bool = False  # `qfeat stage`: upstream must already be cached
 
@@ -266,7 +267,10 @@ def _run_stage(
 
     shards = plan_shards(item_ids, plan.request.shard_size)
     media = {s.index: media_hash(payload[i]["path"] for i in s.item_ids) for s in shards}
-    done, todo = split_done(folder, shards, force=plan.request.force, media=media)
+    done, todo = split_done(
+        folder, shards, force=plan.request.force, media=media,
+        retry_failed=plan.request.retry_failed,
+    )  # fmt: skip
     report.shards_total, report.shards_skipped = len(shards), len(done)
     report.items_skipped = sum(len(s.item_ids) for s in done)
     progress.stage_started(stage_cls.name, len(item_ids), len(shards), len(done))

@@ -369,3 +369,40 @@ def test_all_image_stages_on_demo_images(qfeat, tmp_path):
     feats = stage.array("features")
     assert feats.shape == (10, 64, 32, 32) and feats.dtype == np.float16
     assert np.isfinite(feats).all() and feats.astype(np.float64).std() > 0  # fp16 sums overflow
+
+
+def test_retry_failed_reruns_only_shards_with_error_rows(qfeat, video_root, tmp_path):
+    """Issue 21: a transient failure (here: a file broken, then restored with its old size
+    and mtime, so nothing tells the planner) stays an error row; --retry-failed reruns the
+    shards that hold error rows and keeps the others."""
+    import os
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(video_root, root)
+    cache = tmp_path / "cache"
+    args = ["features", "demo-video", "--root", str(root), "--cache-dir", str(cache),
+            "--limit", "8", "--shard-size", "4", "--workers", "1",
+            "--stages", "frames"]  # fmt: skip
+    first = sorted((root / "videos").glob("*.mp4"))[0]
+    good, stat = first.read_bytes(), first.stat()
+
+    def put(data: bytes) -> None:
+        first.write_bytes(data)
+        os.utime(first, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    put(b"\0" * len(good))  # broken, same size and mtime
+    assert qfeat(*args).exit_code == 0
+    put(good)  # fixed, same size and mtime: invisible to the planner
+    folder = open_stage(cache, "demo-video", "frames").dir
+    before = markers(folder)
+    assert qfeat(*args).exit_code == 0
+    assert markers(folder) == before  # an ordinary run keeps the error row
+    failed = open_stage(cache, "demo-video", "frames").errors()
+    assert list(failed["item_id"]) == [f"videos/{first.name}"]
+    retried = qfeat(*args, "--retry-failed")
+    assert retried.exit_code == 0, retried.output
+    after = markers(folder)
+    assert after["shard-00001.done.json"] == before["shard-00001.done.json"]
+    assert after["shard-00000.done.json"] != before["shard-00000.done.json"]
+    assert open_stage(cache, "demo-video", "frames").errors().empty
