@@ -158,7 +158,8 @@ def test_ablations_change_the_model(cache, tmp_path):
         "uniform": ("--attention", "uniform"),
         "global": ("--attention", "global"),
         "no-text": ("--no-text",),
-        "no-ratings": ("--no-ratings",),
+        # with text, --no-ratings needs a text cache without rating words (tested below)
+        "no-ratings": ("--no-ratings", "--no-text"),
     }.items():
         folder = train(cache, tmp_path, name, *extra)
         params[name] = json.loads((folder / "metrics.json").read_text())["trainable_params"]
@@ -168,7 +169,7 @@ def test_ablations_change_the_model(cache, tmp_path):
         if name == "no-text":
             assert "text" not in config["stages"]
     assert params["global"] < params["uniform"] < params["rsa"]
-    assert params["no-text"] < params["rsa"] and params["no-ratings"] < params["rsa"]
+    assert params["no-text"] < params["rsa"] and params["no-ratings"] < params["no-text"]
 
 
 def test_evaluate_on_a_cache_and_refusal(run, cache, demo_images, tmp_path):
@@ -246,3 +247,31 @@ def test_training_defaults_to_the_preset_the_cache_was_made_with(demo_images, tm
                      str(tmp_path / "runs"), "--run", "p", "--splits", "2", "--epochs", "1",
                      "--attention", "global", "--device", "cpu", "--preset", "paper")  # fmt: skip
     assert "preset paper (--preset): hidden 256" in explicit.output
+
+
+def test_no_ratings_sees_no_rating_words(demo_images, qfeat, tmp_path):
+    """Issue 16: the text stage embedded the rating words, so the --no-ratings ablation
+    still saw them. It now needs (and names) a text cache made without them, and the run
+    with ratings keeps reading the text that has them."""
+    import shutil
+
+    from qfeat.pipeline.stages.text import region_text
+
+    assert "noise" not in region_text("a red car", {"noise": 2}, with_ratings=False)
+    assert region_text("a red car", {"noise": 2}, with_ratings=False) == "a red car."
+    cache = tmp_path / "cache"
+    shutil.copytree(demo_images.cache, cache)
+    train = ["train", "rsa", "demo", "--cache-dir", str(cache), "--runs-dir",
+             str(tmp_path / "runs"), "--splits", "2", "--epochs", "1",
+             "--device", "cpu"]  # fmt: skip
+    refused = qfeat(*train, "--no-ratings", "--run", "a")
+    assert refused.exit_code == 1 and "--set text.ratings=false" in refused.output
+    made = qfeat("stage", "text", "demo", "--root", str(demo_images.data), "--cache-dir",
+                 str(cache), "--limit", str(demo_images.limit), "--workers", "1",
+                 "--set", "text.ratings=false")  # fmt: skip
+    assert made.exit_code == 0, made.output
+    for run, extra, ratings in (("a", ["--no-ratings"], False), ("b", [], True)):
+        result = qfeat(*train, *extra, "--run", run)
+        assert result.exit_code == 0, result.output
+        config = json.loads((tmp_path / "runs" / run / "config.json").read_text())
+        assert config["stages"]["text"]["config"]["ratings"] is ratings, run

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from qfeat.cache.items import read_items
-from qfeat.cache.reader import CacheMissing, open_stage
+from qfeat.cache.reader import CacheMissing, list_stages, open_stage
 from qfeat.pipeline.stages.text import DIMENSIONS
 from qfeat.trainers.rsa import region_moments
 
@@ -38,6 +38,34 @@ def needed_stages(attention: str, use_text: bool, use_ratings: bool) -> list[str
 _OPEN_ORDER = ("text", "describe", "regions", "backbone")
 
 
+def text_has_ratings(stage) -> bool:
+    """Whether a cached text stage embedded the rating words (caches made before the
+    ``text.ratings`` setting did)."""
+    return bool(stage.manifest["config"].get("ratings", True))
+
+
+def open_text(cache_dir: Path, dataset: str, ratings: bool):
+    """The text stage with (or, for ``--no-ratings``, without) the rating words: the one
+    :func:`open_stage` picks when it fits, else the newest complete one that does."""
+    chosen = open_stage(cache_dir, dataset, "text")
+    if text_has_ratings(chosen) == ratings:
+        return chosen
+    fits = [s for s in list_stages(cache_dir, dataset, "text") if s.complete]
+    fits = [s for s in fits if text_has_ratings(s) == ratings]
+    if fits:
+        return fits[-1]
+    if ratings:
+        raise CacheMissing(
+            f"{dataset}'s cached text stage embeds no rating words; make one with them: "
+            f"`qfeat stage text {dataset} --set text.ratings=true`"
+        )
+    raise CacheMissing(
+        f"--no-ratings with text needs {dataset}'s region texts embedded without the rating "
+        f"words (the cached text stage has them); make it with `qfeat stage text {dataset} "
+        "--set text.ratings=false`, or add --no-text"
+    )
+
+
 def open_needed(cache_dir: Path, dataset: str, stages: list[str]) -> dict[str, Any]:
     """The cached stages the head needs, as one chain: the most downstream one as
     :func:`open_stage` picks it, the others at the fingerprints its manifest names as
@@ -46,8 +74,14 @@ def open_needed(cache_dir: Path, dataset: str, stages: list[str]) -> dict[str, A
     missing = []
     for name in stages:
         try:
-            picked[name] = open_stage(cache_dir, dataset, name)
+            picked[name] = (
+                open_text(cache_dir, dataset, "describe" in stages)
+                if name == "text"
+                else open_stage(cache_dir, dataset, name)
+            )
         except CacheMissing:
+            if name == "text" and "describe" not in stages:
+                raise
             missing.append(name)
     if missing:
         names = ", ".join(f"'{n}'" for n in missing)

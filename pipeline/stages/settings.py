@@ -78,6 +78,7 @@ class TextSettings(Settings):
     section = "text"
     model: str = "ViT-B-16"  # tiny | an open_clip model name
     pretrained: str = ""  # local open_clip weights file, or "random"
+    ratings: bool = True  # embed the rating words too (false: the --no-ratings ablation)
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,12 @@
 
 Per region the text is ``"<content>. colour: good, noise: poor, artifact: fair, blur:
 good, overall: fair"`` (``unknown`` for a missing rating; no content sentence when the
-describe stage ran in ``logprob`` mode). HDF5 arrays: ``embeddings`` ``[items, K+1, D]``
-fp16 (projected, not L2-normalised; slot = the region's ``region_id``, the rest region
-is slot K) and ``mask`` ``[items, K+1]`` uint8 (1 where a region exists). Column:
-``regions`` (number of embedded regions). ``K`` is the regions stage's ``max_regions``,
+describe stage ran in ``logprob`` mode); with ``text.ratings=false`` only
+``"<content>."``, so the ``--no-ratings`` ablation sees no rating words at all.
+HDF5 arrays: ``embeddings`` ``[items, K+1, D]`` fp16 (projected, not L2-normalised;
+slot = the region's ``region_id``, the rest region is slot K) and ``mask``
+``[items, K+1]`` uint8 (1 where a region exists). Column: ``regions`` (number of
+embedded regions). ``K`` is the regions stage's ``max_regions``,
 which is why ``regions`` is an upstream stage too.
 """
 
@@ -35,21 +37,27 @@ def _rating_word(value: Any) -> str:
     return LEVELS[value - 1] if 1 <= value <= 5 else "unknown"
 
 
-def region_text(content: Any, ratings: dict[str, Any]) -> str:
-    """The sentence embedded for one region (see the module docstring)."""
-    parts = ", ".join(f"{d}: {_rating_word(ratings.get(d))}" for d in DIMENSIONS)
+def region_text(content: Any, ratings: dict[str, Any], with_ratings: bool = True) -> str:
+    """The sentence embedded for one region (see the module docstring); without the
+    rating words when ``with_ratings`` is false (``text.ratings=false``)."""
     content = str(content).strip().rstrip(".") if isinstance(content, str) else ""
+    if not with_ratings:
+        return f"{content}." if content else ""
+    parts = ", ".join(f"{d}: {_rating_word(ratings.get(d))}" for d in DIMENSIONS)
     return f"{content}. {parts}" if content else parts
 
 
-def region_texts(row: dict[str, Any]) -> list[tuple[int, str]]:
+def region_texts(row: dict[str, Any], with_ratings: bool = True) -> list[tuple[int, str]]:
     """``[(region_id, text)]`` of a describe row (list columns, one entry per region)."""
     ids = list(row["region_id"])
     content = row.get("content")
     contents = list(content) if content is not None else [None] * len(ids)
     columns = {d: list(row[d]) for d in DIMENSIONS}
     return [
-        (int(rid), region_text(contents[j], {d: columns[d][j] for d in DIMENSIONS}))
+        (
+            int(rid),
+            region_text(contents[j], {d: columns[d][j] for d in DIMENSIONS}, with_ratings),
+        )
         for j, rid in enumerate(ids)
     ]
 
@@ -131,7 +139,7 @@ class TextStage(Stage):
             if failure:
                 results.append(failure)
                 continue
-            pairs = region_texts(ups["describe"])
+            pairs = region_texts(ups["describe"], bool(self.cfg["ratings"]))
             if any(not 0 <= rid < slots for rid, _ in pairs):
                 results.append({"status": "error", "error": f"region id outside 0..{slots - 1}"})
                 continue
