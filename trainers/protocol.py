@@ -52,6 +52,18 @@ class TrainRequest:
         if self.run is not None:
             RunFolder.create(self.runs_dir, self.run)  # a usage error before any work
 
+    def run_config(self, trainer: str, **fields) -> RunConfig:
+        """The run's config.json: this request's dataset, cache, splits and seed, plus
+        the trainer's own ``fields`` (:class:`RunConfig`'s other fields)."""
+        return RunConfig(
+            trainer=trainer,
+            dataset=self.dataset,
+            cache_dir=str(self.cache_dir),
+            splits=self.splits,
+            seed=self.seed,
+            **fields,
+        )
+
     def folder(self, trainer: str) -> RunFolder:
         """The run folder: ``--run`` NAME, else ``<trainer>-<dataset>-<timestamp>``."""
         name = self.run or f"{trainer}-{self.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"

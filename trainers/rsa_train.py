@@ -24,7 +24,6 @@ from qfeat.trainers.protocol import TrainJob, TrainRequest, loop_config, train_a
 from qfeat.trainers.registry import TRAINERS, check_cached_dataset
 from qfeat.trainers.rsa import ATTENTION, RSAHead
 from qfeat.trainers.rsa_data import RSAData, load_rsa_data, needed_stages
-from qfeat.trainers.runconfig import RunConfig
 from qfeat.trainers.runfolder import RunFolder
 from qfeat.trainers.runinfo import dataset_scale, stage_record
 from qfeat.trainers.settings import (
@@ -101,18 +100,14 @@ def train_rsa(
         # the head's matmuls are tiny: one thread avoids thread-pool overhead that made
         # steps 3-6x slower on 2 cores under load (measured on the demo set)
         torch.set_num_threads(thread_count(1))
-    config = RunConfig(
-        trainer="rsa",
-        dataset=req.dataset,
+    config = req.run_config(
+        "rsa",
         preset=preset,
         settings=tcfg,
         details={"head": head_cfg},
         stages=stage_record(data.stages),
-        cache_dir=str(req.cache_dir),
         fingerprints={n: s.fingerprint for n, s in data.stages.items()},
-        splits=req.splits,
         official_splits=splits[0].official,
-        seed=req.seed,
         device=str(device),
         items=len(data.data),
         mos_range=dataset_scale(req.cache_dir, req.dataset, read_items(req.cache_dir, req.dataset)),

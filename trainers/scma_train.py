@@ -29,7 +29,6 @@ from qfeat.trainers.protocol import (
     train_and_record,
 )
 from qfeat.trainers.registry import TRAINERS, check_cached_dataset
-from qfeat.trainers.runconfig import RunConfig
 from qfeat.trainers.runfolder import RunFolder
 from qfeat.trainers.runinfo import dataset_scale, stage_record
 from qfeat.trainers.settings import (
@@ -175,18 +174,14 @@ def train_scma(
         # 50 ms against 83 ms on one thread on an idle 2-core VM. More threads were not
         # measured; the RSA head's much smaller steps stay on one (trainers/rsa_train.py).
         torch.set_num_threads(thread_count(2))
-    config = RunConfig(
-        trainer="scma",
-        dataset=req.dataset,
+    config = req.run_config(
+        "scma",
         preset=preset,
         settings=tcfg,
         details={"mode": req.mode, "adapted_blocks": k, "clip": clip_cfg, "init": req.init},
         stages=stage_record(video_stages(req.cache_dir, req.dataset, clip_stage)),
-        cache_dir=str(req.cache_dir),
         fingerprints={"clip": clip_stage.fingerprint, **clip_stage.manifest["upstream"]},
-        splits=req.splits,
         official_splits=splits[0].official,
-        seed=req.seed,
         device=str(device),
         items=len(data),
         mos_range=dataset_scale(req.cache_dir, req.dataset, items),
