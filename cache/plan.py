@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from qfeat.cache.fingerprint import file_sha256, items_hash
+from qfeat.cache.integrity import seal_problem
 from qfeat.cache.layout import shard_name
 
 
@@ -51,8 +52,6 @@ def shard_problem(
     (and the marker records one) the media files still have the sizes and mtimes they
     had when the shard was written.
     """
-    from qfeat.cache.integrity import seal_problem
-
     marker = read_marker(stage_dir, index)
     if marker is None:
         return "no done marker"

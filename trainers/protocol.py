@@ -27,10 +27,9 @@ from qfeat.cache.layout import write_json_atomic
 from qfeat.errors import DatasetError
 from qfeat.trainers.loop import LoopConfig, fit, predict
 from qfeat.trainers.runconfig import RunConfig
-from qfeat.trainers.runfolder import CHECKPOINT, RunFolder, split_metrics
+from qfeat.trainers.runfolder import CHECKPOINT, RESUME, RunFolder, split_metrics
 
 SPLIT_RESULT = "split-{:02d}.json"
-RESUME = "resume.json"
 
 
 @dataclass

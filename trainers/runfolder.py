@@ -33,6 +33,7 @@ CONFIG = "config.json"
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.csv"
 CHECKPOINT = "split-{:02d}.safetensors"
+RESUME = "resume.json"  # the settings a run was started with (qfeat.trainers.protocol)
 
 
 class RunFolder:
@@ -77,10 +78,22 @@ class RunFolder:
             )
         return cls(folder.absolute())
 
+    def started(self) -> dict[str, Any] | None:
+        """The settings training was started with (``resume.json``), or None when no
+        training started here."""
+        path = self.path / RESUME
+        if not path.is_file():
+            return None
+        try:
+            spec = json.loads(path.read_text() or "{}")
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"cannot read {path}: {exc}") from exc
+        return spec if isinstance(spec, dict) else {}
+
     def require_finished(self) -> None:
         """A DatasetError naming the resume command when training started in this folder
         (``resume.json``) but has not finished (no ``metrics.json`` yet)."""
-        if (self.path / "resume.json").is_file() and not (self.path / METRICS).is_file():
+        if self.started() is not None and not (self.path / METRICS).is_file():
             done = len(self.checkpoints())
             raise DatasetError(
                 f"run {self.name} has not finished ({done} split(s) done): run the same "

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from qfeat.errors import DatasetError
-from qfeat.trainers.runfolder import CONFIG, RunFolder
+from qfeat.trainers.runfolder import CONFIG, RESUME, RunFolder
 
 FORMATS = ("md", "csv", "latex", "json")
 
@@ -55,13 +55,12 @@ def list_runs(runs_dir: Path) -> list[RunLine]:
                 str(total) if valid == total else f"{valid} of {total} valid",
                 _date(folder / "metrics.json"), "finished",
             ))  # fmt: skip
-        elif (folder / "resume.json").is_file():
-            spec = json.loads((folder / "resume.json").read_text() or "{}")
+        elif (spec := run.started()) is not None:
             done = len(run.checkpoints())
             lines.append(RunLine(
                 folder.name, str(spec.get("trainer", "?")), str(spec.get("dataset", "?")),
                 str(spec.get("preset") or "?"), None, None,
-                f"{done} of {spec.get('splits', '?')} done", _date(folder / "resume.json"),
+                f"{done} of {spec.get('splits', '?')} done", _date(folder / RESUME),
                 "resumable",
             ))  # fmt: skip
     return sorted(lines, key=lambda line: line.date, reverse=True)
