@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.qfeat-installed
 DATASET ?= demo
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo features train test test-fast lint format bench bench-gpu clean
+.PHONY: help install demo features train test test-fast lint format bench bench-gpu bench-scale clean
 
 help: ## show this list (one line per target)
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ bench: $(STAMP) ## benchmarks on this machine -> benchmarks/results/latest.json
 	$(BIN)/python -m benchmarks.sam
 	$(BIN)/python -m benchmarks.train_rsa
 	$(BIN)/python -m benchmarks.train_scma
+
+bench-scale: $(STAMP) ## per-item cost and memory at several dataset sizes -> results/latest.json
+	$(BIN)/python -m benchmarks.scale $(SCALE_ARGS)
 
 bench-gpu: $(STAMP) ## real-size models on a CUDA GPU -> benchmarks/results/gpu.json
 	$(BIN)/python -m benchmarks.gpu

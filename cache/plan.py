@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from qfeat.cache.fingerprint import file_sha256, items_hash
-from qfeat.cache.integrity import seal_problem
+from qfeat.cache.integrity import file_problem, seal_problem
 from qfeat.cache.layout import shard_name
 
 
@@ -29,6 +29,13 @@ def plan_shards(item_ids: list[str], shard_size: int) -> list[Shard]:
     ]
 
 
+def shards_holding(where: dict[str, int], item_ids: tuple[str, ...] | list[str]) -> list[int]:
+    """The upstream shards (``where``: item_id -> shard index) holding ``item_ids``: what
+    one downstream shard reads. With the same item list and shard size that is one shard,
+    so reading upstream costs each item once over a stage (linear in N)."""
+    return sorted({where[i] for i in item_ids if i in where})
+
+
 def read_marker(stage_dir: Path, index: int) -> dict[str, Any] | None:
     path = Path(stage_dir) / shard_name(index, "done.json")
     try:
@@ -46,11 +53,14 @@ def shard_problem(
 ) -> str | None:
     """None when shard ``index`` is complete and intact, else why it is not.
 
-    Complete means: the done marker is present and parses, every file it lists exists
-    with the recorded size (and sha256 when ``checksums``), when ``item_ids`` is given
-    the marker was written for exactly those items, and when ``media_sha256`` is given
-    (and the marker records one) the media files still have the sizes and mtimes they
-    had when the shard was written.
+    Complete means: the done marker is present, parses and keeps its seal, every file it
+    lists exists with the recorded size, when ``item_ids`` is given the marker was
+    written for exactly those items, and when ``media_sha256`` is given (and the marker
+    records one) the media files still have the sizes and mtimes they had when the shard
+    was written. ``checksums``: hash every file (``qfeat cache verify``); otherwise the
+    readers' rule (:func:`qfeat.cache.integrity.file_problem`: small files and files
+    modified after their marker are hashed, once per process), so planning a run over
+    a large cache does not re-read all of it.
     """
     marker = read_marker(stage_dir, index)
     if marker is None:
@@ -62,23 +72,31 @@ def shard_problem(
     recorded = marker.get("media_sha256")
     if media_sha256 is not None and recorded is not None and recorded != media_sha256:
         return "a media file changed (size or mtime) since the shard was written"
-    for name, info in marker.get("files", {}).items():
+    if not marker.get("files"):
+        return "the done marker lists no files"
+    try:
+        marker_mtime = (Path(stage_dir) / shard_name(index, "done.json")).stat().st_mtime_ns
+    except OSError:  # removed since it was read (a writer retrying this shard)
+        return "no done marker"
+    for name, info in marker["files"].items():
         path = Path(stage_dir) / name
+        if not checksums:
+            if problem := file_problem(path, info, marker_mtime):
+                return problem
+            continue
         if not path.is_file():
             return f"{name} is missing"
         if path.stat().st_size != info.get("bytes"):
             return f"{name} has {path.stat().st_size} bytes, the marker says {info.get('bytes')}"
-        if checksums and file_sha256(path) != info.get("sha256"):
+        if file_sha256(path) != info.get("sha256"):
             return f"{name} does not match its checksum"
-    if not marker.get("files"):
-        return "the done marker lists no files"
     return None
 
 
 def split_done(
     stage_dir: Path,
     shards: list[Shard],
-    checksums: bool = True,
+    checksums: bool = False,
     force: bool = False,
     media: dict[int, str] | None = None,
     retry_failed: bool = False,

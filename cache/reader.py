@@ -9,6 +9,7 @@ manifest plans are done.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -70,10 +71,18 @@ class Stage:
                 problems.append(problem)
         return problems
 
-    def require_intact(self) -> None:
-        """Raise :class:`CacheDamaged` (naming each problem and the fix) unless intact."""
-        if self.damage:
-            raise damaged(self.dir, "; ".join(self.damage[:5]))
+    def require_intact(self, shards: Iterable[int] | None = None) -> None:
+        """Raise :class:`CacheDamaged` (naming each problem and the fix) unless intact;
+        ``shards``: check the manifest and only these shards (a reader of a few)."""
+        if shards is None:
+            problems = self.damage
+        else:
+            problems = [p for p in [manifest_damage(self.dir, self.manifest)] if p]
+            for index in shards:
+                if problem := shard_damage(self.dir, index, self.markers[index]):
+                    problems.append(problem)
+        if problems:
+            raise damaged(self.dir, "; ".join(problems[:5]))
 
     @property
     def shards_total(self) -> int:
@@ -87,14 +96,31 @@ class Stage:
 
     def table(self, columns: list[str] | None = None) -> pd.DataFrame:
         """All done shards' rows, in shard order (the order of the arrays)."""
-        self.require_intact()
+        return self.shard_rows(self.markers, columns)
+
+    def shard_rows(self, shards: Iterable[int], columns: list[str] | None = None) -> pd.DataFrame:
+        """The rows of done shards ``shards`` only, in shard order: what a downstream
+        shard reads, so reading upstream rows costs its own items, not the whole stage."""
+        shards = sorted(set(shards))
+        missing = [i for i in shards if i not in self.markers]
+        if missing:
+            raise CacheMissing(f"shard(s) {missing[:5]} of {self.dir} are not done")
+        self.require_intact(None if len(shards) == len(self.markers) else shards)
         tables = [
-            pq.read_table(self.dir / shard_name(i, "parquet"), columns=columns)
-            for i in sorted(self.markers)
+            pq.read_table(self.dir / shard_name(i, "parquet"), columns=columns) for i in shards
         ]
         if not tables:
             return pd.DataFrame(columns=columns or ["item_id", "status", "error"])
         return pa.concat_tables(tables, promote_options="default").to_pandas()
+
+    def item_shards(self) -> dict[str, int]:
+        """``item_id -> shard index`` over the done shards (their ``item_id`` column only:
+        one cheap pass, so a planner can send each task just the shards it needs)."""
+        index: dict[str, int] = {}
+        for i in sorted(self.markers):
+            ids = pq.read_table(self.dir / shard_name(i, "parquet"), columns=["item_id"])
+            index.update(dict.fromkeys(ids.column("item_id").to_pylist(), i))
+        return index
 
     def errors(self) -> pd.DataFrame:
         t = self.table(["item_id", "status", "error"])
@@ -192,6 +218,12 @@ class MappedRows:
             out[sel] = self.parts[s][rows[sel] - self.offsets[s]]
         finite(out, self.where, self.name)
         return out[0] if scalar else out
+
+
+def open_folder(folder: Path | str) -> Stage:
+    """The stage in fingerprint folder ``folder`` (its manifest read, nothing else)."""
+    folder = Path(folder)
+    return Stage(folder, json.loads((folder / MANIFEST).read_text()))
 
 
 def list_stages(cache_dir: Path, dataset: str, stage: str) -> list[Stage]:

@@ -16,8 +16,8 @@ from typing import Any
 
 from qfeat.cache.fingerprint import build_manifest, media_hash
 from qfeat.cache.items import write_items
-from qfeat.cache.plan import plan_shards, split_done
-from qfeat.cache.reader import CacheMissing, mark_latest, open_stage
+from qfeat.cache.plan import plan_shards, shards_holding, split_done
+from qfeat.cache.reader import CacheMissing, mark_latest, open_folder, open_stage
 from qfeat.cache.writer import create_stage_dir
 from qfeat.errors import DatasetError, OptionError
 from qfeat.pipeline import paths
@@ -236,7 +236,7 @@ def run(plan: Plan, progress: Progress | None = None) -> list[StageReport]:
                 folder,
                 item_ids,
                 payload,
-                {u: str(folders[u]) for u in stage_cls.upstream},
+                {u: folders[u] for u in stage_cls.upstream},
                 report,
                 progress,
             )
@@ -257,7 +257,7 @@ def _run_stage(
     folder: Path,
     item_ids: list[str],
     payload: dict[str, dict],
-    upstream_dirs: dict[str, str],
+    upstream_dirs: dict[str, Path],
     report: StageReport,
     progress: Progress,
 ) -> None:
@@ -275,8 +275,14 @@ def _run_stage(
     report.items_skipped = sum(len(s.item_ids) for s in done)
     progress.stage_started(stage_cls.name, len(item_ids), len(shards), len(done))
     t0 = time.perf_counter()
+    # item -> upstream shard, read once here: each task then reads only its own shards
+    where = {name: open_folder(folder).item_shards() for name, folder in upstream_dirs.items()}
     futures = {}
     for shard in todo:
+        upstream = {
+            name: (str(upstream_dirs[name]), shards_holding(at, shard.item_ids))
+            for name, at in where.items()
+        }
         future = client.submit(
             run_shard,
             stage_cls.name,
@@ -287,7 +293,7 @@ def _run_stage(
             str(folder),
             shard.index,
             [payload[i] for i in shard.item_ids],
-            upstream_dirs,
+            upstream,
             key=f"{stage_cls.name}-{report.fingerprint}-{shard.index:05d}-{time.time_ns()}",
             retries=TASK_RETRIES,
             pure=False,

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from qfeat.cache.fingerprint import media_hash
-from qfeat.cache.reader import Stage as CachedStage
+from qfeat.cache.reader import open_folder
 from qfeat.cache.writer import ShardWriter
 from qfeat.pipeline.stages import get_stage
 
@@ -39,17 +39,19 @@ def _stage_instance(name: str, cfg: dict, seed: int, device: str):
 
 
 def _upstream(
-    upstream_dirs: dict[str, str], item_ids: list[str]
+    upstream: dict[str, tuple[str, list[int]]], item_ids: list[str]
 ) -> tuple[dict[str, dict], dict[str, dict]]:
-    """Per upstream stage: ``item_id -> row`` (whole shard files read) and its config."""
+    """Per upstream stage: ``item_id -> row`` and its config. ``upstream`` maps a stage
+    to its folder and the shards that hold this shard's items (the driver's index), so
+    a shard reads its own items' rows, not the whole upstream stage."""
     rows, configs = {}, {}
     wanted = set(item_ids)
-    for name, folder in upstream_dirs.items():
-        manifest = json.loads((Path(folder) / "manifest.json").read_text())
-        table: pd.DataFrame = CachedStage(Path(folder), manifest).table()
+    for name, (folder, shards) in upstream.items():
+        stage = open_folder(folder)
+        table: pd.DataFrame = stage.shard_rows(shards)
         table = table[table["item_id"].isin(wanted)]
         rows[name] = {r["item_id"]: r for r in table.to_dict(orient="records")}
-        configs[name] = manifest["config"]
+        configs[name] = stage.manifest["config"]
     return rows, configs
 
 
@@ -62,7 +64,7 @@ def run_shard(
     stage_dir: str,
     index: int,
     items: list[dict[str, Any]],
-    upstream_dirs: dict[str, str],
+    upstream: dict[str, tuple[str, list[int]]],
 ) -> dict[str, Any]:
     """Compute and write shard ``index``; returns ``{shard, rows, ok, failed, seconds}``."""
     crash = os.environ.get(CRASH_ENV)
@@ -78,8 +80,8 @@ def run_shard(
     media = media_hash(i["path"] for i in items)  # before reading: what was read
     stage = _stage_instance(stage_name, cfg, seed, device)
     t_load = time.perf_counter()
-    upstream, stage.upstream_config = _upstream(upstream_dirs, [i["item_id"] for i in items])
-    table, arrays = stage.process_shard(items, upstream)
+    rows, stage.upstream_config = _upstream(upstream, [i["item_id"] for i in items])
+    table, arrays = stage.process_shard(items, rows)
     t_compute = time.perf_counter()
     record = ShardWriter(Path(stage_dir), index).write(
         table,

@@ -205,7 +205,7 @@ def test_worker_shard_through_the_cache(stage, dataset, tmp_path, monkeypatch):
         str(describe_dir),
         0,
         items,
-        {"regions": str(regions_dir)},
+        {"regions": (str(regions_dir), [0])},
     )
     assert done["rows"] == len(items) and done["ok"] == 3
     out = pq.read_table(next(describe_dir.glob("shard-*.parquet")))
