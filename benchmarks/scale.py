@@ -115,7 +115,7 @@ def features_at(root: Path, cache: Path, modality: str, n: int) -> dict[str, Any
         }
     out["driver_peak_rss_mb"] = round(rss.own)
     out["worker_peak_rss_mb"] = round(rss.children)
-    out.update(cache_commands(cache, request.name))
+    out.update(cache_commands(cache))
     out.update(trainer_load(cache, request.name, modality))
     return out
 
@@ -140,9 +140,9 @@ def _qfeat(*args: str, cache: Path) -> tuple[float, float]:
     return round(time.perf_counter() - t0, 2), round(rss.own)
 
 
-def cache_commands(cache: Path, name: str) -> dict[str, Any]:
-    ls_s, _ = _qfeat("cache", "ls", name, cache=cache)
-    verify_s, verify_mb = _qfeat("cache", "verify", name, cache=cache)
+def cache_commands(cache: Path) -> dict[str, Any]:
+    ls_s, _ = _qfeat("cache", "ls", cache=cache)
+    verify_s, verify_mb = _qfeat("cache", "verify", cache=cache)
     return {"cache_ls_s": ls_s, "cache_verify_s": verify_s, "cache_verify_peak_rss_mb": verify_mb}
 
 

@@ -329,3 +329,36 @@ def test_real_pe_core_large_shapes_on_meta():
     pooled, hidden = cs.encode_with_hidden(model, x, 6)
     assert hidden.shape == (2, 577, 1024) and pooled.shape == (2, 1024)
     assert cs.finish_from_hidden(model, hidden, 6).shape == (2, 1024)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_qclip_release_rope_order(tiny_models, sharp_pe, k):
+    """clip.rope = qclip-release: token j takes row j of [patches, CLS] (checked side by
+    side with the authors' Rope2D in a scratch run, see README); the split path still
+    equals encode_image, and the outputs differ from PE's own order."""
+    import copy
+
+    from timm.layers.pos_embed_sincos import apply_rot_embed_cat
+
+    from qfeat.pipeline.models.pe_rope import ReleaseOrder, set_rope_order
+
+    info = tiny_models["tiny-pe"][1]
+    release = set_rope_order(copy.deepcopy(sharp_pe), "qclip-release")
+    trunk, own = release.visual.trunk, sharp_pe.visual.trunk
+    assert isinstance(trunk.rope, ReleaseOrder) and set_rope_order(release, "qclip-release")
+    table, patches = trunk.rope.get_embed(), own.rope.get_embed()
+    assert table.shape[0] == cs.num_tokens(release) == patches.shape[0] + 1
+    q = torch.randn(2, 4, table.shape[0], table.shape[1] // 2, generator=torch.Generator())
+    rotated = apply_rot_embed_cat(q, table)
+    _close(rotated[:, :, :-1], apply_rot_embed_cat(q[:, :, :-1], patches))  # CLS as patch 0
+    _close(rotated[:, :, -1], q[:, :, -1])  # the last patch is not rotated
+    assert all(b.attn.num_prefix_tokens == 0 for b in trunk.blocks)
+    x = _pixels(info)
+    with torch.no_grad():
+        ref, other = release.encode_image(x), sharp_pe.encode_image(x)
+        pooled, hidden = cs.encode_with_hidden(release, x, k)
+        _close(pooled, ref)
+        _close(cs.finish_from_hidden(release, hidden, k), ref)
+    assert float((ref - other).norm() / other.norm()) > 1e-2
+    with pytest.raises(ValueError, match="PE towers"):
+        set_rope_order(copy.deepcopy(tiny_models["tiny-vit"][0]), "qclip-release")

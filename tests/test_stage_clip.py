@@ -138,3 +138,32 @@ def test_tiny_architecture_is_part_of_the_model_identity(monkeypatch):
     monkeypatch.setitem(clip_build._TINY_PE_TRUNK_KWARGS, "depth", 3)
     after = clip_stage("tiny-pe").model_identity()
     assert after["arch"] != before["arch"] and after["name"] == before["name"]
+
+
+def test_rope_order_is_checked_stored_and_used(qfeat, tmp_path):
+    """clip.rope: refused for a non-PE tower before any work, part of the fingerprint,
+    applied by the stage and by the model the trainers rebuild from the cache."""
+    from types import SimpleNamespace
+
+    from qfeat.pipeline.models.pe_rope import ReleaseOrder
+    from qfeat.trainers.scma_train import load_clip_for
+
+    out = qfeat("features", "demo-video", "--root", str(tmp_path / "d"), "--cache-dir",
+                str(tmp_path / "c"), "--set", "clip.model=tiny-vit",
+                "--set", "clip.rope=qclip-release")  # fmt: skip
+    assert out.exit_code == 2 and "applies to PE towers" in out.output
+    assert not (tmp_path / "d").exists()  # refused before the demo set was generated
+    bad = qfeat("features", "demo-video", "--set", "clip.rope=meta")
+    assert bad.exit_code == 2 and "clip.rope" in bad.output
+    release = {**load_preset("tiny")["clip"], "rope": "qclip-release"}
+    stage = ClipStage(release, seed=0)
+    stage.upstream_config = {"frames": load_preset("tiny")["frames"]}
+    stage.load()
+    assert isinstance(stage.model.visual.trunk.rope, ReleaseOrder)
+    manifest = {"config": {**release, "seed": 0}, "model": stage.model_identity()}
+    model, _, cfg = load_clip_for(SimpleNamespace(manifest=manifest))
+    assert isinstance(model.visual.trunk.rope, ReleaseOrder) and cfg["rope"] == "qclip-release"
+    older = {"config": {k: v for k, v in manifest["config"].items() if k != "rope"},
+             "model": manifest["model"]}  # fmt: skip
+    model, _, _ = load_clip_for(SimpleNamespace(manifest=older))  # made before clip.rope
+    assert not isinstance(model.visual.trunk.rope, ReleaseOrder)

@@ -49,6 +49,7 @@ class ScmaRequest(TrainRequest):
 def load_clip_for(stage) -> tuple[torch.nn.Module, Any, dict]:
     """The frozen CLIP model a cached clip stage was computed with."""
     from qfeat.pipeline.models.clip_build import build_clip
+    from qfeat.pipeline.models.pe_rope import set_rope_order
     from qfeat.pipeline.stages.clip import ClipStage
 
     cfg = dict(stage.manifest["config"])
@@ -64,7 +65,8 @@ def load_clip_for(stage) -> tuple[torch.nn.Module, Any, dict]:
         )
     pretrained = cfg.get("pretrained", "")
     model, pre = build_clip(cfg["model"], "" if pretrained == "random" else pretrained, seed=seed)
-    return model.eval(), pre, cfg
+    # caches made before clip.rope existed were computed in PE's own order
+    return set_rope_order(model, cfg.get("rope", "pe")).eval(), pre, cfg
 
 
 def tokenizer_for(model_name: str):

@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from qfeat.cache.fingerprint import model_identity
-from qfeat.errors import ItemError
+from qfeat.errors import ItemError, OptionError
 from qfeat.pipeline.models.source import parse_source, require_file, require_plain_weights
 from qfeat.pipeline.stages.base import Stage, item_upstream
 from qfeat.pipeline.stages.settings import ClipSettings
@@ -69,6 +69,11 @@ class ClipStage(Stage):
         return model_identity(self.cfg["model"], pretrained or None)
 
     def check(self) -> None:
+        if self.cfg["rope"] != "pe" and not _is_pe(self.cfg["model"]):
+            raise OptionError(
+                f"clip.rope={self.cfg['rope']} applies to PE towers (PE-Core-*, tiny-pe), "
+                f"not clip.model={self.cfg['model']}; leave clip.rope=pe"
+            )
         source = parse_source(self.cfg["pretrained"])
         if self._tiny() or source.kind == "random":
             return
@@ -82,12 +87,13 @@ class ClipStage(Stage):
 
         from qfeat.pipeline.models.clip_build import build_clip
         from qfeat.pipeline.models.clip_split import encode_frames
+        from qfeat.pipeline.models.pe_rope import set_rope_order
 
         pretrained = self.cfg["pretrained"]
         model, self.pre = build_clip(
             self.cfg["model"], "" if pretrained == "random" else pretrained, seed=self.seed
         )
-        self.model = model.to(self.device)
+        self.model = set_rope_order(model, self.cfg["rope"]).to(self.device)
         self.k = int(self.cfg["adapted_blocks"])
         self.torch, self.encode = torch, encode_frames
         self.autocast = self.device == "cuda" and self.cfg["dtype"] == "bfloat16"
@@ -157,3 +163,10 @@ class ClipStage(Stage):
             batch.append((i, pixels))
         flush()
         return self.assemble(items, results)
+
+
+def _is_pe(model: str) -> bool:
+    """A PE tower by name (``local-dir:`` folders are checked when built)."""
+    from qfeat.pipeline.models.clip_build import tiny_name
+
+    return model.startswith(("PE-", "local-dir:")) or tiny_name(model) == "tiny-pe"

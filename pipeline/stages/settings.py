@@ -118,10 +118,14 @@ class ClipSettings(Settings):
     pretrained: str = ""  # local open_clip weights file, or "random"
     adapted_blocks: int = 6  # K: hidden states entering block L - K are cached
     dtype: str = "bfloat16"  # autocast on CUDA; CPU runs float32
+    # PE's RoPE order: "pe" (CLS unrotated, as PE was trained) or "qclip-release" (the
+    # Q-CLIP authors' copy, CLS row appended after the patches; pipeline/models/pe_rope.py)
+    rope: str = "pe"
 
     def validate(self) -> None:
         self.at_least(1, "adapted_blocks")
         self.one_of("dtype", CLIP_DTYPES)
+        self.one_of("rope", ("pe", "qclip-release"))
 
 
 STAGE_SETTINGS: dict[str, type[Settings]] = {
