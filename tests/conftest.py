@@ -80,12 +80,32 @@ def _cli_ok(*args) -> None:
     assert result.exit_code == 0, result.output
 
 
-def _demo_cache(tmp_path_factory, dataset: str, limit: int) -> SimpleNamespace:
+@pytest.fixture(scope="session")
+def demo_image_data(tmp_path_factory) -> Path:
+    """The demo image set, generated once per session (read-only: copy it to change it)."""
+    from qfeat.pipeline.demo import images
+
+    root = tmp_path_factory.mktemp("demo-data") / "demo"
+    images.generate(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def demo_video_data(tmp_path_factory) -> Path:
+    """The demo video set, generated once per session (read-only: copy it to change it)."""
+    from qfeat.pipeline.demo import videos
+
+    root = tmp_path_factory.mktemp("demo-data") / "demo-video"
+    videos.generate(root)
+    return root
+
+
+def _demo_cache(tmp_path_factory, dataset: str, data: Path, limit: int) -> SimpleNamespace:
     """The first ``limit`` items of a demo set through all its stages (tiny preset)."""
     root = tmp_path_factory.mktemp(dataset)
-    _cli_ok("features", dataset, "--root", root / "data", "--cache-dir", root / "cache",
+    _cli_ok("features", dataset, "--root", data, "--cache-dir", root / "cache",
             "--limit", limit, "--workers", 1)  # fmt: skip
-    return SimpleNamespace(root=root, data=root / "data", cache=root / "cache", limit=limit)
+    return SimpleNamespace(root=root, data=data, cache=root / "cache", limit=limit)
 
 
 def _demo_run(demo: SimpleNamespace, trainer: str, dataset: str, epochs: int) -> Path:
@@ -97,9 +117,9 @@ def _demo_run(demo: SimpleNamespace, trainer: str, dataset: str, epochs: int) ->
 
 
 @pytest.fixture(scope="session")
-def demo_images(tmp_path_factory) -> SimpleNamespace:
+def demo_images(tmp_path_factory, demo_image_data) -> SimpleNamespace:
     """The first 48 demo images through all four image stages."""
-    return _demo_cache(tmp_path_factory, "demo", 48)
+    return _demo_cache(tmp_path_factory, "demo", demo_image_data, 48)
 
 
 @pytest.fixture(scope="session")
@@ -109,9 +129,9 @@ def rsa_run(demo_images) -> Path:
 
 
 @pytest.fixture(scope="session")
-def demo_videos(tmp_path_factory) -> SimpleNamespace:
+def demo_videos(tmp_path_factory, demo_video_data) -> SimpleNamespace:
     """The first 36 demo videos through the frames and clip stages."""
-    return _demo_cache(tmp_path_factory, "demo-video", 36)
+    return _demo_cache(tmp_path_factory, "demo-video", demo_video_data, 36)
 
 
 @pytest.fixture(scope="session")

@@ -168,9 +168,10 @@ def test_progress_is_plain_lines_when_not_a_terminal():
     assert not isinstance(progress_bar(terminal, "x"), LineProgress)
 
 
-def test_features_log_has_a_line_per_stage_when_not_a_terminal(qfeat, tmp_path):
-    result = qfeat("features", "demo-video", "--limit", "8", "--shard-size", "4",
-                   "--workers", "1", "--cache-dir", str(tmp_path / "cache"))  # fmt: skip
+def test_features_log_has_a_line_per_stage_when_not_a_terminal(qfeat, tmp_path, demo_video_data):
+    result = qfeat("features", "demo-video", "--limit", "8", "--shard-size", "4", "--root",
+                   str(demo_video_data), "--workers", "1",
+                   "--cache-dir", str(tmp_path / "cache"))  # fmt: skip
     assert result.exit_code == 0, result.output
     for stage in ("frames", "clip"):
         assert f"{stage} · 8/8 items · 2/2 shards" in result.output

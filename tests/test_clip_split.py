@@ -362,3 +362,32 @@ def test_qclip_release_rope_order(tiny_models, sharp_pe, k):
     assert float((ref - other).norm() / other.norm()) > 1e-2
     with pytest.raises(ValueError, match="PE towers"):
         set_rope_order(copy.deepcopy(tiny_models["tiny-vit"][0]), "qclip-release")
+
+
+def test_meta_pe_checkpoint_is_converted_on_load(tiny_models, tmp_path):
+    """clip.pretrained may be Meta's own PE file (perception_models layout, as the Q-CLIP
+    release loads it, inside a {"state_dict": ...} with DataParallel prefixes): the model
+    built from it is the one it was written from."""
+    import copy
+
+    from qfeat.pipeline.models.pe_meta import load_meta_pe
+    from tests.fixtures.pe_meta import meta_state_dict
+
+    model = copy.deepcopy(tiny_models["tiny-pe"][0])
+    with torch.no_grad():  # Meta's conv1 and proj have no bias
+        model.visual.trunk.patch_embed.proj.bias.zero_()
+        model.visual.trunk.head.bias.zero_()
+    meta = meta_state_dict(model)
+    assert "visual.conv1.weight" in meta and "transformer.resblocks.0.attn.in_proj_weight" in meta
+    path = tmp_path / "PE-Core-tiny.pt"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in meta.items()}}, path)
+    loaded, _ = cb.build_clip("tiny-pe", str(path), seed=7)  # another seed: weights from file
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value, msg=key)
+    x = _pixels(tiny_models["tiny-pe"][1])
+    with torch.no_grad():
+        _close(loaded.encode_image(x), model.encode_image(x))
+    wrong = {**meta, "visual.proj": meta["visual.proj"][:, :16]}
+    torch.save(wrong, path)
+    with pytest.raises(ValueError, match="shapes differ"):
+        load_meta_pe(copy.deepcopy(model), path)

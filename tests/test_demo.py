@@ -33,17 +33,13 @@ def rows(root: Path) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def demo_images(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("img") / "demo"
-    images.generate(root)
-    return root
+def demo_images(demo_image_data) -> Path:
+    return demo_image_data  # the session's generated set (conftest)
 
 
 @pytest.fixture(scope="module")
-def demo_videos(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("vid") / "demo-video"
-    videos.generate(root)
-    return root
+def demo_videos(demo_video_data) -> Path:
+    return demo_video_data
 
 
 def test_images_are_deterministic(demo_images, tmp_path):

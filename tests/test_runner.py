@@ -25,11 +25,12 @@ BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
-def video_root(tmp_path_factory) -> Path:
-    """The demo-video set, generated once for this module."""
-    root = tmp_path_factory.mktemp("data") / "demo-video"
-    videos.generate(root)
-    return root
+def video_root(demo_video_data) -> Path:
+    """The session's demo-video set (read-only; tests that change files copy it)."""
+    return demo_video_data
+
+
+FRAMES = ("--stages", "frames")  # fault tests check the frames stage only
 
 
 def features_args(root: Path, cache: Path, *extra: str) -> list[str]:
@@ -108,11 +109,10 @@ def test_trainers_read_the_configuration_run_last(qfeat, video_root, tmp_path):
 
 def test_same_command_same_values(qfeat, video_root, tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
+    mixed = ("--set", "frames.strategy=mixed")
     for cache in (first, second):
-        assert (
-            qfeat(*features_args(video_root, cache, "--set", "frames.strategy=mixed")).exit_code
-            == 0
-        )
+        result = qfeat(*features_args(video_root, cache, *FRAMES, *mixed))
+        assert result.exit_code == 0, result.output
     a, b = (open_stage(c, "demo-video", "frames") for c in (first, second))
     assert a.fingerprint == b.fingerprint
     # the generator version is fingerprinted: a regenerated demo set gets new caches
@@ -182,14 +182,14 @@ def test_shard_that_always_crashes_is_reported_then_retried(
 ):
     cache = tmp_path / "cache"
     monkeypatch.setenv("QFEAT_TEST_CRASH_ITEM", "videos/ball_noise1.mp4")  # in shard 1
-    result = qfeat(*features_args(video_root, cache))
+    result = qfeat(*features_args(video_root, cache, *FRAMES))
     assert result.exit_code == 1
     assert "shard 00001 failed after retries" in result.output
     stage = open_stage(cache, "demo-video", "frames", _only_fingerprint(cache))
     assert sorted(stage.markers) == [0, 2, 3, 4, 5]
     monkeypatch.delenv("QFEAT_TEST_CRASH_ITEM")
     before = markers(stage.dir)
-    again = qfeat(*features_args(video_root, cache))
+    again = qfeat(*features_args(video_root, cache, *FRAMES))
     assert again.exit_code == 0 and "5 shards already done" in again.output
     after = markers(stage.dir)
     assert {k: v for k, v in after.items() if k in before} == before
@@ -217,7 +217,7 @@ def _done_count(cache: Path) -> int:
 @pytest.mark.slow
 def test_driver_killed_mid_run_then_same_command_completes(video_root, tmp_path):
     cache = tmp_path / "cache"
-    args = [sys.executable, "-m", "qfeat", *features_args(video_root, cache)]
+    args = [sys.executable, "-m", "qfeat", *features_args(video_root, cache, *FRAMES)]
     env = {**os.environ, "QFEAT_TEST_SHARD_DELAY": "1.0"}
     driver = subprocess.Popen(args, cwd=REPO, env=env, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -279,7 +279,7 @@ def test_real_cluster_survives_a_killed_worker(video_root, tmp_path):
         procs += workers
         cache = tmp_path / "cache"
         args = [sys.executable, "-m", "qfeat", *features_args(video_root, cache)[:-2],
-                "--scheduler", address]  # fmt: skip
+                *FRAMES, "--scheduler", address]  # fmt: skip
         driver = subprocess.Popen(
             args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
@@ -351,14 +351,15 @@ def test_stage_command_runs_one_stage(qfeat, video_root, tmp_path):
     assert len(open_stage(cache, "demo-video", "frames").table()) == 8
 
 
-def test_all_image_stages_on_demo_images(qfeat, tmp_path):
-    cache = tmp_path / "cache"
-    result = qfeat("features", "demo", "--cache-dir", str(cache), "--limit", "10",
-                   "--shard-size", "5", "--workers", "1")  # fmt: skip
-    assert result.exit_code == 0, result.output
+def test_all_image_stages_on_demo_images(demo_images):
+    """The session's image cache (48 items, 2 shards: describe and text read their
+    upstream shard by shard) holds every stage, aligned."""
+    cache, n = demo_images.cache, demo_images.limit
     for name in ("regions", "describe", "text", "backbone"):
-        table = open_stage(cache, "demo", name).table()
-        assert len(table) == 10 and (table["status"] == "ok").all(), name
+        stage = open_stage(cache, "demo", name)
+        table = stage.table()
+        assert len(table) == n and (table["status"] == "ok").all(), name
+        assert stage.shards_total == 2, name
     regions = open_stage(cache, "demo", "regions").table()
     describe = open_stage(cache, "demo", "describe").table()
     for r, d in zip(regions["region_id"], describe["region_id"], strict=True):
@@ -367,7 +368,7 @@ def test_all_image_stages_on_demo_images(qfeat, tmp_path):
     assert mask.sum() == sum(len(r) for r in regions["region_id"])
     stage = open_stage(cache, "demo", "backbone")
     feats = stage.array("features")
-    assert feats.shape == (10, 64, 32, 32) and feats.dtype == np.float16
+    assert feats.shape == (n, 64, 32, 32) and feats.dtype == np.float16
     assert np.isfinite(feats).all() and feats.astype(np.float64).std() > 0  # fp16 sums overflow
 
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, demo_video_data):
     from typer.testing import CliRunner
 
     from qfeat.cli.main import app
@@ -25,14 +25,14 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("learn")
     cli = CliRunner()
     for args in (
-        ["features", "demo-video", "--root", str(root / "data"), "--cache-dir", str(root / "cache"),
-         "--workers", "1"],
+        ["features", "demo-video", "--root", str(demo_video_data),
+         "--cache-dir", str(root / "cache"), "--workers", "1"],
         ["train", "scma", "demo-video", "--cache-dir", str(root / "cache"), "--runs-dir",
          str(root / "runs"), "--run", "learn", "--splits", "3"],
     ):  # fmt: skip
         result = cli.invoke(app, args)
         assert result.exit_code == 0, result.output
-    return root / "runs" / "learn", root / "data"
+    return root / "runs" / "learn", demo_video_data
 
 
 def test_scma_reaches_the_learnability_target(run):

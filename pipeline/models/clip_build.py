@@ -270,18 +270,33 @@ def _seeded_create(oc_name: str, pretrained: str | None, seed: int, pre: dict) -
 
     import open_clip
 
+    from qfeat.pipeline.models.pe_meta import is_meta_pe, load_meta_pe, unwrap
+
+    meta = pretrained is not None and is_meta_pe(unwrap(_peek(pretrained)))
     root = logging.getLogger()
     quiet = _RandomInitNotice()
-    if not pretrained:  # random weights were asked for: open_clip's warning says nothing new
+    if not pretrained or meta:  # random init asked for, or weights loaded below
         root.addFilter(quiet)
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return open_clip.create_model(
-                oc_name, pretrained=pretrained, force_preprocess_cfg=pre or None
+            model = open_clip.create_model(
+                oc_name, pretrained=None if meta else pretrained, force_preprocess_cfg=pre or None
             )
     finally:
         root.removeFilter(quiet)
+    # Meta's own PE file (perception_models, what the Q-CLIP release loads): converted
+    return load_meta_pe(model, pretrained) if meta else model
+
+
+def _peek(path: str) -> Any:
+    """A checkpoint memory-mapped (no read of the tensors), to look at its keys."""
+    if Path(path).suffix.lower() == ".safetensors":
+        return {}
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # the legacy (non-zip) format cannot be mapped
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 class _RandomInitNotice:
