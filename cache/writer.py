@@ -12,6 +12,7 @@ or nothing a reader would use:
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from pathlib import Path
@@ -76,6 +77,19 @@ def _h5_offsets(path: Path) -> dict[str, int | None]:
         return {name: f[name].id.get_offset() for name in f}
 
 
+def _out_of_space(exc: BaseException | None) -> bool:
+    """A full disk, an exhausted quota or a file-size limit, in ``exc`` or the errors it
+    was raised from (pyarrow and h5py report them in the message, and h5py raises a
+    RuntimeError on close after the failed write)."""
+    codes = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    texts = ("No space left", "Disk quota", "File too large", *(f"errno = {c}," for c in codes))
+    while exc is not None:
+        if getattr(exc, "errno", None) in codes or any(t in str(exc) for t in texts):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 class ShardWriter:
     """Writes shard ``index`` of the stage folder ``stage_dir`` (which must exist)."""
 
@@ -96,7 +110,22 @@ class ShardWriter:
         """Write the shard; returns the done record (also the marker's content).
 
         ``media_sha256``: :func:`qfeat.cache.fingerprint.media_hash` of the shard's media files
-        as they were read, so the planner can tell when one changed in place."""
+        as they were read, so the planner can tell when one changed in place. A full disk
+        (or quota, or file-size limit) raises an OSError naming the folder and the fix,
+        with no file of this shard left that a reader would use."""
+        try:
+            return self._write(columns, arrays, timings, media_sha256)
+        except (OSError, RuntimeError) as exc:
+            if not _out_of_space(exc):
+                raise
+            raise OSError(
+                getattr(exc, "errno", None) or errno.ENOSPC,
+                f"no space left writing shard {self.index} to {self.dir}; "
+                "free space there (or use another --cache-dir), then run the same command "
+                "again: finished shards are kept",
+            ) from exc
+
+    def _write(self, columns, arrays, timings, media_sha256) -> dict[str, Any]:
         started = time.perf_counter()
         table = to_table(columns)
         dense = prepare_arrays(arrays or {}, table.num_rows)

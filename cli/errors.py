@@ -14,7 +14,8 @@ from rich.console import Console
 from qfeat.cli.shown import shown
 from qfeat.errors import EXIT_DATA, EXIT_OK, EXIT_USAGE, QfeatError
 
-__all__ = ["EXIT_DATA", "EXIT_OK", "EXIT_USAGE", "err_console", "user_errors"]
+__all__ = ["EXIT_DATA", "EXIT_OK", "EXIT_USAGE", "err_console", "interrupted", "user_errors"]
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -30,3 +31,14 @@ def user_errors() -> Iterator[None]:
         label = "usage error" if exc.exit_code == EXIT_USAGE else "error"
         err_console.print(f"[bold red]{label}:[/] {shown(exc)}", markup=True)
         raise typer.Exit(exc.exit_code) from None
+
+
+@contextmanager
+def interrupted(what: str) -> Iterator[None]:
+    """Ctrl-C: one line saying ``what`` (what was kept and how to go on), exit 130, no
+    traceback. Context managers inside (the Dask cluster) close on the way out."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        err_console.print(f"\ninterrupted: {what}")
+        raise typer.Exit(EXIT_INTERRUPTED) from None

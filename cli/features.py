@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from qfeat.cli.errors import EXIT_DATA, user_errors
+from qfeat.cli.errors import EXIT_DATA, interrupted, user_errors
 from qfeat.cli.progress import progress_bar
 from qfeat.pipeline.config import parse_options
 from qfeat.pipeline.runner import RunRequest, StageReport, describe_failures, prepare, run
@@ -134,7 +134,8 @@ def execute(request: RunRequest) -> None:
         )
         if warning := workers_warning(request.workers, plan.device, request.scheduler):
             console.print(f"[yellow]warning:[/] {warning}")
-        with progress.bar:
+        kept = "finished shards are kept; run the same command again to go on"
+        with interrupted(kept), progress.bar:
             reports = run(plan, progress)
     console.print(summary(reports, time.perf_counter() - t0, plan.dataset))
     failed = {r.stage: r.items_failed for r in reports if r.items_failed}

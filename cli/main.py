@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from qfeat.cli import cache, datasets, features, report, runs, train, version
+from qfeat.cli import cache, datasets, features, qclip, report, runs, train, version
 from qfeat.cli import predict as predict_cli
 
 app = typer.Typer(
@@ -25,6 +25,8 @@ app.registered_commands.extend(runs.app.registered_commands)
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(cache.app, name="cache")
 app.add_typer(train.app, name="train")
+app.add_typer(qclip.import_app, name="import")
+app.add_typer(qclip.export_app, name="export")
 
 
 def _print_version(value: bool) -> None:

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from qfeat.cli.errors import EXIT_DATA, user_errors
+from qfeat.cli.errors import EXIT_DATA, interrupted, user_errors
 from qfeat.cli.progress import progress_bar
 
 app = typer.Typer()
@@ -65,11 +65,12 @@ def predict(
                 f"files ({kinds}); run {folder.name} scores {modality}s — use a run of the "
                 "other trainer for these"
             )
-        model = load_run(folder, resolve_device(device))
-        # on stderr, and gone when done: --json keeps stdout pure JSON
-        with progress_bar(Console(stderr=True), "scoring", "files", transient=True) as bar:
-            task = bar.add_task("scoring", total=len(files))
-            results = model.score(files, batch_size, lambda n: bar.advance(task, n))
+        with interrupted("nothing was written; run the same command again"):
+            model = load_run(folder, resolve_device(device))
+            # on stderr, and gone when done: --json keeps stdout pure JSON
+            with progress_bar(Console(stderr=True), "scoring", "files", transient=True) as bar:
+                task = bar.add_task("scoring", total=len(files))
+                results = model.score(files, batch_size, lambda n: bar.advance(task, n))
     failed = sum(r.status != "ok" for r in results)
     if as_json:
         typer.echo(json.dumps([r.as_dict() for r in results], indent=2))

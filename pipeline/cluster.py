@@ -8,6 +8,7 @@ between them; no dashboard unless asked.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -108,6 +109,9 @@ def connect(scheduler: str | None, resources: Resources, dashboard: bool = False
             "distributed.core",
         ):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # a lost scheduler is logged as reconnection tracebacks; the shards it took say
+        # it in one line each (runner.failure_reason); `qfeat -v` shows them
+        logging.getLogger("distributed.client").setLevel(logging.CRITICAL)
     # worker-saturation 1.0: a worker holds only the shard it is running. With the default
     # (1.1, i.e. two tasks on a one-thread worker) a worker killed by one bad shard also
     # charged a failure to the innocent shard queued behind it.
@@ -128,14 +132,48 @@ def connect(scheduler: str | None, resources: Resources, dashboard: bool = False
             try:
                 yield client
             finally:
-                client.close()
+                _close_quietly(client)
             return
-        cluster = _embedded(resources, dashboard)
+        with _children_ignore_sigint():
+            cluster = _embedded(resources, dashboard)
         try:
             with Client(cluster) as client:
                 yield client
         finally:
             cluster.close()
+
+
+def _close_quietly(client) -> None:
+    """Close ``client``; when its scheduler is gone, distributed logs the cancelled
+    reconnection as a traceback, which says nothing the failed shards do not."""
+    loggers = [logging.getLogger(n) for n in ("distributed", "tornado", "asyncio")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        client.close()
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+@contextmanager
+def _children_ignore_sigint() -> Iterator[None]:
+    """Ctrl-C reaches the terminal's whole process group. The driver handles it (the
+    cluster is closed on the way out), so the worker processes started here ignore it
+    (the disposition is inherited) instead of each printing a KeyboardInterrupt
+    traceback."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _embedded(resources: Resources, dashboard: bool):

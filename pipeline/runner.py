@@ -10,6 +10,8 @@ next run. Per-item failures are rows in the cache, not run failures.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,7 +166,36 @@ def prepare(request: RunRequest) -> Plan:
 
 
 def run(plan: Plan, progress: Progress | None = None) -> list[StageReport]:
-    progress = progress or Progress()
+    """Compute the plan's stages, holding the dataset's run lock (see :func:`run_lock`)."""
+    with run_lock(plan.cache_dir, plan.dataset):
+        return _run(plan, progress or Progress())
+
+
+@contextmanager
+def run_lock(cache_dir: Path, dataset: str) -> Iterator[None]:
+    """One ``qfeat features`` run per dataset and cache at a time: a second one (Enter
+    pressed twice, two cluster jobs) is refused at once instead of computing the same
+    shards beside the first. The lock is the OS's (flock), so a killed run leaves none."""
+    from filelock import FileLock, Timeout
+
+    folder = Path(cache_dir) / dataset
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(folder / ".features.lock"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise DatasetError(
+            f"another `qfeat features` run is computing {dataset} in {cache_dir} (it holds "
+            f"{folder / '.features.lock'}); wait for it to finish, then run the same command "
+            "again: its finished shards are kept"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _run(plan: Plan, progress: Progress) -> list[StageReport]:
     request = plan.request
     listing = plan.adapter.listing()
     refuse_conflicts(listing, plan.dataset)

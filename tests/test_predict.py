@@ -50,11 +50,11 @@ def predict_json(*args) -> tuple[int, list[dict]]:
 
 @pytest.fixture(scope="module")
 def images(demo_images, rsa_run, tmp_path_factory) -> SimpleNamespace:
-    root, run = demo_images.root, rsa_run
+    run = rsa_run
     # inputs: a folder, a glob and explicit files, with a corrupt, an empty and a missing one
     inputs = tmp_path_factory.mktemp("predict-inputs")
     (inputs / "folder" / "deeper").mkdir(parents=True)
-    data = root / "data" / "images"
+    data = demo_images.data / "images"
     shutil.copy(data / "checker-a_blur1.png", inputs / "folder" / "a.png")
     shutil.copy(data / "checker-b_noise2.png", inputs / "folder" / "deeper" / "b.png")
     (inputs / "folder" / "notes.txt").write_text("not an image: skipped in folders")
@@ -70,7 +70,7 @@ def images(demo_images, rsa_run, tmp_path_factory) -> SimpleNamespace:
         inputs / "empty.jpg",
         inputs / "missing.png",
     ]
-    return SimpleNamespace(root=root, run=run, args=args, tests=tests)
+    return SimpleNamespace(root=demo_images.root, run=run, args=args, tests=tests)
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +166,7 @@ def test_refuses_a_different_model(images, tmp_path):
 
 @pytest.fixture(scope="module")
 def videos(demo_videos, scma_run) -> SimpleNamespace:
-    return SimpleNamespace(root=demo_videos.root, run=scma_run)
+    return SimpleNamespace(root=demo_videos.root, data=demo_videos.data, run=scma_run)
 
 
 def test_scma_run_scores_videos(videos, tmp_path):
@@ -175,7 +175,7 @@ def test_scma_run_scores_videos(videos, tmp_path):
     folder = tmp_path / "clips"
     folder.mkdir()
     for item_id in test_ids:
-        shutil.copy(videos.root / "data" / item_id, folder / Path(item_id).name)
+        shutil.copy(videos.data / item_id, folder / Path(item_id).name)
     (folder / "empty.mp4").write_bytes(b"")
     (folder / "corrupt.mkv").write_bytes(b"\x1aE\xdf\xa3" + bytes(range(256)) * 8)
     code, results = predict_json(videos.run, folder)
@@ -209,7 +209,7 @@ def test_older_scma_run_without_recorded_stages(videos, tmp_path):
     del config["stages"], config["mos_range"]
     (copy / "config.json").write_text(json.dumps(config))
     preds = pd.read_csv(videos.run / "predictions.csv")
-    files = [videos.root / "data" / i for i in preds["item_id"][:1]]
+    files = [videos.data / i for i in preds["item_id"][:1]]
     assert load_run(copy).score(files) == load_run(videos.run).score(files)
 
 

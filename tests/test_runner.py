@@ -1,16 +1,10 @@
-"""`qfeat features` / `qfeat stage`: end to end on the demo data, and fault tolerance
-that really happens (killed driver, killed worker, failing items, crashing shards)."""
+"""`qfeat features` / `qfeat stage`: end to end on the demo data, resume, failing items,
+changed media and the checks before any work (the faults: test_runner_faults.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,31 +13,13 @@ import pytest
 from qfeat.cache.items import read_items
 from qfeat.cache.reader import open_stage
 from qfeat.pipeline.demo import videos
-
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from tests.runner_helpers import FRAMES, features_args, free_port, markers
 
 
 @pytest.fixture(scope="module")
 def video_root(demo_video_data) -> Path:
     """The session's demo-video set (read-only; tests that change files copy it)."""
     return demo_video_data
-
-
-FRAMES = ("--stages", "frames")  # fault tests check the frames stage only
-
-
-def features_args(root: Path, cache: Path, *extra: str) -> list[str]:
-    return [
-        "features", "demo-video", "--root", str(root), "--cache-dir", str(cache),
-        "--limit", "24", "--shard-size", "4", "--workers", "2", *extra,
-    ]  # fmt: skip
-
-
-def markers(folder: Path) -> dict[str, float]:
-    return {
-        p.name: json.loads(p.read_text())["written"] for p in sorted(folder.glob("*.done.json"))
-    }
 
 
 def test_features_end_to_end_and_resume(qfeat, video_root, tmp_path):
@@ -176,126 +152,6 @@ def _audio_only(path: Path) -> None:
             c.mux(packet)
 
 
-@pytest.mark.slow
-def test_shard_that_always_crashes_is_reported_then_retried(
-    qfeat, video_root, tmp_path, monkeypatch
-):
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("QFEAT_TEST_CRASH_ITEM", "videos/ball_noise1.mp4")  # in shard 1
-    result = qfeat(*features_args(video_root, cache, *FRAMES))
-    assert result.exit_code == 1
-    assert "shard 00001 failed after retries" in result.output
-    stage = open_stage(cache, "demo-video", "frames", _only_fingerprint(cache))
-    assert sorted(stage.markers) == [0, 2, 3, 4, 5]
-    monkeypatch.delenv("QFEAT_TEST_CRASH_ITEM")
-    before = markers(stage.dir)
-    again = qfeat(*features_args(video_root, cache, *FRAMES))
-    assert again.exit_code == 0 and "5 shards already done" in again.output
-    after = markers(stage.dir)
-    assert {k: v for k, v in after.items() if k in before} == before
-    assert len(open_stage(cache, "demo-video", "frames").table()) == 24
-
-
-def _only_fingerprint(cache: Path) -> str:
-    (folder,) = (cache / "demo-video" / "frames").iterdir()
-    return folder.name
-
-
-def _wait_for(predicate, timeout: float = 90.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting")
-
-
-def _done_count(cache: Path) -> int:
-    return len(list((cache / "demo-video" / "frames").glob("*/shard-*.done.json")))
-
-
-@pytest.mark.slow
-def test_driver_killed_mid_run_then_same_command_completes(video_root, tmp_path):
-    cache = tmp_path / "cache"
-    args = [sys.executable, "-m", "qfeat", *features_args(video_root, cache, *FRAMES)]
-    env = {**os.environ, "QFEAT_TEST_SHARD_DELAY": "1.0"}
-    driver = subprocess.Popen(args, cwd=REPO, env=env, start_new_session=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        _wait_for(lambda: _done_count(cache) >= 2)
-        os.kill(driver.pid, signal.SIGKILL)
-        driver.wait()
-    finally:
-        _kill_group(driver.pid)
-    folder = next((cache / "demo-video" / "frames").iterdir())
-    before = markers(folder)
-    assert 2 <= len(before) < 6
-    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert f"{len(before)} shards already done" in done.stdout
-    after = markers(folder)
-    assert {k: after[k] for k in before} == before  # finished shards were not recomputed
-    table = open_stage(cache, "demo-video", "frames").table()
-    assert len(table) == 24 and table["item_id"].is_unique
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.mark.slow
-def test_real_cluster_survives_a_killed_worker(video_root, tmp_path):
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    env = {**os.environ, "QFEAT_TEST_SHARD_DELAY": "0.7", "PYTHONPATH": str(REPO)}
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": REPO, "env": env}
-    procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1",
-                               "--port", str(port), "--no-dashboard"], **quiet)]  # fmt: skip
-    try:
-        workers = [
-            subprocess.Popen(
-                [
-                    str(BIN / "dask"),
-                    "worker",
-                    address,
-                    "--nthreads",
-                    "1",
-                    "--no-nanny",
-                    "--no-dashboard",
-                    "--host",
-                    "127.0.0.1",
-                ],
-                **quiet,
-            )  # fmt: skip
-            for _ in range(2)
-        ]
-        procs += workers
-        cache = tmp_path / "cache"
-        args = [sys.executable, "-m", "qfeat", *features_args(video_root, cache)[:-2],
-                *FRAMES, "--scheduler", address]  # fmt: skip
-        driver = subprocess.Popen(
-            args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        procs.append(driver)
-        _wait_for(lambda: _done_count(cache) >= 1)
-        workers[0].kill()
-        output, _ = driver.communicate(timeout=180)
-        assert driver.returncode == 0, output
-        table = open_stage(cache, "demo-video", "frames").table()
-        assert len(table) == 24 and table["item_id"].is_unique and (table["status"] == "ok").all()
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
-
-
 @pytest.mark.parametrize(
     "args, code, message",
     [
@@ -335,7 +191,7 @@ def test_cannot_run_is_reported_before_work(qfeat, tmp_path, args, code, message
 
 
 def test_unreachable_scheduler(qfeat, tmp_path, video_root):
-    port = _free_port()
+    port = free_port()
     result = qfeat(
         *features_args(video_root, tmp_path / "c"), "--scheduler", f"tcp://127.0.0.1:{port}"
     )
@@ -376,7 +232,6 @@ def test_retry_failed_reruns_only_shards_with_error_rows(qfeat, video_root, tmp_
     """Issue 21: a transient failure (here: a file broken, then restored with its old size
     and mtime, so nothing tells the planner) stays an error row; --retry-failed reruns the
     shards that hold error rows and keeps the others."""
-    import os
     import shutil
 
     root = tmp_path / "data"

@@ -22,6 +22,7 @@ from qfeat.cache.items import read_items
 from qfeat.cache.reader import CacheMissing, open_stage
 from qfeat.errors import DatasetError
 from qfeat.pipeline.threads import thread_count
+from qfeat.trainers.loop import load_trained
 from qfeat.trainers.protocol import (
     TrainJob,
     TrainRequest,
@@ -44,6 +45,10 @@ from qfeat.trainers.splits import make_splits
 class ScmaRequest(TrainRequest):
     init: str | None = None
     mode: str = "full"
+    # weights to start from instead of --init's run; with ``imported`` the run trains no
+    # epoch (`qfeat import qclip`: the release's weights, evaluated on every split)
+    init_state: dict[str, Any] | None = None
+    imported: bool = False
 
 
 def load_clip_for(stage) -> tuple[torch.nn.Module, Any, dict]:
@@ -137,6 +142,8 @@ def train_scma(
     t_start = time.perf_counter()
     preset, why = training_preset(req.preset, req.cache_dir, req.dataset, "clip")
     tcfg = trainer_settings(SCMASettings, preset, req.sets, req.epochs)  # usage errors first
+    if req.imported:
+        tcfg = {**tcfg, "epochs": 0}  # evaluated as imported, not trained
     check_cached_dataset(TRAINERS["scma"], req.cache_dir, req.dataset)
     log(describe_settings(preset, why, tcfg, ("r",)))
     items = read_items(req.cache_dir, req.dataset)
@@ -150,8 +157,8 @@ def train_scma(
         raise DatasetError(f"only {len(data)} usable clip rows in {req.dataset}: too few to train")
     device = torch.device(req.device)
 
-    init_state = None
-    if req.init:
+    init_state = req.init_state
+    if req.init and init_state is None:
         init_run = RunFolder.create(req.runs_dir, req.init)
         if not init_run.checkpoints():
             raise DatasetError(f"--init {req.init}: no checkpoint in {init_run.path}")
@@ -163,6 +170,8 @@ def train_scma(
 
     def build(_: int) -> QCLIP:
         model = QCLIP(copy.deepcopy(base_clip), tokenizer, k=k, r=int(tcfg["r"]), mode=req.mode)
+        if req.imported:  # every trainable weight must come from the checkpoint
+            return load_trained(model, init_state, f"{req.init}")
         if init_state is not None:
             missing = model.load_state_dict(init_state, strict=False)
             if missing.unexpected_keys:
@@ -180,7 +189,13 @@ def train_scma(
         "scma",
         preset=preset,
         settings=tcfg,
-        details={"mode": req.mode, "adapted_blocks": k, "clip": clip_cfg, "init": req.init},
+        details={
+            "mode": req.mode,
+            "adapted_blocks": k,
+            "clip": clip_cfg,
+            "init": req.init,
+            **({"imported": "qclip"} if req.imported else {}),
+        },
         stages=stage_record(video_stages(req.cache_dir, req.dataset, clip_stage)),
         fingerprints={"clip": clip_stage.fingerprint, **clip_stage.manifest["upstream"]},
         official_splits=splits[0].official,
@@ -217,8 +232,9 @@ def evaluate_on(run: RunFolder, dataset: str, cache_dir: Path, device: str):
     stage = open_stage(cache_dir, dataset, "clip")
     trained_on = run.config.clip
     target = {k: v for k, v in stage.manifest["config"].items() if k != "seed"}
-    for key in ("model", "pretrained", "adapted_blocks"):
-        if str(target.get(key)) != str(trained_on.get(key)):
+    for key in ("model", "pretrained", "adapted_blocks", "rope"):
+        default = "pe" if key == "rope" else None  # made before clip.rope existed
+        if str(target.get(key, default)) != str(trained_on.get(key, default)):
             raise DatasetError(
                 f"{dataset}'s clip cache was made with {key}={target.get(key)!r}, the run was "
                 f"trained on {key}={trained_on.get(key)!r}; recompute {dataset} with the run's "

@@ -285,8 +285,15 @@ def _seeded_create(oc_name: str, pretrained: str | None, seed: int, pre: dict) -
             )
     finally:
         root.removeFilter(quiet)
-    # Meta's own PE file (perception_models, what the Q-CLIP release loads): converted
-    return load_meta_pe(model, pretrained) if meta else model
+    if not meta:
+        return model
+    # Meta's own PE file (perception_models, what the Q-CLIP release loads) for a timm
+    # PE trunk: converted. The same top-level layout is open_clip's classic CLIP's, which
+    # open_clip reads itself.
+    if hasattr(model.visual, "trunk"):
+        return load_meta_pe(model, pretrained)
+    open_clip.load_checkpoint(model, pretrained)
+    return model
 
 
 def _peek(path: str) -> Any:
@@ -325,6 +332,7 @@ def _resolve(name: str, pretrained: str, seed: int, tiny: bool) -> tuple[str, di
             raise FileNotFoundError(
                 f"clip model folder {name.removeprefix('local-dir:')} not found"
             )
+        _register_tiny_timm()  # a folder saved from a tiny-pe variant names its timm trunk
         return name, {}  # config, preprocess and weights come from the folder
     if name not in open_clip.list_models():
         raise ValueError(f"unknown open_clip model '{name}' (see open_clip.list_models())")

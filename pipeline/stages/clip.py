@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from qfeat.cache.fingerprint import model_identity
-from qfeat.errors import ItemError, OptionError
+from qfeat.errors import DatasetError, ItemError, OptionError
 from qfeat.pipeline.models.source import parse_source, require_file, require_plain_weights
 from qfeat.pipeline.stages.base import Stage, item_upstream
 from qfeat.pipeline.stages.settings import ClipSettings
@@ -60,8 +60,15 @@ class ClipStage(Stage):
 
         return tiny_name(self.cfg["model"]) is not None
 
+    def _folder(self) -> Path | None:
+        """The open_clip folder of a ``local-dir:`` model (config and weights inside)."""
+        model = str(self.cfg["model"])
+        return Path(model.removeprefix("local-dir:")) if model.startswith("local-dir:") else None
+
     def model_identity(self) -> dict[str, Any]:
         pretrained = self.cfg["pretrained"]
+        if (folder := self._folder()) is not None:  # every file of the folder hashed
+            return model_identity(self.cfg["model"], folder)
         if self._tiny() or parse_source(pretrained).kind == "random":
             from qfeat.pipeline.models.clip_build import random_identity
 
@@ -74,6 +81,13 @@ class ClipStage(Stage):
                 f"clip.rope={self.cfg['rope']} applies to PE towers (PE-Core-*, tiny-pe), "
                 f"not clip.model={self.cfg['model']}; leave clip.rope=pe"
             )
+        if (folder := self._folder()) is not None:
+            if not (folder / "open_clip_config.json").is_file():
+                raise DatasetError(
+                    f"clip.model={self.cfg['model']}: {folder} holds no open_clip_config.json "
+                    "(a local-dir: model is a folder laid out like open_clip's hub repos)"
+                )
+            return  # its weights come from the folder, not clip.pretrained
         source = parse_source(self.cfg["pretrained"])
         if self._tiny() or source.kind == "random":
             return
