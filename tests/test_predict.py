@@ -137,6 +137,21 @@ def test_run_name_under_runs_dir_and_no_files(images, tmp_path):
     assert result.exit_code == 2 and "no image files" in result.output
 
 
+def test_ctrl_c_in_predict_is_one_line_and_exit_130(images, monkeypatch):
+    """Issue 22: Ctrl-C while the models load or files are scored: one line, no
+    traceback, exit 130 (nothing is written by predict, so the same command reruns)."""
+    from qfeat.trainers import predict as predict_module
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(predict_module, "load_run", ctrl_c)
+    result = qfeat("predict", images.run, images.tests[0])
+    assert result.exit_code == 130, result.output
+    assert "interrupted: nothing was written; run the same command again" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_a_video_given_to_an_image_run_fails_before_any_model(images, tmp_path, monkeypatch):
     """Issue 23.7: an .mp4 given to an image run was refused only after every model had
     been built (52 s)."""

@@ -176,6 +176,9 @@ def _audio_only(path: Path) -> None:
         (["features", "demo", "--set", "describe.margin=-0.5"], 2, "describe.margin"),
         (["features", "demo", "--set", "describe.mode=guess"], 2, "describe.mode"),
         (["features", "demo", "--device", "cuda"], 1, "no CUDA GPU"),
+        (["features", "demo", "--workers", "0"], 2, "--workers"),
+        (["features", "demo", "--limit", "-1"], 2, "--limit"),
+        (["features", "demo", "--shard-size", "0"], 2, "--shard-size"),
     ],
 )
 def test_cannot_run_is_reported_before_work(qfeat, tmp_path, args, code, message):
