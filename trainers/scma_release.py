@@ -67,6 +67,7 @@ def from_release(state: dict[str, torch.Tensor], blocks: int, k: int) -> dict[st
     """The release's weights as qfeat's trainable SCMA state: the adapters of the last
     ``k`` of ``blocks`` blocks; the frozen ``clip_model.``, the prompt buffers and the
     adapters of earlier blocks (unused when ``adapter_start_layer = L - K``) are left."""
+    require_release(state)
     names = {v: k_ for k_, v in GATES.items()}
     parts = {v: k_ for k_, v in PARTS.items()}
     out: dict[str, torch.Tensor] = {}
@@ -85,12 +86,17 @@ def from_release(state: dict[str, torch.Tensor], blocks: int, k: int) -> dict[st
             out["scma.core." + name.removeprefix("shared_core.")] = value
         elif name.startswith("proj_adapter."):
             out["scma.proj." + name.removeprefix("proj_adapter.")] = value
-    if "score_proj" not in out or "scma.core.0.weight" not in out:
+    return out
+
+
+def require_release(state: dict[str, torch.Tensor]) -> int:
+    """The shared width ``r`` of a release state dict; a DatasetError when it is not one."""
+    if "score_proj" not in state or "shared_core.0.weight" not in state:
         raise DatasetError(
             "not a Q-CLIP checkpoint: no score_proj / shared_core weights (expected what the "
             "release's train.py saves: {'state_dict': QCLIP.state_dict()})"
         )
-    return out
+    return int(state["shared_core.0.weight"].shape[0])
 
 
 def read_release(path: Path | str) -> dict[str, torch.Tensor]:
@@ -156,13 +162,11 @@ def export_run(run, split: int, out: Path) -> dict[str, Any]:
 
 
 def import_state(checkpoint: Path | str, cache_dir: Path, dataset: str) -> tuple[dict, int, dict]:
-    """``(qfeat trainable state, r, clip config)`` of a release checkpoint, for the clip
-    model and K that ``dataset``'s cached clip stage was computed with."""
+    """``(the release's state dict, r, clip config of dataset's cached clip stage)``,
+    checked to be a Q-CLIP checkpoint before any model is built; ``train_scma`` maps it
+    onto the model it builds (:func:`from_release`), so the tower is built once."""
     from qfeat.cache.reader import open_stage
-    from qfeat.trainers.scma_train import load_clip_for
 
-    state = read_release(checkpoint)  # before any model is built: a wrong file fails fast
-    base, _, clip_cfg = load_clip_for(open_stage(cache_dir, dataset, "clip"))
-    blocks, _ = release_shape(base)
-    converted = from_release(state, blocks, int(clip_cfg["adapted_blocks"]))
-    return converted, int(converted["scma.core.0.weight"].shape[0]), clip_cfg
+    state = read_release(checkpoint)
+    r = require_release(state)
+    return state, r, dict(open_stage(cache_dir, dataset, "clip").manifest["config"])

@@ -45,8 +45,8 @@ from qfeat.trainers.splits import make_splits
 class ScmaRequest(TrainRequest):
     init: str | None = None
     mode: str = "full"
-    # weights to start from instead of --init's run; with ``imported`` the run trains no
-    # epoch (`qfeat import qclip`: the release's weights, evaluated on every split)
+    # weights to start from instead of --init's run; with ``imported`` the release's state
+    # dict (mapped onto the model built here) and no epoch is trained (`qfeat import qclip`)
     init_state: dict[str, Any] | None = None
     imported: bool = False
 
@@ -158,7 +158,11 @@ def train_scma(
     device = torch.device(req.device)
 
     init_state = req.init_state
-    if req.init and init_state is None:
+    if req.imported:
+        from qfeat.trainers.scma_release import from_release, release_shape
+
+        init_state = from_release(init_state, release_shape(base_clip)[0], k)
+    elif req.init and init_state is None:
         init_run = RunFolder.create(req.runs_dir, req.init)
         if not init_run.checkpoints():
             raise DatasetError(f"--init {req.init}: no checkpoint in {init_run.path}")
