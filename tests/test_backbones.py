@@ -14,6 +14,7 @@ from PIL import Image
 from qfeat.errors import DatasetError
 from qfeat.pipeline.models.backbones import build_backbone
 from qfeat.pipeline.stages.backbone import BackboneStage
+from tests.fixtures.media import bomb_png
 
 
 @pytest.mark.parametrize(
@@ -101,17 +102,20 @@ def test_stage_rows_arrays_and_bad_files(tmp_path):
         items.append({"item_id": path.name, "path": str(path)})
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8garbage")
     items.insert(1, {"item_id": "bad.jpg", "path": str(tmp_path / "bad.jpg")})
+    bomb = bomb_png(tmp_path / "bomb.png")
+    items.append({"item_id": "bomb.png", "path": str(bomb)})
     stage = BackboneStage({"model": "clip:tiny-vit", "weights": "", "input_size": 64})
     stage.check()
     stage.load()
     table, arrays = stage.process_shard(items, {})
     rows = table.to_pylist()
-    assert [r["status"] for r in rows] == ["ok", "decode_error", "ok", "ok"]
-    assert "bad.jpg" in rows[1]["error"]
+    assert [r["status"] for r in rows] == ["ok", "decode_error", "ok", "ok", "too_large"]
+    assert "bad.jpg" in rows[1]["error"] and "bomb.png" in rows[4]["error"]
     assert [r["height"] for r in rows if r["status"] == "ok"] == [40, 50, 60]
     feats = arrays["features"]
-    assert feats.shape == (4, 64, 4, 4)
-    assert not feats[1].any() and feats[0].any() and not np.allclose(feats[0], feats[2])
+    assert feats.shape == (5, 64, 4, 4)
+    assert not feats[1].any() and not feats[4].any()
+    assert feats[0].any() and not np.allclose(feats[0], feats[2])
 
 
 GOLDEN = Path(__file__).parent / "golden" / "backbone_text_tiny.json"

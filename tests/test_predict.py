@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from qfeat.cli.main import app
 from qfeat.trainers.predict import KEYS, expand_paths, fit_mapping, load_run
 from qfeat.trainers.runinfo import mos_range, normalise_score
+from tests.fixtures.media import bomb_png
 
 # Live raw outputs vs predictions.csv. The cache stores floating arrays as fp16; live
 # prediction rounds its stage outputs to fp16 the same way, so the head sees the same
@@ -60,6 +61,7 @@ def images(demo_images, rsa_run, tmp_path_factory) -> SimpleNamespace:
     (inputs / "folder" / "notes.txt").write_text("not an image: skipped in folders")
     (inputs / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
     (inputs / "empty.jpg").write_bytes(b"")
+    bomb_png(inputs / "bomb.png")
     preds = pd.read_csv(run / "predictions.csv")
     tests = [data.parent / i for i in preds[preds["split"] == "test@0"]["item_id"][:2]]
     args = [
@@ -68,6 +70,7 @@ def images(demo_images, rsa_run, tmp_path_factory) -> SimpleNamespace:
         *tests,
         inputs / "corrupt.png",
         inputs / "empty.jpg",
+        inputs / "bomb.png",
         inputs / "missing.png",
     ]
     return SimpleNamespace(root=demo_images.root, run=run, args=args, tests=tests)
@@ -85,9 +88,9 @@ def test_json_results(images, image_results):
     assert all(list(r) == list(KEYS) for r in image_results)
     assert list(by_name) == ["a.png", "b.png", "checker-a_jpeg1.png", "checker-a_jpeg2.png",
                              images.tests[0].name, images.tests[1].name, "corrupt.png",
-                             "empty.jpg", "missing.png"]  # fmt: skip
+                             "empty.jpg", "bomb.png", "missing.png"]  # fmt: skip
     for name, kind in (("corrupt.png", "decode_error"), ("empty.jpg", "empty_file"),
-                       ("missing.png", "missing")):  # fmt: skip
+                       ("bomb.png", "too_large"), ("missing.png", "missing")):  # fmt: skip
         r = by_name[name]
         assert r["status"] == kind and r["score"] is None and r["score_01"] is None
         assert name in r["error"]

@@ -25,6 +25,7 @@ from qfeat.pipeline.describe.prompt import (
 from qfeat.pipeline.models import vlm
 from qfeat.pipeline.stages.describe import DescribeStage
 from tests.describe_helpers import REGIONS_SCHEMA, TINY_CFG, K, picture, regions_row
+from tests.fixtures.media import bomb_png
 
 GOLDEN = Path(__file__).parent / "golden" / "describe_tiny.json"
 
@@ -63,7 +64,8 @@ def dataset(tmp_path_factory) -> tuple[list[dict], dict[str, dict]]:
         rows[path.name] = regions_row(72, 96)
     (root / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
     (root / "empty.png").write_bytes(b"")
-    for name in ("corrupt.png", "empty.png", "missing.png"):
+    bomb_png(root / "bomb.png")  # regions rows as if the regions stage had read it
+    for name in ("corrupt.png", "empty.png", "bomb.png", "missing.png"):
         items.append({"item_id": name, "path": str(root / name)})
         rows[name] = regions_row(72, 96)
     items.append({"item_id": "no-regions.png", "path": str(root / "good0.png")})
@@ -83,6 +85,7 @@ def test_generate_rows_good_and_bad_items(stage, dataset, tmp_path):
     status = {k: (r["status"], r["error"]) for k, r in out.items()}
     assert status["corrupt.png"][0] == "decode_error" and "corrupt.png" in status["corrupt.png"][1]
     assert status["empty.png"][0] == "empty_file"
+    assert status["bomb.png"][0] == "too_large" and "bomb.png" in status["bomb.png"][1]
     assert status["missing.png"][0] == "missing" and "does not exist" in status["missing.png"][1]
     assert status["no-regions.png"] == ("upstream_error", "no usable regions row")
     assert status["failed-regions.png"][0] == "upstream_error"

@@ -26,6 +26,7 @@ from qfeat.pipeline.regions import (
     encode_rle,
 )
 from qfeat.pipeline.stages.regions import RegionsStage
+from tests.fixtures.media import bomb_png
 
 GOLDEN = Path(__file__).parent / "golden" / "regions_tiny.json"
 I32, F32 = pa.int32(), pa.float32()
@@ -153,7 +154,8 @@ def test_bad_files_become_error_rows(stage, good_items, tmp_path):
     (tmp_path / "garbage.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(200))
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "notes.jpg").write_text("this is not a picture\n")
-    bad = ["corrupt.png", "garbage.png", "empty.jpg", "notes.jpg", "missing.jpg"]
+    bomb_png(tmp_path / "bomb.png")
+    bad = ["corrupt.png", "garbage.png", "empty.jpg", "notes.jpg", "bomb.png", "missing.jpg"]
     items = [{"item_id": name, "path": str(tmp_path / name)} for name in bad]
     items = [good_items[0], *items, good_items[1]]
     rows = stage.process_shard(items, {})[0].to_pylist()
@@ -164,6 +166,7 @@ def test_bad_files_become_error_rows(stage, good_items, tmp_path):
     status = {r["item_id"]: r["status"] for r in rows}
     assert (status["missing.jpg"], status["empty.jpg"]) == ("missing", "empty_file")
     assert status["notes.jpg"] == status["corrupt.png"] == "decode_error"
+    assert status["bomb.png"] == "too_large"
 
 
 def test_a_thin_image_gets_its_own_status(stage, good_items, tmp_path):

@@ -155,6 +155,81 @@ def test_bad_inputs_become_error_rows(tmp_path):
             assert row["status"] == expected[name]
 
 
+def absurdly_long(good: Path, path: Path) -> Path:
+    """``good`` with its first time-to-sample delta set to 2**31 - 1: the header now says
+    the frames span days (fps ~1e-5); the frames themselves are unchanged."""
+    data = bytearray(good.read_bytes())
+    stts = data.find(b"stts")
+    struct.pack_into(">I", data, stts + 16, 0x7FFFFFFF)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def absurdly_large(path: Path, side: int = 16000) -> Path:
+    """A 16x16 rawvideo AVI whose headers (avih and the stream's BITMAPINFOHEADER) declare
+    ``side`` x ``side`` frames: under FFmpeg's own size limit, far over qfeat's."""
+    with av.open(str(path), "w", format="avi") as c:
+        stream = c.add_stream("rawvideo", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 16, 16, "rgb24"
+        for k in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((16, 16, 3), 50 * k, np.uint8), "rgb24")
+            for packet in stream.encode(frame):
+                c.mux(packet)
+    data = bytearray(path.read_bytes())
+    avih, strf = data.find(b"avih"), data.find(b"strf")
+    struct.pack_into("<II", data, avih + 8 + 32, side, side)
+    struct.pack_into("<ii", data, strf + 8 + 4, side, side)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def zero_frames(path: Path) -> Path:
+    """An AVI with a 32x32 MJPEG video stream and not one frame in it."""
+    with av.open(str(path), "w", format="avi") as c:
+        stream = c.add_stream("mjpeg", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuvj420p"
+        c.start_encoding()  # writes the header although no packet follows
+        for packet in stream.encode():
+            c.mux(packet)
+    return path
+
+
+def test_absurd_headers_and_zero_frames_become_error_rows(tmp_path):
+    """Issue 22: a header declaring days of video or 16000x16000 frames is refused from
+    the header, before any decoding, and the items around it are computed."""
+    good = encode(tmp_path / "good.mp4", "mp4", "libx264", ramp(12))
+    paths = [
+        good,
+        absurdly_long(good, tmp_path / "days.mp4"),
+        absurdly_large(tmp_path / "huge.avi"),
+        zero_frames(tmp_path / "zero.avi"),
+        encode(tmp_path / "after.mp4", "mp4", "libx264", ramp(10)),
+    ]
+    rows = run_frames(paths)
+    status = {name: (row["status"], row["error"]) for name, row in rows.items()}
+    assert status["good.mp4"] == status["after.mp4"] == ("ok", None)
+    assert status["days.mp4"][0] == "too_long"
+    assert "days.mp4" in status["days.mp4"][1] and "ffmpeg" in status["days.mp4"][1]
+    assert status["huge.avi"][0] == "too_large" and "16000x16000" in status["huge.avi"][1]
+    assert status["zero.avi"][0] == "no_frames" and "zero.avi" in status["zero.avi"][1]
+    for name in ("days.mp4", "huge.avi", "zero.avi"):
+        assert rows[name]["indices"] is None and rows[name]["n_frames"] is None
+
+
+def test_header_limits_are_what_the_guard_applies(tmp_path, monkeypatch):
+    """The limits are the module's constants: a plain 64x64 video is refused once they
+    are lowered below it, so the guard reads the real header, not a fixed answer."""
+    import qfeat.pipeline.video.reader as reader
+
+    good = encode(tmp_path / "plain.mp4", "mp4", "libx264", ramp(12))
+    assert run_frames([good])["plain.mp4"]["status"] == "ok"
+    monkeypatch.setattr(reader, "MAX_FRAME_PIXELS", 64 * 64 - 1)
+    assert run_frames([good])["plain.mp4"]["status"] == "too_large"
+    monkeypatch.setattr(reader, "MAX_FRAME_PIXELS", 64 * 64)
+    monkeypatch.setattr(reader, "MAX_FRAMES", 11)
+    assert run_frames([good])["plain.mp4"]["status"] == "too_long"
+
+
 # VmHWM (peak RSS of this process image) rather than getrusage: ru_maxrss survives exec
 # and would report the parent pytest's size.
 MEMORY_PROBE = """

@@ -22,6 +22,15 @@ from qfeat.errors import ItemError
 # what `qfeat predict` takes from a folder or glob for video runs
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 
+# What a video's header may declare before any frame is decoded. A frame above
+# MAX_FRAME_PIXELS (twice 8K UHD) or a stream longer than MAX_FRAMES frames or
+# MAX_SECONDS is refused as a per-item error row: the low-resolution pass decodes every
+# frame, so a header claiming days of video (or a 16000x16000 frame) would otherwise hold
+# a worker for hours or exhaust its memory.
+MAX_FRAME_PIXELS = 2 * 7680 * 4320
+MAX_FRAMES = 100_000
+MAX_SECONDS = 6 * 3600.0
+
 log = logging.getLogger(__name__)
 
 
@@ -178,6 +187,44 @@ class PyAVReader:
         return np.stack([decoded[i] for i in indices])
 
 
+def check_header(path: Path) -> None:
+    """Refuse, before decoding, a video whose header declares an absurd frame size or
+    length (see MAX_FRAME_PIXELS, MAX_FRAMES, MAX_SECONDS). Only the container's stream
+    facts are read; a file PyAV cannot open at all is left to the readers' own errors."""
+    import av
+
+    try:
+        with native_stderr_to_log(), av.open(str(path)) as container:
+            if not container.streams.video:
+                return
+            stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            frames = int(stream.frames or 0)
+            seconds = float(stream.duration * stream.time_base) if stream.duration else 0.0
+            if not seconds and container.duration:
+                seconds = container.duration / 1e6
+            rate = float(stream.average_rate or 0)
+            if frames and rate > 0:  # what the readers will report: frames over their fps
+                seconds = max(seconds, frames / rate)
+    except Exception:  # noqa: BLE001 - not openable: the readers say why
+        return
+    fix = "re-encode or re-mux it (ffmpeg -i in -c:v libx264 out.mp4) or leave it out"
+    if width * height > MAX_FRAME_PIXELS:
+        raise VideoError(
+            "too_large",
+            f"{path.name}: its header declares {width}x{height} frames "
+            f"({width * height / 1e6:.0f} M pixels), above qfeat's limit of "
+            f"{MAX_FRAME_PIXELS / 1e6:.0f} M; {fix}",
+        )
+    if frames > MAX_FRAMES or seconds > MAX_SECONDS:
+        raise VideoError(
+            "too_long",
+            f"{path.name}: its header declares {frames} frames over {seconds:.0f} s, "
+            f"above qfeat's limits of {MAX_FRAMES} frames and {MAX_SECONDS / 3600:.0f} h; "
+            f"{fix}",
+        )
+
+
 def open_video(path: Path, prefer: str = "decord"):
     """A reader for ``path``: decord when it works on the file, PyAV otherwise."""
     path = Path(path)
@@ -185,6 +232,7 @@ def open_video(path: Path, prefer: str = "decord"):
         raise VideoError("missing", f"{path} does not exist")
     if path.stat().st_size == 0:
         raise VideoError("empty_file", f"{path.name} is empty (0 bytes)")
+    check_header(path)
     if prefer == "decord":
         try:
             reader = DecordReader(path)
