@@ -69,3 +69,40 @@ def test_every_image_weights_setting_refuses_before_work(setting, evil, qfeat, d
     assert re.search(REFUSED, result.output) and "Traceback" not in result.output
     assert not (evil.parent / "pwned").exists()
     assert not list((tmp_path / "c").rglob("shard-*"))  # refused before any work
+
+
+def test_clip_pretrained_refuses_before_work(evil, qfeat, demo_video_data, tmp_path):
+    result = qfeat("features", "demo-video", "--root", str(demo_video_data), "--cache-dir",
+                   str(tmp_path / "c"), "--limit", "2", "--set", "clip.model=ViT-B-16",
+                   "--set", f"clip.pretrained={evil}")  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert re.search(REFUSED, result.output) and "Traceback" not in result.output
+    assert not (evil.parent / "pwned").exists()
+    assert not list((tmp_path / "c").rglob("shard-*"))
+
+
+def test_import_qclip_refuses_a_pickle(evil, qfeat, demo_videos, tmp_path):
+    result = qfeat("import", "qclip", str(evil), "demo-video", "--cache-dir",
+                   str(demo_videos.cache), "--runs-dir", str(tmp_path / "runs"))  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "cannot be read as a plain PyTorch checkpoint" in result.output
+    assert "Traceback" not in result.output and not (evil.parent / "pwned").exists()
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*.json"))
+
+
+def test_init_run_with_a_pickle_for_weights_is_refused(evil, qfeat, demo_videos, scma_run,
+                                                       tmp_path):  # fmt: skip
+    """``--init`` reads safetensors only: a pickle renamed into a run's checkpoint is data
+    safetensors cannot parse, refused with the file's name; nothing unpickles it."""
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(scma_run, runs / "planted")
+    for checkpoint in (runs / "planted").glob("split-*.safetensors"):
+        shutil.copy(evil, checkpoint)
+    result = qfeat("train", "scma", "demo-video", "--cache-dir", str(demo_videos.cache),
+                   "--runs-dir", str(runs), "--init", "planted", "--splits", "1",
+                   "--epochs", "1", "--device", "cpu")  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "split-00.safetensors" in result.output and "Traceback" not in result.output
+    assert not (evil.parent / "pwned").exists()

@@ -153,21 +153,17 @@ class RunFolder:
     def states(self) -> list[dict[str, Any]]:
         """Every split's trainable weights, in split order (safetensors, no pickle); a
         DatasetError when the run saved none."""
-        from safetensors.torch import load_file
-
         paths = self.checkpoints()
         if not paths:
             raise DatasetError(f"{self.path} has no checkpoints (split-NN.safetensors)")
-        return [load_file(str(p)) for p in paths]
+        return [_read_checkpoint(p) for p in paths]
 
     def split_state(self, index: int) -> dict[str, Any]:
         """The trainable weights split ``index`` saved (safetensors, no pickle)."""
-        from safetensors.torch import load_file
-
         path = self.path / CHECKPOINT.format(index)
         if not path.is_file():
             raise DatasetError(f"{self.path} has no checkpoint {path.name}")
-        return load_file(str(path))
+        return _read_checkpoint(path)
 
     def eval_path(self, dataset: str) -> Path:
         return self.path / f"eval-{dataset}.json"
@@ -249,3 +245,17 @@ def split_metrics(
         {"item_id": item_ids, "split": f"{test_set}@{split}", "mos": mos, "pred": pred}
     )
     return record, frame
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    """A run's safetensors checkpoint; a file safetensors cannot parse (damaged, or
+    something else renamed into the run: it is never unpickled) is one DatasetError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise DatasetError(
+            f"{path} is not a readable safetensors checkpoint ({exc}); train the run again"
+        ) from exc
