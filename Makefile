@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.qfeat-installed
 DATASET ?= demo
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo features train test test-fast lint format bench bench-gpu bench-scale clean
+.PHONY: help install demo features train test test-fast lint format bench bench-gpu gpu-wheels bench-scale clean
 
 help: ## show this list (one line per target)
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -62,8 +62,26 @@ bench: $(STAMP) ## benchmarks on this machine -> benchmarks/results/latest.json
 bench-scale: $(STAMP) ## per-item cost and memory at several dataset sizes -> results/latest.json
 	$(BIN)/python -m benchmarks.scale $(SCALE_ARGS)
 
-bench-gpu: $(STAMP) ## real-size models on a CUDA GPU -> benchmarks/results/gpu.json
-	$(BIN)/python -m benchmarks.gpu
+# No install step: the GPU machine has no network. There, python3 has torch, transformers,
+# timm, pyarrow, h5py, pandas, typer, rich, safetensors and scipy; what it lacks travels
+# as wheels (`make gpu-wheels` here, then carry .whl/ and run benchmarks/gpu_run.sh).
+GPU_PY      := $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+BENCH_OUT   ?= benchmarks/results/gpu.json
+GPU_CARRY   := open_clip_torch ftfy wcwidth segment-anything pycocotools dask distributed \
+               partd locket tblib tornado zict
+GPU_PLATFORM := --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
+                --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
+
+bench-gpu: ## real-size models on a CUDA GPU -> BENCH_OUT (default benchmarks/results/gpu.json)
+	$(GPU_PY) -m benchmarks.gpu --out $(BENCH_OUT)
+
+gpu-wheels: $(STAMP) ## (here) wheels the GPU machine lacks, and qfeat's own, into .whl/
+	mkdir -p .whl
+	for p in $(GPU_CARRY); do \
+	  pin=$$(grep -i "^$$p==" requirements.lock || echo $$p); \
+	  $(BIN)/python -m pip download -q --no-deps --only-binary=:all: $(GPU_PLATFORM) -d .whl "$$pin" || exit 1; \
+	done
+	$(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w .whl .
 
 clean: ## remove build artefacts only (never data/, qfeat-cache/ or runs/)
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

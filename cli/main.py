@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from qfeat.cli import cache, datasets, features, qclip, report, runs, train, version
+from qfeat.cli import cache, datasets, features, qclip, report, runs, train, version, weights
 from qfeat.cli import predict as predict_cli
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app.registered_commands.extend(train.eval_app.registered_commands)
 app.registered_commands.extend(report.app.registered_commands)
 app.registered_commands.extend(predict_cli.app.registered_commands)
 app.registered_commands.extend(runs.app.registered_commands)
+app.registered_commands.extend(weights.app.registered_commands)
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(cache.app, name="cache")
 app.add_typer(train.app, name="train")

@@ -32,7 +32,7 @@ from qfeat.trainers.settings import (
     trainer_settings,
     training_preset,
 )
-from qfeat.trainers.splits import make_splits
+from qfeat.trainers.splits import MIN_ROWS, make_splits
 
 
 @dataclass
@@ -78,7 +78,7 @@ def train_rsa(
     log(describe_settings(preset, why, tcfg, ("hidden", "rating_dim")))
     stages = needed_stages(req.attention, req.use_text, req.use_ratings)
     data = load_rsa_data(req.cache_dir, req.dataset, stages)
-    if len(data.data) < 10:
+    if len(data.data) < MIN_ROWS:
         raise DatasetError(
             f"only {len(data.data)} items of {req.dataset} have usable {', '.join(stages)} "
             "rows: too few to train (see `qfeat cache errors`)"

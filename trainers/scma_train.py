@@ -38,7 +38,7 @@ from qfeat.trainers.settings import (
     trainer_settings,
     training_preset,
 )
-from qfeat.trainers.splits import make_splits
+from qfeat.trainers.splits import MIN_ROWS, make_splits
 
 
 @dataclass
@@ -153,7 +153,7 @@ def train_scma(
     tokenizer = tokenizer_for(clip_cfg["model"])
 
     data, features, cache_rows = usable_data(items, clip_stage, req.mode)
-    if len(data) < 10:
+    if len(data) < MIN_ROWS:
         raise DatasetError(f"only {len(data)} usable clip rows in {req.dataset}: too few to train")
     device = torch.device(req.device)
 

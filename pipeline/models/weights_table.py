@@ -1,0 +1,168 @@
+"""What files a configuration's models need, and the check of each given one.
+
+One row per weights setting: the architecture the configuration asks for, the file (or
+folder) its publisher ships, the format, where the official release lives, its size
+(computed from the parameter count built on the meta device), and, when a path is given,
+whether that file is this architecture (:mod:`qfeat.pipeline.models.weights_check`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from qfeat.errors import DatasetError
+from qfeat.pipeline.models import weights_check as wc
+from qfeat.pipeline.models.source import parse_source
+
+SAM_FILES = {"vit_h": "sam_vit_h_4b8939.pth", "vit_l": "sam_vit_l_0b3195.pth",
+             "vit_b": "sam_vit_b_01ec64.pth"}  # fmt: skip
+SAM_WHERE = "https://github.com/facebookresearch/segment-anything#model-checkpoints"
+TORCHVISION_FILES = {"resnet50": "resnet50-11ad3fa6.pth", "resnet18": "resnet18-f37072fd.pth"}
+# open_clip's own hub copies of the weights the paper preset names
+OPEN_CLIP_WHERE = {
+    # ViT-B-16 is open_clip's GELU model: OpenAI's weights need ViT-B-16-quickgelu
+    "ViT-B-16": "https://huggingface.co/laion/CLIP-ViT-B-16-laion2B-s34B-b88K",
+    "ViT-B-16-quickgelu": "https://huggingface.co/timm/vit_base_patch16_clip_224.openai",
+    "PE-Core-L-14-336": "https://huggingface.co/timm/PE-Core-L-14-336 (open_clip) or "
+    "https://huggingface.co/facebook/PE-Core-L14-336 (Meta's PE-Core-L14-336.pt)",
+}
+OPEN_CLIP_FILES = "open_clip_model.safetensors | open_clip_pytorch_model.bin"
+SETTINGS = {  # stage -> (weights setting, architecture setting)
+    "regions": ("checkpoint", "model"),
+    "describe": ("model", "model"),
+    "text": ("pretrained", "model"),
+    "backbone": ("weights", "model"),
+    "clip": ("pretrained", "model"),
+}
+
+
+@dataclass
+class Need:
+    setting: str  # e.g. "regions.checkpoint"
+    architecture: str  # what the configuration asks for, e.g. "SAM vit_h"
+    official: str  # the file or folder as its publisher ships it
+    format: str
+    where: str
+    given: str  # the setting's value now
+    parameters: int | None = None
+    status: str = ""  # ok | wrong | missing | not set | random | built in | hub
+    message: str = ""
+    sha256: str | None = None
+    bytes_per_parameter: int = 4
+
+    @property
+    def size_gb(self) -> float | None:
+        if self.parameters is None:
+            return None
+        return self.parameters * self.bytes_per_parameter / 1e9
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "size_gb": self.size_gb}
+
+
+def needs(cfg: dict[str, Any], stages: list[str]) -> list[Need]:
+    """A row for each weights setting of ``stages`` in the resolved configuration."""
+    rows = []
+    for stage in stages:
+        if stage not in SETTINGS:
+            continue
+        weights_key, arch_key = SETTINGS[stage]
+        section = cfg.get(stage) or {}
+        arch = str(section.get(arch_key, ""))
+        rows.append(_describe_need(stage, weights_key, arch, str(section.get(weights_key, ""))))
+    return rows
+
+
+def _describe_need(stage: str, key: str, arch: str, given: str) -> Need:
+    setting = f"{stage}.{key}"
+    if stage == "regions":
+        return Need(setting, f"SAM {arch}", SAM_FILES.get(arch, "-"), "PyTorch state dict",
+                    SAM_WHERE, given)  # fmt: skip
+    if stage == "describe":
+        return Need(setting, "Qwen2.5-VL (transformers)", "a model folder",
+                    "config + processor + safetensors", "https://huggingface.co/" +
+                    (arch if parse_source(arch, allow_hub=True).kind == "hub"
+                     else "Qwen/Qwen2.5-VL-7B-Instruct"), given, bytes_per_parameter=2)  # fmt: skip
+    if stage == "backbone" and not arch.startswith("clip:"):
+        official = TORCHVISION_FILES.get(arch, "model.safetensors")
+        where = ("https://download.pytorch.org/models/" + official if arch in TORCHVISION_FILES
+                 else "https://huggingface.co/timm/" + arch.removeprefix("timm:"))  # fmt: skip
+        return Need(setting, arch, official, "state dict (.pth / .safetensors)", where, given)
+    name = arch.removeprefix("clip:")
+    official = OPEN_CLIP_FILES + (" | PE-Core-L14-336.pt" if name.startswith("PE-Core") else "")
+    return Need(setting, f"open_clip {name}", official, "state dict",
+                OPEN_CLIP_WHERE.get(name, "open_clip.list_pretrained()"), given)  # fmt: skip
+
+
+def check(need: Need, cfg: dict[str, Any]) -> Need:
+    """Fill ``need``'s status, parameter count and, for a good local file, its sha256."""
+    stage = need.setting.split(".")[0]
+    arch = str(cfg[stage][SETTINGS[stage][1]])
+    if arch == "tiny" or arch.startswith(("clip:tiny", "tiny-", "local-dir:")):
+        need.status, need.message = (
+            "built in",
+            "no file needed: "
+            + ("the folder holds the weights" if arch.startswith("local-dir:") else "a toy model"),
+        )
+        return need
+    source = parse_source(need.given, allow_hub=stage == "describe")
+    try:
+        need.parameters = _parameters(stage, arch, cfg)
+    except Exception as exc:  # noqa: BLE001 - an architecture the library does not know
+        need.status, need.message = "wrong", f"unknown architecture {arch}: {exc}"
+        return need
+    if source.kind in ("none", "random", "hub"):
+        need.status = {"none": "not set", "random": "random", "hub": "hub"}[source.kind]
+        need.message = {"none": f"pass --set {need.setting}=/path/{need.official.split(' ')[0]}",
+                        "random": "seeded random weights (benchmarks and tests only)",
+                        "hub": "downloaded only when a run uses it"}[source.kind]  # fmt: skip
+        return need
+    if source.kind == "missing":
+        need.status, need.message = "missing", f"{need.given} does not exist"
+        return need
+    try:
+        need.parameters = _check_path(stage, arch, source.path, cfg) or need.parameters
+    except DatasetError as exc:
+        need.status, need.message = "wrong", str(exc)
+        return need
+    from qfeat.cache.fingerprint import model_identity
+
+    digest = model_identity(arch, source.path)["sha256"]
+    if isinstance(digest, dict):  # a folder: one digest over its files' digests
+        digest = hashlib.sha256(json.dumps(digest, sort_keys=True).encode()).hexdigest()
+    need.status, need.sha256 = "ok", digest
+    need.message = f"matches {need.architecture}"
+    return need
+
+
+def _parameters(stage: str, arch: str, cfg: dict[str, Any]) -> int | None:
+    if stage == "regions":
+        return wc.sam_shapes(arch)[1]
+    if stage in ("text", "clip") or arch.startswith("clip:"):
+        return wc.open_clip_shapes(arch.removeprefix("clip:"))[1]
+    if stage == "backbone":
+        return wc.backbone_shapes(arch, int(cfg["backbone"].get("input_size", 224)))[1]
+    return None  # describe: known once a folder is given
+
+
+def _check_path(stage: str, arch: str, path: Path, cfg: dict[str, Any]) -> int | None:
+    """Raise DatasetError unless ``path`` holds ``arch``; the folder's parameter count for
+    a vision-language model (its config says which)."""
+    if stage == "describe":
+        if not path.is_dir():
+            raise DatasetError("describe.model takes a model folder, not a file")
+        return wc.check_vlm_folder(path)
+    if path.is_dir():
+        raise DatasetError("a weights file is needed here, not a folder")
+    if stage == "regions":
+        wc.check_sam(path, arch)
+    elif stage in ("text", "clip") or arch.startswith("clip:"):
+        wc.check_open_clip(path, arch.removeprefix("clip:"))
+    else:
+        shapes, _, optional = wc.backbone_shapes(arch, int(cfg["backbone"].get("input_size", 224)))
+        wc.check_file(path, shapes, arch, optional)
+    return None
