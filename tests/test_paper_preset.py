@@ -77,8 +77,10 @@ def four_items(source: Path, column: str, root: Path, modality: str) -> list[str
 # -- qfeat weights ----------------------------------------------------------------------------
 def test_weights_accepts_every_published_format(real):
     text_st = real["text.pretrained"].with_name("open_clip_model.safetensors")
-    for text in (real["text.pretrained"], text_st):
-        code, out = cli("weights", "--json", *paper_sets(real, f"text.pretrained={text}"))
+    pe_st = real["clip.pretrained"].parent / "PE-Core-L-14-336" / "open_clip_model.safetensors"
+    for text, pe in ((real["text.pretrained"], real["clip.pretrained"]), (text_st, pe_st)):
+        sets = paper_sets(real, f"text.pretrained={text}", f"clip.pretrained={pe}")
+        code, out = cli("weights", "--json", *sets)
         assert code == 0, out
         report = json.loads(out)
         rows = {r["setting"]: r for r in report["weights"]}
@@ -91,6 +93,7 @@ def test_weights_accepts_every_published_format(real):
         assert f"--set regions.checkpoint={sam}" in report["use"]
         assert "--set regions.model=vit_b" in report["use"]
         assert f"--set text.pretrained={text}" in report["use"]
+        assert f"--set clip.pretrained={pe}" in report["use"]
 
 
 def test_weights_names_the_key_and_shapes_of_each_wrong_file(real, tmp_path):
