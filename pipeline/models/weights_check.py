@@ -9,6 +9,7 @@ file is one line naming the first key whose shape differs, or the missing keys.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -44,13 +45,9 @@ def file_state(path: Path) -> dict[str, Any]:
 
         with safe_open(str(path), framework="pt") as f:
             return {k: _Slice(tuple(f.get_slice(k).get_shape())) for k in f.keys()}  # noqa: SIM118 (not iterable)
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as exc:
-        if "mmap" not in str(exc):
-            raise
-        loaded = torch.load(path, map_location="cpu", weights_only=True)  # legacy format
-    return unwrap(loaded)
+    from qfeat.pipeline.models.clip_build import _peek  # mmap, the legacy format read whole
+
+    return unwrap(_peek(str(path)))
 
 
 class _Slice:
@@ -79,20 +76,24 @@ def difference(found: Shapes, expected: Shapes, what: str, optional=()) -> str |
     return None
 
 
-# --- the expected architectures -----------------------------------------------------
+# --- the expected architectures (each built once per process) -----------------------
+@functools.cache
 def sam_shapes(model: str) -> tuple[Shapes, int]:
     from segment_anything import sam_model_registry
 
     return meta_shapes(lambda: sam_model_registry[model](checkpoint=None))
 
 
+@functools.cache
 def open_clip_shapes(name: str) -> tuple[Shapes, int, nn.Module]:
     import logging
 
     import open_clip
 
+    from qfeat.pipeline.models.clip_build import _RandomInitNotice
+
     root = logging.getLogger()
-    quiet = _RandomInit()
+    quiet = _RandomInitNotice()
     root.addFilter(quiet)
     try:
         with torch.device("meta"), torch.random.fork_rng(devices=[]):
@@ -103,11 +104,7 @@ def open_clip_shapes(name: str) -> tuple[Shapes, int, nn.Module]:
     return state, sum(p.numel() for p in model.parameters()), model
 
 
-class _RandomInit:
-    def filter(self, record) -> bool:
-        return "No pretrained weights loaded" not in record.getMessage()
-
-
+@functools.cache
 def backbone_shapes(name: str, input_size: int) -> tuple[Shapes, int, tuple[str, ...]]:
     """``(shapes, parameters, keys a file may lack)`` of a backbone name."""
     if name in ("resnet18", "resnet50"):
@@ -128,14 +125,19 @@ def backbone_shapes(name: str, input_size: int) -> tuple[Shapes, int, tuple[str,
 
 
 # --- the checks ---------------------------------------------------------------------
-def check_file(path: Path, expected: Shapes, what: str, optional=(), convert=None) -> None:
-    """Raise DatasetError unless the weights file ``path`` holds ``expected``'s shapes."""
+def read_state(path: Path) -> dict[str, Any]:
+    """:func:`file_state`, or a DatasetError for a file that is no weights file."""
     try:
-        state = file_state(path)
+        return file_state(path)
     except Exception as exc:  # noqa: BLE001 - unreadable, unsafe or not weights at all
         raise DatasetError(
             f"cannot be read as weights ({str(exc).splitlines()[0][:160]})"
         ) from None
+
+
+def check_file(path: Path, expected: Shapes, what: str, optional=(), convert=None) -> None:
+    """Raise DatasetError unless the weights file ``path`` holds ``expected``'s shapes."""
+    state = read_state(path)
     if convert is not None:
         state = convert(state)
     problem = difference(shapes_of(state), expected, what, optional)
@@ -145,16 +147,14 @@ def check_file(path: Path, expected: Shapes, what: str, optional=(), convert=Non
 
 def check_sam(path: Path, model: str) -> int:
     expected, params = sam_shapes(model)
-    try:
-        check_file(path, expected, f"SAM {model}")
-    except DatasetError as exc:
-        found = shapes_of(file_state(path)) if "cannot be read" not in str(exc) else {}
-        other = [m for m in ("vit_h", "vit_l", "vit_b") if m != model and found
-                 and difference(found, sam_shapes(m)[0], m) is None]  # fmt: skip
-        hint = (
-            f" (it is a SAM {other[0]} checkpoint: set regions.model={other[0]})" if other else ""
-        )
-        raise DatasetError(f"{exc}{hint}") from None
+    found = shapes_of(read_state(path))
+    problem = difference(found, expected, f"SAM {model}")
+    if problem:
+        other = [m for m in ("vit_h", "vit_l", "vit_b")
+                 if m != model and difference(found, sam_shapes(m)[0], m) is None]  # fmt: skip
+        if other:
+            problem += f" (it is a SAM {other[0]} checkpoint: set regions.model={other[0]})"
+        raise DatasetError(problem)
     return params
 
 
@@ -164,7 +164,8 @@ def check_open_clip(path: Path, name: str) -> int:
     expected, params, model = open_clip_shapes(name)
 
     def convert(state):
-        if not (path.suffix != ".safetensors" and hasattr(model.visual, "trunk")):
+        # Meta's PE file is a pickle; only a timm PE trunk reads it
+        if path.suffix == ".safetensors" or not hasattr(model.visual, "trunk"):
             return state
         if not is_meta_pe(state):
             return state
