@@ -44,6 +44,23 @@ def hash_store(tmp_path_factory):
     yield from _session_env("QFEAT_HASH_CACHE", str(tmp_path_factory.mktemp("h") / "w.json"))
 
 
+@pytest.fixture(scope="session")
+def shared_clusters(models_dir, hash_store):
+    """Embedded Dask clusters reused by the session's in-process feature runs (see
+    tests/shared_cluster.py for when a run gets its own)."""
+    from qfeat.pipeline import cluster
+    from tests.shared_cluster import SharedClusters
+
+    shared = SharedClusters(cluster.connect)
+    yield shared
+    shared.close()
+
+
+@pytest.fixture(autouse=True)
+def reuse_cluster(shared_clusters, monkeypatch):
+    monkeypatch.setattr("qfeat.pipeline.runner.connect", shared_clusters.connect)
+
+
 @pytest.fixture(autouse=True)
 def isolated_dirs(tmp_path, monkeypatch):
     """Point every qfeat location at a temporary folder so tests never touch ./data."""

@@ -1,0 +1,86 @@
+"""One embedded Dask cluster per worker count for the whole test session.
+
+Each in-process ``qfeat features`` run starts qfeat's embedded cluster: a scheduler and
+nanny-managed worker processes that import torch and qfeat, then close. That costs about
+5 s per run on two cores, and the suite makes dozens of runs. Here the first run of a
+session starts the cluster through qfeat's own :func:`qfeat.pipeline.cluster.connect`
+(same server classes, same Dask settings) and later runs reuse it.
+
+A reused worker must behave as a fresh one, so a run reuses the cluster only when:
+
+- it asks for the embedded CPU cluster (no ``--scheduler``, no ``--dashboard``);
+- the process environment, working directory and ``sys.path`` are those the workers
+  were started with (a test that sets the fault-injection variables, another models
+  folder or ``HF_HUB_OFFLINE``, or changes directory, gets a cluster of its own as
+  before). The per-test data, cache and runs folders are excepted: workers are given
+  absolute paths and never read those variables;
+
+and before each run the workers drop the stage models they built (``worker._MODELS``),
+as new processes would. Everything else (fault tests, Ctrl-C, killed workers) starts
+its own cluster exactly as the CLI does.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import ExitStack, contextmanager
+
+# set per test by conftest.isolated_dirs; read by the driver only
+PER_TEST = {"PYTEST_CURRENT_TEST", "QFEAT_DATA_ROOT", "QFEAT_CACHE_DIR", "QFEAT_RUNS_DIR"}
+# set in the parent's environment, and kept there, by Dask's nanny when it spawns a
+# worker (`distributed.nanny.pre-spawn-environ`: every worker gets them) or by torch
+# on import (TORCHINDUCTOR_CACHE_DIR, the same in every process)
+LIBRARY_SETS = {"__DASK_PARENT_PID", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                "MALLOC_TRIM_THRESHOLD_", "PYTHONHASHSEED", "TORCHINDUCTOR_CACHE_DIR"}  # fmt: skip
+
+
+def _state() -> tuple:
+    """What a worker process inherits from the driver when it is spawned."""
+    skip = PER_TEST | LIBRARY_SETS
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k not in skip))
+    path = tuple(p for p in sys.path if "dask-scratch-space" not in p)  # a scheduler's own
+    return env, os.getcwd(), path
+
+
+def _drop_models() -> int:
+    from qfeat.pipeline import worker
+
+    n = len(worker._MODELS)
+    worker._MODELS.clear()
+    return n
+
+
+class SharedClusters:
+    def __init__(self, real_connect):
+        self.real_connect = real_connect
+        self.baseline = _state()
+        self.stack = ExitStack()
+        self.clients: dict[int, object] = {}
+        self.reused = 0
+
+    def shareable(self, scheduler, resources, dashboard) -> bool:
+        return (
+            not scheduler
+            and not dashboard
+            and resources.device == "cpu"
+            and _state() == self.baseline
+        )
+
+    @contextmanager
+    def connect(self, scheduler, resources, dashboard: bool = False):
+        if not self.shareable(scheduler, resources, dashboard):
+            with self.real_connect(scheduler, resources, dashboard) as client:
+                yield client
+            return
+        client = self.clients.get(resources.workers)
+        if client is None or client.status != "running":
+            client = self.stack.enter_context(self.real_connect(None, resources, False))
+            self.clients[resources.workers] = client
+        else:
+            self.reused += 1
+        client.run(_drop_models)
+        yield client
+
+    def close(self) -> None:
+        self.stack.close()
