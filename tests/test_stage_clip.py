@@ -95,10 +95,10 @@ def test_failed_frames_row_gives_upstream_error(clips):
     assert not arrays["hidden"][1].any()
 
 
-def test_features_demo_video_computes_frames_and_clip(qfeat, tmp_path):
+def test_features_demo_video_computes_frames_and_clip(qfeat, demo_video_data, tmp_path):
     cache = tmp_path / "cache"
-    result = qfeat("features", "demo-video", "--cache-dir", str(cache), "--limit", "6",
-                   "--shard-size", "3", "--workers", "1")  # fmt: skip
+    result = qfeat("features", "demo-video", "--root", str(demo_video_data), "--cache-dir",
+                   str(cache), "--limit", "6", "--shard-size", "3", "--workers", "1")  # fmt: skip
     assert result.exit_code == 0, result.output
     clip = open_stage(cache, "demo-video", "clip")
     frames = open_stage(cache, "demo-video", "frames")

@@ -316,13 +316,13 @@ def test_golden_outputs(stage, tmp_path):
             np.testing.assert_allclose(g[d], w[d], atol=2e-4)
 
 
-def test_no_library_progress_bars_in_the_output(tmp_path):
+def test_no_library_progress_bars_in_the_output(demo_image_data, tmp_path):
     """transformers' "Loading weights" and the hub's "Writing model shards" bars (printed
     by the worker processes that build and load the describe model) stay out of qfeat's
     output; qfeat's own progress lines are there."""
     env = {**os.environ, "QFEAT_MODELS_DIR": str(tmp_path / "models")}
     done = subprocess.run(
-        [sys.executable, "-m", "qfeat", "features", "demo", "--root", str(tmp_path / "data"),
+        [sys.executable, "-m", "qfeat", "features", "demo", "--root", str(demo_image_data),
          "--cache-dir", str(tmp_path / "cache"), "--limit", "4", "--workers", "1",
          "--stages", "regions,describe"],
         capture_output=True, text=True, env=env, timeout=300,
