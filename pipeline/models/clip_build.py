@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from qfeat.pipeline.models.clip_split import num_blocks, num_tokens, visual_tower
+from qfeat.pipeline.models.no_init import skip_random_init
 
 __all__ = [
     "OPEN_CLIP_NAMES",
@@ -277,8 +279,12 @@ def _seeded_create(oc_name: str, pretrained: str | None, seed: int, pre: dict) -
     quiet = _RandomInitNotice()
     if not pretrained or meta:  # random init asked for, or weights loaded below
         root.addFilter(quiet)
+    # a file loaded strictly (open_clip's load_checkpoint, load_meta_pe) replaces every
+    # parameter: its random init is skipped (no_init.py)
+    loaded = bool(pretrained) and Path(pretrained).is_file()
+    loaded = loaded and Path(pretrained).suffix not in (".npz", ".npy")
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), skip_random_init() if loaded else nullcontext():
             torch.manual_seed(seed)
             model = open_clip.create_model(
                 oc_name, pretrained=None if meta else pretrained, force_preprocess_cfg=pre or None

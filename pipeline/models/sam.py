@@ -43,6 +43,7 @@ from segment_anything.utils.transforms import ResizeLongestSide
 
 from qfeat.errors import DatasetError
 from qfeat.pipeline.models.architecture import architecture_hash
+from qfeat.pipeline.models.no_init import skip_random_init
 from qfeat.pipeline.regions import SAM_CHECKPOINTS, SAM_MODELS
 
 log = logging.getLogger(__name__)
@@ -113,10 +114,11 @@ def build_sam(model: str, checkpoint: str = "", seed: int = 0) -> Sam:
             f"--set regions.checkpoint=/path/{SAM_CHECKPOINTS[model]} (or set regions.checkpoint "
             "in the preset)"
         )
-    sam = sam_model_registry[model](checkpoint=None)  # architecture only
+    with skip_random_init():  # every parameter comes from the file (a strict load)
+        sam = sam_model_registry[model](checkpoint=None)  # architecture only
     # the stock builder unpickles the file without weights_only: load it ourselves
     state = torch.load(path, map_location="cpu", weights_only=True)
-    sam.load_state_dict(state)
+    sam.load_state_dict(state, strict=True)
     return sam.eval()
 
 
