@@ -270,6 +270,7 @@ def _run(plan: Plan, progress: Progress) -> list[StageReport]:
                 {u: folders[u] for u in stage_cls.upstream},
                 report,
                 progress,
+                manifest["model"],
             )
             if report.shards_failed:
                 incomplete.add(name)
@@ -291,6 +292,7 @@ def _run_stage(
     upstream_dirs: dict[str, Path],
     report: StageReport,
     progress: Progress,
+    model: dict | None = None,
 ) -> None:
     from distributed import as_completed
 
@@ -325,6 +327,7 @@ def _run_stage(
             shard.index,
             [payload[i] for i in shard.item_ids],
             upstream,
+            model,
             key=f"{stage_cls.name}-{report.fingerprint}-{shard.index:05d}-{time.time_ns()}",
             retries=TASK_RETRIES,
             pure=False,

@@ -28,8 +28,11 @@ CRASH_ENV = "QFEAT_TEST_CRASH_ITEM"  # a shard holding this item id kills its wo
 DELAY_ENV = "QFEAT_TEST_SHARD_DELAY"  # seconds each shard sleeps, to kill things mid-run
 
 
-def _stage_instance(name: str, cfg: dict, seed: int, device: str):
-    key = json.dumps([name, cfg, seed, device], sort_keys=True)
+def _stage_instance(name: str, cfg: dict, seed: int, device: str, model: dict | None = None):
+    """The stage built once per worker process for these settings and weights: ``model``
+    is the manifest's model identity (a file's sha256), so a weights file replaced under
+    the same path is loaded again by a long-lived worker (``--scheduler``)."""
+    key = json.dumps([name, cfg, seed, device, model], sort_keys=True)
     with _LOCK:
         if key not in _MODELS:
             stage = get_stage(name)(cfg, seed=seed, device=device)
@@ -65,6 +68,7 @@ def run_shard(
     index: int,
     items: list[dict[str, Any]],
     upstream: dict[str, tuple[str, list[int]]],
+    model: dict | None = None,
 ) -> dict[str, Any]:
     """Compute and write shard ``index``; returns ``{shard, rows, ok, failed, seconds}``."""
     crash = os.environ.get(CRASH_ENV)
@@ -78,7 +82,7 @@ def run_shard(
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
     media = media_hash(i["path"] for i in items)  # before reading: what was read
-    stage = _stage_instance(stage_name, cfg, seed, device)
+    stage = _stage_instance(stage_name, cfg, seed, device, model)
     t_load = time.perf_counter()
     rows, stage.upstream_config = _upstream(upstream, [i["item_id"] for i in items])
     table, arrays = stage.process_shard(items, rows)
