@@ -292,7 +292,7 @@ def _run_stage(
     upstream_dirs: dict[str, Path],
     report: StageReport,
     progress: Progress,
-    model: dict | None = None,
+    model: dict,
 ) -> None:
     from distributed import as_completed
 

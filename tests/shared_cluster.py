@@ -43,12 +43,10 @@ def _state() -> tuple:
     return env, os.getcwd(), path
 
 
-def _drop_models() -> int:
+def _drop_models() -> None:
     from qfeat.pipeline import worker
 
-    n = len(worker._MODELS)
     worker._MODELS.clear()
-    return n
 
 
 class SharedClusters:
@@ -57,7 +55,6 @@ class SharedClusters:
         self.baseline = _state()
         self.stack = ExitStack()
         self.clients: dict[int, object] = {}
-        self.reused = 0
 
     def shareable(self, scheduler, resources, dashboard) -> bool:
         return (
@@ -77,8 +74,6 @@ class SharedClusters:
         if client is None or client.status != "running":
             client = self.stack.enter_context(self.real_connect(None, resources, False))
             self.clients[resources.workers] = client
-        else:
-            self.reused += 1
         client.run(_drop_models)
         yield client
 

@@ -281,8 +281,8 @@ def _seeded_create(oc_name: str, pretrained: str | None, seed: int, pre: dict) -
         root.addFilter(quiet)
     # a file loaded strictly (open_clip's load_checkpoint, load_meta_pe) replaces every
     # parameter: its random init is skipped (no_init.py)
-    loaded = bool(pretrained) and Path(pretrained).is_file()
-    loaded = loaded and Path(pretrained).suffix not in (".npz", ".npy")
+    # (build_clip has checked that it is a file; .npz/.npy go through big_vision's loader)
+    loaded = bool(pretrained) and Path(pretrained).suffix not in (".npz", ".npy")
     try:
         with torch.random.fork_rng(devices=[]), skip_random_init() if loaded else nullcontext():
             torch.manual_seed(seed)

@@ -1,11 +1,11 @@
 """Building a model whose every parameter a weights file is about to replace.
 
 A module's constructor fills its parameters with random values (``torch.nn.init``);
-for PE-Core-L that is about 6.5 s of the 10 s a build with its file takes on two CPU
-cores, thrown away by the load that follows. Inside :func:`skip_random_init` those
-fills leave the (uninitialised) tensors as they are. Use it only where the load that
-follows is strict: a parameter missing from the file must be refused, since it would
-hold whatever the memory held.
+for PE-Core-L that is about 5 s of the 7.7 s its architecture takes to build on two
+CPU cores (benchmarks/model_build.py), thrown away by the load that follows. Inside
+:func:`skip_random_init` those fills leave the (uninitialised) tensors as they are.
+Use it only where the load that follows is strict: a parameter missing from the file
+must be refused, since it would hold whatever the memory held.
 """
 
 from __future__ import annotations
