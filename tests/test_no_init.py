@@ -24,6 +24,30 @@ def test_random_fills_are_skipped_inside_only():
     assert not torch.equal(torch.nn.init.normal_(marked), torch.full((4,), 7.0))
 
 
+def test_fills_bound_elsewhere_are_skipped_too():
+    """nn.MultiheadAttention (open_clip's text towers) binds xavier_uniform_ at import;
+    timm's Eva trunk (PE-Core) fills with timm's own trunc_normal_."""
+    from timm.layers import trunc_normal_, trunc_normal_tf_
+
+    def built() -> tuple[torch.Tensor, ...]:
+        torch.manual_seed(0)
+        mha = torch.nn.MultiheadAttention(16, 2)
+        marked = torch.full((4,), 7.0)
+        return mha.in_proj_weight.detach().clone(), trunc_normal_(marked.clone(), std=0.02)
+
+    with skip_random_init():
+        torch.manual_seed(0)
+        torch.nn.MultiheadAttention(16, 2)  # draws nothing from the RNG
+        after = torch.rand(3)
+        assert torch.equal(trunc_normal_(torch.full((4,), 7.0)), torch.full((4,), 7.0))
+        assert torch.equal(trunc_normal_tf_(torch.full((4,), 7.0)), torch.full((4,), 7.0))
+    torch.manual_seed(0)
+    assert torch.equal(after, torch.rand(3))
+    weight, normal = built()
+    assert weight.abs().max() > 0 and (normal != 7.0).all()  # filled again outside
+    assert torch.equal(weight, built()[0])
+
+
 @pytest.mark.parametrize("name", ["tiny-vit", "tiny-pe"])
 def test_a_file_missing_a_parameter_is_refused(name, tmp_path):
     model, _ = cb.build_clip(name, seed=0)
