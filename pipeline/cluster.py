@@ -24,7 +24,22 @@ class Resources:
     threads: int  # torch threads per worker
 
 
+# what a GPU torch can use leaves on Linux: the NVIDIA driver, WSL2's GPU, ROCm's device
+GPU_TRACES = ("/proc/driver/nvidia", "/dev/nvidia*", "/dev/dxg", "/dev/kfd")
+
+
+def no_gpu_possible() -> bool:
+    """True on Linux with no trace of a GPU driver: ``auto`` is then ``cpu`` without
+    importing torch (seconds, in a driver process whose workers do the computing)."""
+    import glob
+    import sys
+
+    return sys.platform == "linux" and not any(glob.glob(p) for p in GPU_TRACES)
+
+
 def resolve_device(device: str) -> str:
+    if device == "auto" and no_gpu_possible():
+        return "cpu"
     import torch
 
     if device == "auto":

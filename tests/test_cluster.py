@@ -9,6 +9,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 SNIPPET = """
 import json, sys
 from qfeat.pipeline.cluster import Resources, connect
@@ -63,3 +65,24 @@ def test_dashboard_only_when_asked_and_on_loopback():
     info = json.loads(done.stdout.strip().splitlines()[-1])
     assert info["services"] == {"dashboard": 8787} or "already in use" in done.stderr
     assert info["listen"] == ["127.0.0.1"]
+
+
+@pytest.mark.parametrize("traces", ["none", "one"])
+def test_auto_device_imports_torch_only_where_a_gpu_may_be(traces, tmp_path):
+    """No GPU driver trace on Linux: `auto` is cpu and the driver never imports torch;
+    with one (here a stand-in path), torch decides."""
+    code = textwrap.dedent(f"""
+        import json, sys
+        from qfeat.pipeline import cluster
+        cluster.GPU_TRACES = () if {traces!r} == "none" else ({str(tmp_path)!r},)
+        device = cluster.resolve_device("auto")
+        imported = "torch" in sys.modules
+        cuda = imported and sys.modules["torch"].cuda.is_available()
+        print(json.dumps([device, imported, cuda]))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    device, imported, cuda = json.loads(out.stdout)
+    if traces == "none" and sys.platform == "linux":
+        assert (device, imported) == ("cpu", False)
+    else:
+        assert imported and device == ("cuda" if cuda else "cpu")

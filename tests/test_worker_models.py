@@ -40,3 +40,21 @@ def test_a_weights_file_replaced_in_place_is_loaded_again(qfeat, demo_image_data
     assert old_sha != new_sha
     assert not torch.allclose(torch.from_numpy(old), torch.from_numpy(new))
     assert torch.equal(torch.from_numpy(new), torch.from_numpy(fresh))
+
+
+def test_a_stage_without_a_model_never_imports_torch_on_its_worker(qfeat, demo_video_data,
+                                                                   tmp_path):  # fmt: skip
+    """frames decodes only: a new worker spends no seconds importing torch for it."""
+    import sys
+
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
+        result = qfeat("stage", "frames", "demo-video", "--root", str(demo_video_data),
+                       "--cache-dir", str(tmp_path), "--limit", "2",
+                       "--scheduler", cluster.scheduler_address)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        imported = client.run(lambda: "torch" in sys.modules)
+    assert len(open_stage(tmp_path, "demo-video", "frames").table()) == 2
+    assert list(imported.values()) == [False]
