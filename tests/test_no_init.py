@@ -48,6 +48,17 @@ def test_fills_bound_elsewhere_are_skipped_too():
     assert torch.equal(weight, built()[0])
 
 
+def test_skipping_loads_no_library_of_its_own():
+    """SAM's build (no timm) does not pay for importing timm."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from qfeat.pipeline.models.no_init import skip_random_init\n"
+            "with skip_random_init(): pass\nprint('timm' in sys.modules)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr
+
+
 @pytest.mark.parametrize("name", ["tiny-vit", "tiny-pe"])
 def test_a_file_missing_a_parameter_is_refused(name, tmp_path):
     model, _ = cb.build_clip(name, seed=0)

@@ -12,8 +12,9 @@ memory held.
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from types import ModuleType
 
 import torch
@@ -32,7 +33,9 @@ RANDOM_FILLS = (
 # modules that bound torch.nn.init's fills to their own names at import
 # (nn.MultiheadAttention, nn.Transformer): patching torch.nn.init alone misses them
 BOUND_FILLS = ("torch.nn.modules.activation", "torch.nn.modules.transformer")
-# timm's own truncated normal (Eva, ViT: trunc_normal_ and trunc_normal_tf_ call it)
+# timm's own truncated normal (Eva, ViT: trunc_normal_ and trunc_normal_tf_ call it),
+# patched where timm is loaded: a library that builds timm models has imported it
+# (open_clip does at import), and importing it here would add 2 s to SAM's build
 TIMM_FILL = ("timm.layers.weight_init", "_trunc_normal_")
 
 
@@ -46,15 +49,17 @@ def _targets() -> list[tuple[ModuleType, str]]:
     for path in BOUND_FILLS:
         module = importlib.import_module(path)
         targets += [(module, name) for name in RANDOM_FILLS if hasattr(module, name)]
-    with suppress(ImportError):  # without timm there is nothing of it to build
-        targets.append((importlib.import_module(TIMM_FILL[0]), TIMM_FILL[1]))
+    timm_fills = sys.modules.get(TIMM_FILL[0])
+    if timm_fills is not None:
+        targets.append((timm_fills, TIMM_FILL[1]))
     return targets
 
 
 @contextmanager
 def skip_random_init() -> Iterator[None]:
     """While inside, the random fills of ``torch.nn.init`` (also where torch's own
-    modules bound them to their names) and timm's truncated normal do nothing."""
+    modules bound them to their names) and, once timm is loaded, timm's truncated
+    normal do nothing."""
     targets = _targets()
     saved = [(module, name, getattr(module, name)) for module, name in targets]
     try:
