@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import threading
 import time
 from pathlib import Path
@@ -40,14 +39,6 @@ def _stage_instance(name: str, cfg: dict, seed: int, device: str, model: dict | 
             stage.load()
             _MODELS[key] = stage
         return _MODELS[key]
-
-
-def _set_threads(threads: int) -> None:
-    """torch's thread count, where torch is loaded: a stage without a model (frames)
-    never imports it, which spares each new worker process seconds of import."""
-    torch = sys.modules.get("torch")
-    if threads and torch is not None:
-        torch.set_num_threads(threads)
 
 
 def _upstream(
@@ -85,11 +76,15 @@ def run_shard(
         os._exit(3)  # simulate a hard crash (segfault, OOM kill) of the worker
     if os.environ.get(DELAY_ENV):
         time.sleep(float(os.environ[DELAY_ENV]))
-    _set_threads(threads)
+    # torch's threads, set before the model loads; a stage that does not use torch
+    # (frames) never imports it, which spares a new worker seconds of import
+    if threads and get_stage(stage_name).uses_torch:
+        import torch
+
+        torch.set_num_threads(threads)
     t0 = time.perf_counter()
     media = media_hash(i["path"] for i in items)  # before reading: what was read
     stage = _stage_instance(stage_name, cfg, seed, device, model)
-    _set_threads(threads)  # the first load of a stage that uses torch has imported it
     t_load = time.perf_counter()
     rows, stage.upstream_config = _upstream(upstream, [i["item_id"] for i in items])
     table, arrays = stage.process_shard(items, rows)

@@ -65,6 +65,7 @@ class Stage:
     upstream: ClassVar[tuple[str, ...]] = ()
     arrays: ClassVar[tuple[str, ...]] = ()
     settings: ClassVar[type[Settings]]  # every setting with its default (stages/settings.py)
+    uses_torch: ClassVar[bool] = True  # False: its worker never imports torch (frames)
 
     def __init__(self, cfg: dict[str, Any], seed: int = 0, device: str = "cpu"):
         # every field, defaults filled in and validated (OptionError for a bad value)

@@ -24,6 +24,7 @@ from qfeat.pipeline.video.sampling import frame_differences, sample
 class FramesStage(Stage):
     name = "frames"
     settings = FramesSettings
+    uses_torch = False  # decoding only
     version = 1
     modality = "video"
 
