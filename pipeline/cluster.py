@@ -8,6 +8,7 @@ between them; no dashboard unless asked.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -149,13 +150,14 @@ def connect(scheduler: str | None, resources: Resources, dashboard: bool = False
             finally:
                 _close_quietly(client)
             return
-        with _children_ignore_sigint():
-            cluster = _embedded(resources, dashboard)
-        try:
-            with Client(cluster) as client:
-                yield client
-        finally:
-            cluster.close()
+        with _environment_restored():
+            with _children_ignore_sigint():
+                cluster = _embedded(resources, dashboard)
+            try:
+                with Client(cluster) as client:
+                    yield client
+            finally:
+                cluster.close()
 
 
 def _close_quietly(client) -> None:
@@ -170,6 +172,28 @@ def _close_quietly(client) -> None:
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
+
+
+@contextmanager
+def _environment_restored() -> Iterator[None]:
+    """Dask's nanny sets ``distributed.nanny.pre-spawn-environ`` (OMP_NUM_THREADS=1 and
+    friends) and PYTHONHASHSEED in the *driver's* environment before it spawns a worker,
+    and leaves them there: a Python process that ran a feature job in-process (a notebook,
+    a test session) would start every later subprocess single-threaded. Workers get them as before; the driver gets its own values
+    back when the embedded cluster closes."""
+    import dask
+
+    keys = {*dask.config.get("distributed.nanny.pre-spawn-environ"), "PYTHONHASHSEED",
+            "__DASK_PARENT_PID"}  # fmt: skip
+    before = {k: os.environ.get(k) for k in keys}
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @contextmanager

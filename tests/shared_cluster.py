@@ -28,9 +28,9 @@ from contextlib import ExitStack, contextmanager
 
 # set per test by conftest.isolated_dirs; read by the driver only
 PER_TEST = {"PYTEST_CURRENT_TEST", "QFEAT_DATA_ROOT", "QFEAT_CACHE_DIR", "QFEAT_RUNS_DIR"}
-# set in the parent's environment, and kept there, by Dask's nanny when it spawns a
-# worker (`distributed.nanny.pre-spawn-environ`: every worker gets them) or by torch
-# on import (TORCHINDUCTOR_CACHE_DIR, the same in every process)
+# set in the parent's environment by Dask's nanny when it spawns a worker, kept there while
+# the session's cluster is open (`distributed.nanny.pre-spawn-environ`: every worker gets
+# them), or by torch on import (TORCHINDUCTOR_CACHE_DIR, the same in every process)
 LIBRARY_SETS = {"__DASK_PARENT_PID", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                 "MALLOC_TRIM_THRESHOLD_", "PYTHONHASHSEED", "TORCHINDUCTOR_CACHE_DIR"}  # fmt: skip
 

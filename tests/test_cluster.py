@@ -1,4 +1,5 @@
-"""The embedded Dask cluster: loopback only, no HTTP port unless asked, quiet shutdown."""
+"""The embedded Dask cluster: loopback only, no HTTP port unless asked, quiet shutdown,
+the driver's environment as it was."""
 
 from __future__ import annotations
 
@@ -12,17 +13,24 @@ import textwrap
 import pytest
 
 SNIPPET = """
-import json, sys
+import json, os, sys
 from qfeat.pipeline.cluster import Resources, connect
 
+KEYS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PYTHONHASHSEED")
+for key in KEYS:  # a user's environment without them
+    os.environ.pop(key, None)
 with connect(None, Resources("cpu", 2, 1), dashboard=False) as client:
     assert client.submit(sum, [1, 2, 3]).result() == 6
     info = client.scheduler_info()
-    print(json.dumps({
+    found = {
         "scheduler": info["address"],
         "services": info["services"],
         "workers": {a: w["services"] for a, w in info["workers"].items()},
-    }))
+        "worker_env": client.run(lambda: os.environ.get("OMP_NUM_THREADS")),
+        "env_while_open": {k: os.environ.get(k) for k in KEYS},
+    }
+found["env_after"] = {k: os.environ.get(k) for k in KEYS}
+print(json.dumps(found))
 """
 
 
@@ -50,6 +58,11 @@ def test_embedded_cluster_opens_no_http_port_and_closes_quietly():
     assert all(services == {} for services in info["workers"].values())
     for noise in ("already in use", "still alive", "killing", "Traceback"):
         assert noise not in done.stderr, done.stderr
+    # workers run one OpenMP thread each as Dask sets it up; the nanny puts those settings
+    # in the driver's environment to spawn them, and the driver gets its own back on close
+    assert set(info["worker_env"].values()) == {"1"}
+    assert info["env_while_open"]["OMP_NUM_THREADS"] == "1"
+    assert info["env_after"] == dict.fromkeys(info["env_after"])
 
 
 def test_dashboard_only_when_asked_and_on_loopback():
