@@ -218,6 +218,35 @@ def test_scma_run_scores_videos(videos, tmp_path):
     same_results(api, [by_name[f.name] for f in files])
 
 
+def test_scma_run_builds_its_clip_model_once_and_runs_the_stage_without_adapters(
+    videos, monkeypatch
+):
+    """The live clip stage and the adapters share one CLIP model (a PE-Core-L is 2.7 GB in
+    fp32); the stage runs it as it ran for the cache: its every array, including the
+    pooled features the adapted blocks would change, equals the cached one."""
+    from qfeat.cache.reader import open_stage
+    from qfeat.pipeline.models import clip_build
+
+    built, build = [], clip_build.build_clip
+    monkeypatch.setattr(clip_build, "build_clip", lambda *a, **k: built.append(a) or build(*a, **k))
+    model = load_run(videos.run, device="cpu")
+    assert len(built) == 1
+    seen = []
+    live_run = model.scorer.live.run
+    monkeypatch.setattr(
+        model.scorer.live, "run", lambda items: seen.append(live_run(items)) or seen[-1]
+    )
+    item_id = pd.read_csv(videos.run / "predictions.csv")["item_id"].iloc[0]
+    statuses, raw = model.raw([videos.data / item_id])
+    assert statuses == [("ok", None)] and np.all(np.isfinite(raw))
+    clip = open_stage(videos.root / "cache", "demo-video", "clip")
+    row = list(clip.table()["item_id"]).index(item_id)
+    for name, live in seen[0]["clip"].arrays.items():
+        cached = clip.array(name)[row].astype(np.float32)
+        np.testing.assert_allclose(live[0].astype(np.float32), cached, rtol=2e-2, atol=2e-3,
+                                   err_msg=name)  # fmt: skip
+
+
 def test_older_scma_run_without_recorded_stages(videos, tmp_path):
     """Runs made before config.json recorded stages and mos_range: both come from the
     training cache (stage manifests, items.parquet), with the same scores."""

@@ -2,16 +2,15 @@
 then every split's adapter on the clip stage's own outputs.
 
 The clip stage's ``hidden`` (tokens entering block L-K; ``embeddings`` in projection
-mode) is exactly what training read from the cache, and the model is rebuilt and applied
-as in training (:func:`qfeat.trainers.scma_train.load_clip_for`, :func:`tokenizer_for`,
-:func:`scorer`).
+mode) is exactly what training read from the cache, and the adapters are applied as in
+training (:func:`qfeat.trainers.scma_train.tokenizer_for`, :func:`scorer`) to the clip
+stage's own CLIP model.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -57,23 +56,30 @@ def stage_records(run: RunFolder) -> dict[str, Any]:
 
 
 class ScmaScorer:
-    """Raw adapter outputs of every split for chunks of video files."""
+    """Raw adapter outputs of every split for chunks of video files.
+
+    The live clip stage and the adapters share one CLIP model: the stage's, built from
+    the run's record (the identity the stage checked is the one training checked, see
+    :func:`qfeat.trainers.scma_train.load_clip_for`). The stage runs it with the adapters
+    off (:meth:`QCLIP.frozen_clip`), as it ran when it filled the cache; a PE-Core-L is
+    then built and held once, not twice."""
 
     modality = "video"
     extensions = VIDEO_EXTENSIONS
 
     def __init__(self, run: RunFolder, states: list, device: str):
         from qfeat.trainers.scma import QCLIP
-        from qfeat.trainers.scma_train import load_clip_for, tokenizer_for
+        from qfeat.trainers.scma_train import tokenizer_for
 
         records = stage_records(run)
         self.live = LiveStages(records, list(ORDER["video"]), device, run.name)
         self.run_name = run.name
-        base, _, clip_cfg = load_clip_for(SimpleNamespace(manifest=records["clip"]))
+        clip_stage = self.live.stages["clip"]
+        clip_cfg = clip_stage.cfg
         self.mode = run.config.mode
         self.device = torch.device(device)
         self.model = QCLIP(
-            base,
+            clip_stage.model,
             tokenizer_for(clip_cfg["model"]),
             k=int(clip_cfg["adapted_blocks"]),
             r=int(run.config.setting("r")),
@@ -85,7 +91,8 @@ class ScmaScorer:
         """``(statuses, raw [splits, len(items)])``; NaN where an item failed."""
         from qfeat.trainers.scma_train import feature_array, scorer
 
-        outputs, statuses, ok = self.live.run_checked(items)
+        with self.model.frozen_clip():
+            outputs, statuses, ok = self.live.run_checked(items)
         raw = np.full((len(self.states), len(items)), np.nan)
         if not len(ok):
             return statuses, raw

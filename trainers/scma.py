@@ -30,6 +30,9 @@ pre-projection pooled features (no hidden states needed).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor, nn
 
@@ -95,6 +98,7 @@ class QCLIP(nn.Module):
         if mode not in ("full", "projection"):
             raise ValueError("mode must be full or projection")
         self.clip, self.k, self.mode = clip.eval(), k, mode
+        self._adapters_on = True
         for p in self.clip.parameters():
             p.requires_grad_(False)
         token_embedding, text_blocks = text_tower(clip)
@@ -134,9 +138,21 @@ class QCLIP(nn.Module):
 
     def _block_hook(self, depth: int, tower: str):
         def hook(module, args, output):
-            return self.scma.block(depth, output, tower)
+            return self.scma.block(depth, output, tower) if self._adapters_on else output
 
         return hook
+
+    @contextmanager
+    def frozen_clip(self) -> Iterator[nn.Module]:
+        """The wrapped CLIP model as it was before the adapters were attached (their block
+        hooks pass outputs through; the prompt context only replaces QCLIP's own prompt
+        ids): what the clip stage ran when it filled the cache, so a live clip stage can
+        run on this same model instead of building a second copy."""
+        self._adapters_on = False
+        try:
+            yield self.clip
+        finally:
+            self._adapters_on = True
 
     def _inject_context(self, module, args, output):
         ids = args[0]
