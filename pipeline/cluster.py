@@ -179,8 +179,8 @@ def _environment_restored() -> Iterator[None]:
     """Dask's nanny sets ``distributed.nanny.pre-spawn-environ`` (OMP_NUM_THREADS=1 and
     friends) and PYTHONHASHSEED in the *driver's* environment before it spawns a worker,
     and leaves them there: a Python process that ran a feature job in-process (a notebook,
-    a test session) would start every later subprocess single-threaded. Workers get them as before; the driver gets its own values
-    back when the embedded cluster closes."""
+    a test session) would start every later subprocess single-threaded. Workers get them
+    as before; the driver gets its own values back when the embedded cluster closes."""
     import dask
 
     keys = {*dask.config.get("distributed.nanny.pre-spawn-environ"), "PYTHONHASHSEED",

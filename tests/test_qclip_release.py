@@ -50,7 +50,7 @@ def pe64(tmp_path_factory):
     (folder / "open_clip_config.json").write_text(
         json.dumps({"model_cfg": cfg, "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.5] * 3}})
     )
-    cb._register_tiny_timm()
+    cb.register_tiny_timm()
     import open_clip
 
     with torch.random.fork_rng(devices=[]):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -51,3 +52,62 @@ def test_missing_and_mismatched_files_exit_1_with_the_key(tmp_path):
     assert json.loads(good.stdout)["use"] == (
         f"--preset paper --set backbone.model=resnet18 --set backbone.weights={small}"
     )
+
+
+def _tiny_open_clip_folder(folder, embed_dim: int = 32):
+    """A tiny-pe open_clip folder with its config only; returns the model it describes."""
+    import open_clip
+
+    from qfeat.pipeline.models import clip_build as cb
+
+    folder.mkdir()
+    cfg = {**cb.TINY_CONFIGS["tiny-pe"], "embed_dim": embed_dim}
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg}))
+    cb.register_tiny_timm()
+    return open_clip.create_model(f"local-dir:{folder}")
+
+
+def test_local_dir_folders_are_checked(tmp_path):
+    """A local-dir: clip model is the folder: its config must build, a weights file must
+    be there (open_clip would otherwise build random weights) and hold the config's
+    shapes. The good folder comes back as the --set line; `qfeat features` refuses a
+    folder without weights before any work."""
+    from safetensors.torch import save_file
+
+    from qfeat.errors import DatasetError
+    from qfeat.pipeline.config import resolve_config
+    from qfeat.pipeline.stages import get_stage
+    from qfeat.pipeline.stages.settings import STAGE_SETTINGS
+
+    good = _tiny_open_clip_folder(tmp_path / "good")
+    save_file(good.state_dict(), str(tmp_path / "good" / "open_clip_model.safetensors"))
+    other = _tiny_open_clip_folder(tmp_path / "other", embed_dim=48)
+    _tiny_open_clip_folder(tmp_path / "wrong")  # config says 32, weights are 48 wide
+    torch.save(other.state_dict(), tmp_path / "wrong" / "open_clip_pytorch_model.bin")
+    _tiny_open_clip_folder(tmp_path / "empty")
+
+    def row(name: str) -> tuple[int, dict, str]:
+        result = weights("--preset", "tiny", "--stages", "clip",
+                         "--set", f"clip.model=local-dir:{tmp_path / name}")  # fmt: skip
+        out = json.loads(result.stdout)
+        [only] = out["weights"]
+        return result.exit_code, only, out["use"]
+
+    code, ok, use = row("good")
+    assert code == 0 and (ok["setting"], ok["status"]) == ("clip.model", "ok")
+    assert ok["parameters"] == sum(p.numel() for p in good.parameters())
+    assert len(ok["sha256"]) == 64
+    assert use == f"--preset tiny --set clip.model=local-dir:{tmp_path / 'good'}"
+    code, wrong, _ = row("wrong")
+    assert code == 1 and wrong["status"] == "wrong"
+    assert "in the file" in wrong["message"] and "open_clip_config.json" in wrong["message"]
+    code, empty, _ = row("empty")
+    assert code == 1 and empty["status"] == "wrong"
+    assert "holds no weights file" in empty["message"]
+    code, missing, _ = row("missing")
+    assert code == 1 and missing["status"] == "missing"
+
+    cfg = resolve_config("tiny", [f"clip.model=local-dir:{tmp_path / 'empty'}"], STAGE_SETTINGS)
+    stage = get_stage("clip")(cfg["clip"], seed=0)
+    with pytest.raises(DatasetError, match="holds no weights file"):
+        stage.check()

@@ -29,8 +29,11 @@ __all__ = [
     "TINY_ALIASES",
     "TINY_CONFIGS",
     "PreprocessInfo",
+    "RandomInitNotice",
     "build_clip",
+    "peek_checkpoint",
     "random_identity",
+    "register_tiny_timm",
     "tiny_architecture",
     "tiny_name",
 ]
@@ -170,7 +173,7 @@ def random_identity(name: str, seed: int) -> dict[str, Any]:
 
 def qfeat_tiny_pe_core_patch4_32(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """timm entrypoint of the ``tiny-pe`` trunk: timm's own ``vit_pe_core_tiny_patch16_384``
-    with :data:`_TINY_PE_TRUNK_KWARGS` (registered lazily by :func:`_register_tiny_timm`)."""
+    with :data:`_TINY_PE_TRUNK_KWARGS` (registered lazily by :func:`register_tiny_timm`)."""
     from timm.models.eva import vit_pe_core_tiny_patch16_384
 
     if pretrained:
@@ -178,7 +181,7 @@ def qfeat_tiny_pe_core_patch4_32(pretrained: bool = False, **kwargs: Any) -> nn.
     return vit_pe_core_tiny_patch16_384(pretrained=False, **{**_TINY_PE_TRUNK_KWARGS, **kwargs})
 
 
-def _register_tiny_timm() -> None:
+def register_tiny_timm() -> None:
     """Register :data:`TINY_PE_TIMM_NAME` with timm once (open_clip 3.3 has no way to pass
     extra kwargs to ``timm.create_model``, so a toy-size PE needs its own entrypoint)."""
     import timm
@@ -192,7 +195,7 @@ def _register_tiny_configs() -> None:
     """Add the tiny JSON configs to open_clip's registry once per process."""
     import open_clip
 
-    _register_tiny_timm()
+    register_tiny_timm()
     if all(n in open_clip.list_models() for n in OPEN_CLIP_NAMES.values()):
         return
     with tempfile.TemporaryDirectory(prefix="qfeat-clip-configs-") as folder:
@@ -274,9 +277,9 @@ def _seeded_create(oc_name: str, pretrained: str | None, seed: int, pre: dict) -
 
     from qfeat.pipeline.models.pe_meta import is_meta_pe, load_meta_pe, unwrap
 
-    meta = pretrained is not None and is_meta_pe(unwrap(_peek(pretrained)))
+    meta = pretrained is not None and is_meta_pe(unwrap(peek_checkpoint(pretrained)))
     root = logging.getLogger()
-    quiet = _RandomInitNotice()
+    quiet = RandomInitNotice()
     if not pretrained or meta:  # random init asked for, or weights loaded below
         root.addFilter(quiet)
     # a file loaded strictly (open_clip's load_checkpoint, load_meta_pe) replaces every
@@ -302,7 +305,7 @@ def _seeded_create(oc_name: str, pretrained: str | None, seed: int, pre: dict) -
     return model
 
 
-def _peek(path: str) -> Any:
+def peek_checkpoint(path: str) -> Any:
     """A checkpoint memory-mapped (no read of the tensors), to look at its keys."""
     if Path(path).suffix.lower() == ".safetensors":
         return {}
@@ -312,7 +315,7 @@ def _peek(path: str) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
-class _RandomInitNotice:
+class RandomInitNotice:
     """Drops open_clip's "No pretrained weights loaded ... initialized randomly" record."""
 
     def filter(self, record) -> bool:
@@ -338,7 +341,7 @@ def _resolve(name: str, pretrained: str, seed: int, tiny: bool) -> tuple[str, di
             raise FileNotFoundError(
                 f"clip model folder {name.removeprefix('local-dir:')} not found"
             )
-        _register_tiny_timm()  # a folder saved from a tiny-pe variant names its timm trunk
+        register_tiny_timm()  # a folder saved from a tiny-pe variant names its timm trunk
         return name, {}  # config, preprocess and weights come from the folder
     if name not in open_clip.list_models():
         raise ValueError(f"unknown open_clip model '{name}' (see open_clip.list_models())")

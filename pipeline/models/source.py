@@ -70,6 +70,22 @@ def require_file(source: ModelSource, setting: str, what: str, example: str) -> 
     )
 
 
+# the file open_clip's create_model("local-dir:FOLDER") loads, in its own order of choice
+LOCAL_DIR_PREFERRED = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
+                       "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth",
+                       "model.safetensors", "pytorch_model.bin", "pytorch_model.pth",
+                       "model.pth")  # fmt: skip
+
+
+def local_dir_weights(folder: Path) -> Path | None:
+    """The weights file open_clip loads from a ``local-dir:`` folder, or None (open_clip
+    then builds the model with *random* weights and only logs a warning)."""
+    found = sorted(p for ext in ("safetensors", "bin", "pth") for p in folder.glob(f"*.{ext}"))
+    found.sort(key=lambda p: p.suffix != ".safetensors")  # stable: then by name
+    preferred = [p for name in LOCAL_DIR_PREFERRED for p in found if p.name == name]
+    return (preferred or found or [None])[0]
+
+
 PICKLED = (".pth", ".pt", ".bin", ".ckpt", ".pkl")
 
 
@@ -118,6 +134,7 @@ def require_plain_weights(path: Path, setting: str) -> None:
 
 __all__ = [
     "ModelSource",
+    "local_dir_weights",
     "looks_like_hub_id",
     "parse_source",
     "require_file",

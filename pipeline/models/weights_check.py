@@ -45,9 +45,10 @@ def file_state(path: Path) -> dict[str, Any]:
 
         with safe_open(str(path), framework="pt") as f:
             return {k: _Slice(tuple(f.get_slice(k).get_shape())) for k in f.keys()}  # noqa: SIM118 (not iterable)
-    from qfeat.pipeline.models.clip_build import _peek  # mmap, the legacy format read whole
+    # memory-mapped; the legacy (non-zip) format is read whole
+    from qfeat.pipeline.models.clip_build import peek_checkpoint
 
-    return unwrap(_peek(str(path)))
+    return unwrap(peek_checkpoint(str(path)))
 
 
 class _Slice:
@@ -84,24 +85,30 @@ def sam_shapes(model: str) -> tuple[Shapes, int]:
     return meta_shapes(lambda: sam_model_registry[model](checkpoint=None))
 
 
-@functools.cache
-def open_clip_shapes(name: str) -> tuple[Shapes, int, nn.Module]:
+def _open_clip_meta(name: str) -> tuple[Shapes, int, nn.Module]:
+    """open_clip model ``name`` (a config name or ``local-dir:FOLDER``, whose config is
+    read and whose weights are not) built on the meta device."""
     import logging
 
     import open_clip
 
-    from qfeat.pipeline.models.clip_build import _RandomInitNotice
+    from qfeat.pipeline.models.clip_build import RandomInitNotice
 
     root = logging.getLogger()
-    quiet = _RandomInitNotice()
+    quiet = RandomInitNotice()
     root.addFilter(quiet)
     try:
         with torch.device("meta"), torch.random.fork_rng(devices=[]):
-            model = open_clip.create_model(name, pretrained=None, device="meta")
+            model = open_clip.create_model(name, load_weights=False, device="meta")
     finally:
         root.removeFilter(quiet)
     state = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     return state, sum(p.numel() for p in model.parameters()), model
+
+
+@functools.cache
+def open_clip_shapes(name: str) -> tuple[Shapes, int, nn.Module]:
+    return _open_clip_meta(name)
 
 
 @functools.cache
@@ -177,6 +184,35 @@ def check_open_clip(path: Path, name: str) -> int:
     # open_clip fills a missing bias of PE's patch embedding (Meta's conv1 has none)
     check_file(path, expected, f"open_clip {name}", ("patch_embed.proj.bias",), convert)
     return params
+
+
+def check_open_clip_folder(folder: Path) -> tuple[int, Path]:
+    """``(parameters, weights file)`` of a ``local-dir:`` folder whose weights hold the
+    shapes its ``open_clip_config.json`` builds; a DatasetError naming what is not so."""
+    from qfeat.pipeline.models.clip_build import register_tiny_timm
+    from qfeat.pipeline.models.source import local_dir_weights
+
+    config = folder / "open_clip_config.json"
+    if not config.is_file():
+        raise DatasetError(
+            f"{folder} holds no open_clip_config.json (a local-dir: model is a folder laid out "
+            "like open_clip's hub repos)"
+        )
+    weights = local_dir_weights(folder)
+    if weights is None:
+        raise DatasetError(
+            f"{folder} holds no weights file (open_clip_model.safetensors or "
+            "open_clip_pytorch_model.bin); open_clip would build random weights"
+        )
+    register_tiny_timm()  # a folder saved from a tiny-pe model names qfeat's timm trunk
+    try:
+        expected, params, _ = _open_clip_meta(f"local-dir:{folder}")
+    except Exception as exc:  # noqa: BLE001 - a config open_clip cannot build
+        raise DatasetError(
+            f"{config} does not build an open_clip model ({str(exc).splitlines()[0][:160]})"
+        ) from None
+    check_file(weights, expected, f"the model {config.name} describes", ("patch_embed.proj.bias",))
+    return params, weights
 
 
 def check_vlm_folder(folder: Path) -> int:

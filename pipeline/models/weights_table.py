@@ -73,6 +73,12 @@ def needs(cfg: dict[str, Any], stages: list[str]) -> list[Need]:
         weights_key, arch_key = SETTINGS[stage]
         section = cfg.get(stage) or {}
         arch = str(section.get(arch_key, ""))
+        if stage == "clip" and arch.startswith("local-dir:"):  # the folder is the weights
+            rows.append(Need("clip.model", "open_clip folder", "open_clip_config.json + "
+                             + OPEN_CLIP_FILES, "open_clip's hub layout",
+                             "a model repo's files, as huggingface_hub downloads them",
+                             arch))  # fmt: skip
+            continue
         rows.append(_describe_need(stage, weights_key, arch, str(section.get(weights_key, ""))))
     return rows
 
@@ -102,6 +108,8 @@ def check(need: Need, cfg: dict[str, Any]) -> Need:
     """Fill ``need``'s status, parameter count and, for a good local file, its sha256."""
     stage = need.setting.split(".")[0]
     arch = str(cfg[stage][SETTINGS[stage][1]])
+    if stage == "clip" and arch.startswith("local-dir:"):
+        return _check_local_dir(need, Path(arch.removeprefix("local-dir:")).expanduser())
     if arch == "tiny" or arch.startswith(("clip:tiny", "tiny-", "local-dir:")):
         need.status, need.message = (
             "built in",
@@ -129,14 +137,36 @@ def check(need: Need, cfg: dict[str, Any]) -> Need:
     except DatasetError as exc:
         need.status, need.message = "wrong", str(exc)
         return need
-    from qfeat.cache.fingerprint import model_identity
-
-    digest = model_identity(arch, source.path)["sha256"]
-    if isinstance(digest, dict):  # a folder: one digest over its files' digests
-        digest = hashlib.sha256(json.dumps(digest, sort_keys=True).encode()).hexdigest()
-    need.status, need.sha256 = "ok", digest
+    need.status, need.sha256 = "ok", _digest(arch, source.path)
     need.message = f"matches {need.architecture}"
     return need
+
+
+def _check_local_dir(need: Need, folder: Path) -> Need:
+    """An open_clip ``local-dir:`` folder: there, with a config open_clip builds and a
+    weights file of that config's shapes (the file open_clip would load)."""
+    if not folder.is_dir():
+        need.status, need.message = "missing", f"{folder} does not exist"
+        return need
+    try:
+        need.parameters, weights = wc.check_open_clip_folder(folder)
+    except DatasetError as exc:
+        need.status, need.message = "wrong", str(exc)
+        return need
+    need.status, need.sha256 = "ok", _digest(need.given, folder)
+    need.message = f"{weights.name} matches open_clip_config.json"
+    return need
+
+
+def _digest(arch: str, path: Path) -> str:
+    """The file's sha256 as the stages record it (remembered for the next run); for a
+    folder, one digest over its files' digests."""
+    from qfeat.cache.fingerprint import model_identity
+
+    digest = model_identity(arch, path)["sha256"]
+    if isinstance(digest, dict):
+        digest = hashlib.sha256(json.dumps(digest, sort_keys=True).encode()).hexdigest()
+    return digest
 
 
 def _parameters(stage: str, arch: str, cfg: dict[str, Any]) -> int | None:

@@ -21,7 +21,12 @@ import pyarrow as pa
 
 from qfeat.cache.fingerprint import model_identity
 from qfeat.errors import DatasetError, ItemError, OptionError
-from qfeat.pipeline.models.source import parse_source, require_file, require_plain_weights
+from qfeat.pipeline.models.source import (
+    local_dir_weights,
+    parse_source,
+    require_file,
+    require_plain_weights,
+)
 from qfeat.pipeline.stages.base import Stage, item_upstream
 from qfeat.pipeline.stages.settings import ClipSettings
 from qfeat.pipeline.video.reader import VideoError, read_video
@@ -87,6 +92,14 @@ class ClipStage(Stage):
                     f"clip.model={self.cfg['model']}: {folder} holds no open_clip_config.json "
                     "(a local-dir: model is a folder laid out like open_clip's hub repos)"
                 )
+            weights = local_dir_weights(folder)
+            if weights is None:  # open_clip would build random weights with a log line
+                raise DatasetError(
+                    f"clip.model={self.cfg['model']}: {folder} holds no weights file; put the "
+                    "model's open_clip_model.safetensors (or open_clip_pytorch_model.bin) "
+                    "beside its open_clip_config.json"
+                )
+            require_plain_weights(weights, "clip.model")
             return  # its weights come from the folder, not clip.pretrained
         source = parse_source(self.cfg["pretrained"])
         if self._tiny() or source.kind == "random":
