@@ -86,3 +86,43 @@ def test_tiny_text_identity_carries_the_toy_architecture(monkeypatch):
     assert before["arch"] == clip_build.tiny_architecture("tiny-vit")
     monkeypatch.setitem(clip_build.TINY_CONFIGS["tiny-vit"]["text_cfg"], "layers", 3)
     assert TextStage(cfg, seed=0).model_identity()["arch"] != before["arch"]
+
+
+def test_local_dir_folder_is_the_text_model(stage, tmp_path):
+    """An open_clip folder (config + weights) as text.model: checked before work (no
+    weights file, or a pretrained file as well, is refused), hashed file by file, and it
+    embeds as the model saved in it; `qfeat weights` checks it as the text.model row."""
+    import json
+
+    import torch
+    from typer.testing import CliRunner
+
+    from qfeat.cli.main import app
+    from qfeat.errors import OptionError
+    from qfeat.pipeline.models import clip_build
+
+    folder = tmp_path / "tiny-vit-folder"
+    folder.mkdir()
+    config = {"model_cfg": clip_build.TINY_CONFIGS["tiny-vit"]}
+    (folder / "open_clip_config.json").write_text(json.dumps(config))
+    model = f"local-dir:{folder}"
+    with pytest.raises(DatasetError, match="holds no weights file"):
+        TextStage({"model": model, "pretrained": ""}).check()
+    saved, _ = clip_build.build_clip("tiny-vit", seed=0)  # the tiny text stage's model
+    torch.save(saved.state_dict(), folder / "open_clip_pytorch_model.bin")
+    with pytest.raises(OptionError, match="leave text.pretrained empty"):
+        TextStage({"model": model, "pretrained": "random"}).check()
+
+    local = TextStage({"model": model, "pretrained": ""}, seed=5)
+    local.check()
+    assert set(local.model_identity()["sha256"]) == {
+        "open_clip_config.json", "open_clip_pytorch_model.bin"}  # fmt: skip
+    local.upstream_config = stage.upstream_config
+    local.load()
+    texts = ["a red ball. colour: good", "blue sky"]
+    np.testing.assert_allclose(local.encode(texts), stage.encode(texts), rtol=1e-5, atol=1e-6)
+
+    result = CliRunner().invoke(app, ["weights", "--json", "--preset", "tiny", "--stages",
+                                      "text", "--set", f"text.model={model}"])  # fmt: skip
+    [row] = json.loads(result.stdout)["weights"]
+    assert result.exit_code == 0 and (row["setting"], row["status"]) == ("text.model", "ok")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from qfeat.errors import DatasetError
+from qfeat.errors import DatasetError, OptionError
 
 Kind = Literal["random", "none", "file", "folder", "hub", "missing"]
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -86,6 +86,43 @@ def local_dir_weights(folder: Path) -> Path | None:
     return (preferred or found or [None])[0]
 
 
+def local_dir(model: str) -> Path | None:
+    """The folder of an open_clip ``local-dir:FOLDER`` model name, else None."""
+    return (
+        Path(model.removeprefix("local-dir:")).expanduser()
+        if model.startswith("local-dir:")
+        else None
+    )
+
+
+def require_open_clip_folder(model: str, setting: str, pretrained: str = "") -> Path:
+    """The folder of ``local-dir:`` model ``model`` (``setting``: e.g. ``clip.model``), or
+    an error before any work: a ``pretrained`` file given too (OptionError), no
+    ``open_clip_config.json``, no weights file (open_clip would build random weights and
+    only log it), or a pickle that is not plain tensors."""
+    if pretrained:
+        section = setting.split(".")[0]
+        raise OptionError(
+            f"{setting}={model} takes its weights from the folder; leave {section}.pretrained "
+            f"empty (it is {pretrained!r})"
+        )
+    folder = local_dir(model)
+    if folder is None or not (folder / "open_clip_config.json").is_file():
+        raise DatasetError(
+            f"{setting}={model}: {folder} holds no open_clip_config.json (a local-dir: model "
+            "is a folder laid out like open_clip's hub repos)"
+        )
+    weights = local_dir_weights(folder)
+    if weights is None:
+        raise DatasetError(
+            f"{setting}={model}: {folder} holds no weights file; put the model's "
+            "open_clip_model.safetensors (or open_clip_pytorch_model.bin) beside its "
+            "open_clip_config.json"
+        )
+    require_plain_weights(weights, setting)
+    return folder
+
+
 PICKLED = (".pth", ".pt", ".bin", ".ckpt", ".pkl")
 
 
@@ -134,9 +171,11 @@ def require_plain_weights(path: Path, setting: str) -> None:
 
 __all__ = [
     "ModelSource",
+    "local_dir",
     "local_dir_weights",
     "looks_like_hub_id",
     "parse_source",
     "require_file",
+    "require_open_clip_folder",
     "require_plain_weights",
 ]

@@ -186,32 +186,25 @@ def check_open_clip(path: Path, name: str) -> int:
     return params
 
 
-def check_open_clip_folder(folder: Path) -> tuple[int, Path]:
-    """``(parameters, weights file)`` of a ``local-dir:`` folder whose weights hold the
-    shapes its ``open_clip_config.json`` builds; a DatasetError naming what is not so."""
+def check_open_clip_folder(model: str, setting: str) -> tuple[int, Path]:
+    """``(parameters, weights file)`` of ``local-dir:`` model ``model`` whose weights hold
+    the shapes its ``open_clip_config.json`` builds; a DatasetError naming what is not so
+    (the stages' own checks first: config and weights file there, plain tensors)."""
     from qfeat.pipeline.models.clip_build import register_tiny_timm
-    from qfeat.pipeline.models.source import local_dir_weights
+    from qfeat.pipeline.models.source import local_dir_weights, require_open_clip_folder
 
-    config = folder / "open_clip_config.json"
-    if not config.is_file():
-        raise DatasetError(
-            f"{folder} holds no open_clip_config.json (a local-dir: model is a folder laid out "
-            "like open_clip's hub repos)"
-        )
+    folder = require_open_clip_folder(model, setting)
     weights = local_dir_weights(folder)
-    if weights is None:
-        raise DatasetError(
-            f"{folder} holds no weights file (open_clip_model.safetensors or "
-            "open_clip_pytorch_model.bin); open_clip would build random weights"
-        )
     register_tiny_timm()  # a folder saved from a tiny-pe model names qfeat's timm trunk
     try:
         expected, params, _ = _open_clip_meta(f"local-dir:{folder}")
     except Exception as exc:  # noqa: BLE001 - a config open_clip cannot build
         raise DatasetError(
-            f"{config} does not build an open_clip model ({str(exc).splitlines()[0][:160]})"
+            f"open_clip cannot build the model its open_clip_config.json describes "
+            f"({str(exc).splitlines()[0][:160]})"
         ) from None
-    check_file(weights, expected, f"the model {config.name} describes", ("patch_embed.proj.bias",))
+    check_file(weights, expected, "the model open_clip_config.json describes",
+               ("patch_embed.proj.bias",))  # fmt: skip
     return params, weights
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from qfeat.errors import DatasetError
 from qfeat.pipeline.models import weights_check as wc
-from qfeat.pipeline.models.source import parse_source
+from qfeat.pipeline.models.source import local_dir, parse_source
 
 SAM_FILES = {"vit_h": "sam_vit_h_4b8939.pth", "vit_l": "sam_vit_l_0b3195.pth",
              "vit_b": "sam_vit_b_01ec64.pth"}  # fmt: skip
@@ -31,6 +31,8 @@ OPEN_CLIP_WHERE = {
     "https://huggingface.co/facebook/PE-Core-L14-336 (Meta's PE-Core-L14-336.pt)",
 }
 OPEN_CLIP_FILES = "open_clip_model.safetensors | open_clip_pytorch_model.bin"
+# stages whose model may be an open_clip local-dir: folder (config and weights in it)
+LOCAL_DIR_STAGES = ("text", "clip")
 SETTINGS = {  # stage -> (weights setting, architecture setting)
     "regions": ("checkpoint", "model"),
     "describe": ("model", "model"),
@@ -73,8 +75,8 @@ def needs(cfg: dict[str, Any], stages: list[str]) -> list[Need]:
         weights_key, arch_key = SETTINGS[stage]
         section = cfg.get(stage) or {}
         arch = str(section.get(arch_key, ""))
-        if stage == "clip" and arch.startswith("local-dir:"):  # the folder is the weights
-            rows.append(Need("clip.model", "open_clip folder", "open_clip_config.json + "
+        if stage in LOCAL_DIR_STAGES and arch.startswith("local-dir:"):  # the folder: weights
+            rows.append(Need(f"{stage}.model", "open_clip folder", "open_clip_config.json + "
                              + OPEN_CLIP_FILES, "open_clip's hub layout",
                              "a model repo's files, as huggingface_hub downloads them",
                              arch))  # fmt: skip
@@ -108,14 +110,10 @@ def check(need: Need, cfg: dict[str, Any]) -> Need:
     """Fill ``need``'s status, parameter count and, for a good local file, its sha256."""
     stage = need.setting.split(".")[0]
     arch = str(cfg[stage][SETTINGS[stage][1]])
-    if stage == "clip" and arch.startswith("local-dir:"):
-        return _check_local_dir(need, Path(arch.removeprefix("local-dir:")).expanduser())
-    if arch == "tiny" or arch.startswith(("clip:tiny", "tiny-", "local-dir:")):
-        need.status, need.message = (
-            "built in",
-            "no file needed: "
-            + ("the folder holds the weights" if arch.startswith("local-dir:") else "a toy model"),
-        )
+    if stage in LOCAL_DIR_STAGES and arch.startswith("local-dir:"):
+        return _check_local_dir(need)
+    if arch == "tiny" or arch.startswith(("clip:tiny", "tiny-")):
+        need.status, need.message = "built in", "no file needed: a toy model"
         return need
     source = parse_source(need.given, allow_hub=stage == "describe")
     try:
@@ -142,16 +140,18 @@ def check(need: Need, cfg: dict[str, Any]) -> Need:
     return need
 
 
-def _check_local_dir(need: Need, folder: Path) -> Need:
+def _check_local_dir(need: Need) -> Need:
     """An open_clip ``local-dir:`` folder: there, with a config open_clip builds and a
     weights file of that config's shapes (the file open_clip would load)."""
+    folder = local_dir(need.given)
     if not folder.is_dir():
         need.status, need.message = "missing", f"{folder} does not exist"
         return need
     try:
-        need.parameters, weights = wc.check_open_clip_folder(folder)
-    except DatasetError as exc:
-        need.status, need.message = "wrong", str(exc)
+        need.parameters, weights = wc.check_open_clip_folder(need.given, need.setting)
+    except DatasetError as exc:  # said after "setting=given: " already
+        need.status = "wrong"
+        need.message = str(exc).removeprefix(f"{need.setting}={need.given}: ")
         return need
     need.status, need.sha256 = "ok", _digest(need.given, folder)
     need.message = f"{weights.name} matches open_clip_config.json"

@@ -20,11 +20,12 @@ import pandas as pd
 import pyarrow as pa
 
 from qfeat.cache.fingerprint import model_identity
-from qfeat.errors import DatasetError, ItemError, OptionError
+from qfeat.errors import ItemError, OptionError
 from qfeat.pipeline.models.source import (
-    local_dir_weights,
+    local_dir,
     parse_source,
     require_file,
+    require_open_clip_folder,
     require_plain_weights,
 )
 from qfeat.pipeline.stages.base import Stage, item_upstream
@@ -67,8 +68,7 @@ class ClipStage(Stage):
 
     def _folder(self) -> Path | None:
         """The open_clip folder of a ``local-dir:`` model (config and weights inside)."""
-        model = str(self.cfg["model"])
-        return Path(model.removeprefix("local-dir:")) if model.startswith("local-dir:") else None
+        return local_dir(str(self.cfg["model"]))
 
     def model_identity(self) -> dict[str, Any]:
         pretrained = self.cfg["pretrained"]
@@ -86,20 +86,8 @@ class ClipStage(Stage):
                 f"clip.rope={self.cfg['rope']} applies to PE towers (PE-Core-*, tiny-pe), "
                 f"not clip.model={self.cfg['model']}; leave clip.rope=pe"
             )
-        if (folder := self._folder()) is not None:
-            if not (folder / "open_clip_config.json").is_file():
-                raise DatasetError(
-                    f"clip.model={self.cfg['model']}: {folder} holds no open_clip_config.json "
-                    "(a local-dir: model is a folder laid out like open_clip's hub repos)"
-                )
-            weights = local_dir_weights(folder)
-            if weights is None:  # open_clip would build random weights with a log line
-                raise DatasetError(
-                    f"clip.model={self.cfg['model']}: {folder} holds no weights file; put the "
-                    "model's open_clip_model.safetensors (or open_clip_pytorch_model.bin) "
-                    "beside its open_clip_config.json"
-                )
-            require_plain_weights(weights, "clip.model")
+        if self._folder() is not None:
+            require_open_clip_folder(self.cfg["model"], "clip.model", self.cfg["pretrained"])
             return  # its weights come from the folder, not clip.pretrained
         source = parse_source(self.cfg["pretrained"])
         if self._tiny() or source.kind == "random":

@@ -76,7 +76,7 @@ class TextSettings(Settings):
     """The open_clip text tower embeds each region's description and ratings."""
 
     section = "text"
-    model: str = "ViT-B-16"  # tiny | an open_clip model name
+    model: str = "ViT-B-16"  # tiny | an open_clip model name | local-dir:/open_clip/folder
     pretrained: str = ""  # local open_clip weights file, or "random"
     ratings: bool = True  # embed the rating words too (false: the --no-ratings ablation)
 
@@ -114,7 +114,7 @@ class ClipSettings(Settings):
     """CLIP features of the chosen frames, split at vision block L - K."""
 
     section = "clip"
-    model: str = "PE-Core-L-14-336"  # tiny | tiny-vit | an open_clip model name
+    model: str = "PE-Core-L-14-336"  # tiny | tiny-vit | an open_clip name | local-dir:/folder
     pretrained: str = ""  # local open_clip weights file, or "random"
     adapted_blocks: int = 6  # K: hidden states entering block L - K are cached
     dtype: str = "bfloat16"  # autocast on CUDA; CPU runs float32

@@ -20,7 +20,13 @@ import pandas as pd
 import pyarrow as pa
 
 from qfeat.cache.fingerprint import model_identity
-from qfeat.pipeline.models.source import parse_source, require_file, require_plain_weights
+from qfeat.pipeline.models.source import (
+    local_dir,
+    parse_source,
+    require_file,
+    require_open_clip_folder,
+    require_plain_weights,
+)
 from qfeat.pipeline.stages.base import Stage, item_upstream
 from qfeat.pipeline.stages.settings import TextSettings
 
@@ -80,6 +86,8 @@ class TextStage(Stage):
         return tiny_name(self._model_name()) is not None or random
 
     def model_identity(self) -> dict[str, Any]:
+        if (folder := local_dir(self.cfg["model"])) is not None:  # every file hashed
+            return model_identity(self.cfg["model"], folder)
         if self._random():
             from qfeat.pipeline.models.clip_build import random_identity
 
@@ -87,6 +95,9 @@ class TextStage(Stage):
         return model_identity(self._model_name(), self.cfg["pretrained"] or None)
 
     def check(self) -> None:
+        if local_dir(self.cfg["model"]) is not None:  # weights from the folder
+            require_open_clip_folder(self.cfg["model"], "text.model", self.cfg["pretrained"])
+            return
         if self._random():
             return
         source = parse_source(self.cfg["pretrained"])
@@ -107,6 +118,7 @@ class TextStage(Stage):
         model.visual = None  # only the text tower is used here
         self.model = model.to(self.device).eval()
         tiny = tiny_name(name)
+        # a local-dir: folder's config names its tokenizer (open_clip reads it there)
         self.tokenizer = open_clip.get_tokenizer(OPEN_CLIP_NAMES[tiny] if tiny else name)
         self.torch = torch
         with torch.inference_mode():
