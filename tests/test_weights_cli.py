@@ -106,6 +106,10 @@ def test_local_dir_folders_are_checked(tmp_path):
     assert "holds no weights file" in empty["message"]
     code, missing, _ = row("missing")
     assert code == 1 and missing["status"] == "missing"
+    both = weights("--preset", "tiny", "--stages", "clip",
+                   "--set", f"clip.model=local-dir:{tmp_path / 'good'}",
+                   "--set", "clip.pretrained=random")  # fmt: skip
+    assert both.exit_code == 2 and "leave clip.pretrained empty" in both.output  # as features
 
     cfg = resolve_config("tiny", [f"clip.model=local-dir:{tmp_path / 'empty'}"], STAGE_SETTINGS)
     stage = get_stage("clip")(cfg["clip"], seed=0)

@@ -96,8 +96,9 @@ def local_dir(model: str) -> Path | None:
 
 
 def require_open_clip_folder(model: str, setting: str, pretrained: str = "") -> Path:
-    """The folder of ``local-dir:`` model ``model`` (``setting``: e.g. ``clip.model``), or
-    an error before any work: a ``pretrained`` file given too (OptionError), no
+    """The weights file open_clip loads for ``local-dir:`` model ``model`` (``setting``:
+    e.g. ``clip.model``; the folder is its parent), or an error before any work: a
+    ``pretrained`` file given too (OptionError), no
     ``open_clip_config.json``, no weights file (open_clip would build random weights and
     only log it), or a pickle that is not plain tensors."""
     if pretrained:
@@ -120,7 +121,7 @@ def require_open_clip_folder(model: str, setting: str, pretrained: str = "") -> 
             "open_clip_config.json"
         )
     require_plain_weights(weights, setting)
-    return folder
+    return weights
 
 
 PICKLED = (".pth", ".pt", ".bin", ".ckpt", ".pkl")

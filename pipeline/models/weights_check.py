@@ -186,15 +186,16 @@ def check_open_clip(path: Path, name: str) -> int:
     return params
 
 
-def check_open_clip_folder(model: str, setting: str) -> tuple[int, Path]:
+def check_open_clip_folder(model: str, setting: str, pretrained: str) -> tuple[int, Path]:
     """``(parameters, weights file)`` of ``local-dir:`` model ``model`` whose weights hold
     the shapes its ``open_clip_config.json`` builds; a DatasetError naming what is not so
-    (the stages' own checks first: config and weights file there, plain tensors)."""
+    (the stages' own checks first: config and weights file there, plain tensors, and
+    an OptionError for a ``pretrained`` file given as well)."""
     from qfeat.pipeline.models.clip_build import register_tiny_timm
-    from qfeat.pipeline.models.source import local_dir_weights, require_open_clip_folder
+    from qfeat.pipeline.models.source import require_open_clip_folder
 
-    folder = require_open_clip_folder(model, setting)
-    weights = local_dir_weights(folder)
+    weights = require_open_clip_folder(model, setting, pretrained)
+    folder = weights.parent
     register_tiny_timm()  # a folder saved from a tiny-pe model names qfeat's timm trunk
     try:
         expected, params, _ = _open_clip_meta(f"local-dir:{folder}")

@@ -111,7 +111,7 @@ def check(need: Need, cfg: dict[str, Any]) -> Need:
     stage = need.setting.split(".")[0]
     arch = str(cfg[stage][SETTINGS[stage][1]])
     if stage in LOCAL_DIR_STAGES and arch.startswith("local-dir:"):
-        return _check_local_dir(need)
+        return _check_local_dir(need, str(cfg[stage].get("pretrained", "")))
     if arch == "tiny" or arch.startswith(("clip:tiny", "tiny-")):
         need.status, need.message = "built in", "no file needed: a toy model"
         return need
@@ -140,15 +140,16 @@ def check(need: Need, cfg: dict[str, Any]) -> Need:
     return need
 
 
-def _check_local_dir(need: Need) -> Need:
+def _check_local_dir(need: Need, pretrained: str) -> Need:
     """An open_clip ``local-dir:`` folder: there, with a config open_clip builds and a
-    weights file of that config's shapes (the file open_clip would load)."""
+    weights file of that config's shapes (the file open_clip would load); a
+    ``pretrained`` file given as well is refused as the stage refuses it."""
     folder = local_dir(need.given)
     if not folder.is_dir():
         need.status, need.message = "missing", f"{folder} does not exist"
         return need
     try:
-        need.parameters, weights = wc.check_open_clip_folder(need.given, need.setting)
+        need.parameters, weights = wc.check_open_clip_folder(need.given, need.setting, pretrained)
     except DatasetError as exc:  # said after "setting=given: " already
         need.status = "wrong"
         need.message = str(exc).removeprefix(f"{need.setting}={need.given}: ")
