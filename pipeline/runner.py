@@ -335,15 +335,27 @@ def _run_stage(
         futures[future] = shard
     for future in as_completed(list(futures)):
         shard = futures[future]
-        if future.status == "finished":
-            stats = future.result()
+        stats, why = shard_outcome(future)
+        if why is None:
             report.items_ok += stats["ok"]
             report.items_failed += stats["failed"]
             progress.shard_finished(stage_cls.name, stats["rows"])
         else:
-            report.shards_failed.append((shard.index, failure_reason(future)))
+            report.shards_failed.append((shard.index, why))
             progress.shard_finished(stage_cls.name, 0)
     report.seconds = time.perf_counter() - t0
+
+
+def shard_outcome(future) -> tuple[dict | None, str | None]:
+    """A shard task's stats, or why it has none. A task can finish just before the
+    scheduler dies: fetching its result then fails with a closed connection (an
+    OSError), which is the same lost-scheduler story, not a crash."""
+    try:
+        if future.status == "finished":
+            return future.result(), None
+        return None, failure_reason(future)
+    except OSError as exc:
+        return None, lost_scheduler(f"{type(exc).__name__} while asking for the result")
 
 
 def failure_reason(future) -> str:
@@ -353,9 +365,13 @@ def failure_reason(future) -> str:
     exc = future.exception() if future.status == "error" else None
     if exc is not None:
         return f"{type(exc).__name__}: {exc}"
+    return lost_scheduler(f"its task was {future.status} without an error")
+
+
+def lost_scheduler(what: str) -> str:
     return (
-        f"its task was {future.status} without an error: the Dask scheduler (or the "
-        "connection to it) went away; check the scheduler, then run the same command again"
+        f"{what}: the Dask scheduler (or the connection to it) went away; check the "
+        "scheduler, then run the same command again"
     )
 
 

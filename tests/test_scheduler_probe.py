@@ -113,3 +113,26 @@ def test_a_lost_task_says_what_happened():
     assert "NoneType" not in failure_reason(lost)
     failed = SimpleNamespace(status="error", exception=lambda: RuntimeError("shard broke"))
     assert failure_reason(failed) == "RuntimeError: shard broke"
+
+
+def test_a_result_lost_with_the_scheduler_is_a_failed_shard():
+    """CI 2026-12-03: a shard finished, then the scheduler died before its result was
+    fetched; `future.result()` raised CommClosedError and the driver crashed with a
+    traceback instead of the one-line scheduler message."""
+    from types import SimpleNamespace
+
+    from distributed.comm.core import CommClosedError
+
+    from qfeat.pipeline.runner import failure_reason, shard_outcome
+
+    def gone():
+        raise CommClosedError("in <TCP (closed) ConnectionPool.gather>: Stream is closed")
+
+    stats, why = shard_outcome(SimpleNamespace(status="finished", result=gone))
+    assert stats is None
+    assert why.startswith("CommClosedError while asking for the result")
+    assert "scheduler (or the connection to it) went away" in why
+    ok = SimpleNamespace(status="finished", result=lambda: {"ok": 2, "failed": 0, "rows": 2})
+    assert shard_outcome(ok) == ({"ok": 2, "failed": 0, "rows": 2}, None)
+    lost = SimpleNamespace(status="cancelled", exception=lambda: None)
+    assert shard_outcome(lost) == (None, failure_reason(lost))
