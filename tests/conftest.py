@@ -10,11 +10,17 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
+from tests import background
+
 
 def pytest_collection_modifyitems(items):
     for item in items:
         if "chromium" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.browser)
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(background, "qfeat-background")
 
 
 def _session_env(name: str, value: str):

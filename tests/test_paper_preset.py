@@ -25,7 +25,7 @@ from qfeat.cache.reader import open_stage
 from qfeat.cli.main import app
 from tests.fixtures.real_weights import write_all
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.background]
 SPLITS = ["train", "train", "val", "test"]
 
 

@@ -13,7 +13,7 @@ import json
 import pandas as pd
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.background]
 
 
 @pytest.fixture(scope="module")
