@@ -219,14 +219,13 @@ def test_tiny_weights_file_roundtrip(tmp_path, tiny_models):
 
 def test_local_dir_model(tmp_path, tiny_models):
     """An open_clip hub-style folder (config + weights + preprocess) loads offline."""
-    import json
+    from tests.fixtures.open_clip_folder import tiny_open_clip_folder
 
     model, info = tiny_models["tiny-pe"]
-    cfg = {"model_cfg": cb.TINY_CONFIGS["tiny-pe"], "preprocess_cfg": {"mean": [0.5] * 3}}
-    (tmp_path / "open_clip_config.json").write_text(json.dumps(cfg))
-    torch.save(model.state_dict(), tmp_path / "open_clip_pytorch_model.bin")
-    cb.build_clip("tiny-pe")  # registers the tiny timm trunk the folder's config names
-    loaded, loaded_info = cb.build_clip(f"local-dir:{tmp_path}")
+    source = tiny_open_clip_folder(
+        tmp_path, preprocess={"mean": [0.5] * 3}, state_dict=model.state_dict()
+    )
+    loaded, loaded_info = cb.build_clip(source)
     assert loaded_info.mean == (0.5, 0.5, 0.5) and loaded_info.size == info.size
     x = _pixels(info)
     with torch.no_grad():

@@ -10,7 +10,6 @@ import pytest
 import torch
 from torch import nn
 
-from qfeat.pipeline.models import clip_build as cb
 from qfeat.trainers.scma_release import from_release, to_release
 
 pytestmark = pytest.mark.slow
@@ -45,19 +44,18 @@ class ReleaseTrainables(nn.Module):
 def pe64(tmp_path_factory):
     """A tiny PE whose width equals its embedding size (64), as an open_clip folder: the
     release's projection adapter needs width == embedding size (PE-Core-L: 1024)."""
-    folder = tmp_path_factory.mktemp("pe64")
-    cfg = {**cb.TINY_CONFIGS["tiny-pe"], "embed_dim": 64}
-    (folder / "open_clip_config.json").write_text(
-        json.dumps({"model_cfg": cfg, "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.5] * 3}})
-    )
-    cb.register_tiny_timm()
     import open_clip
 
+    from tests.fixtures.open_clip_folder import tiny_open_clip_folder
+
+    folder = tmp_path_factory.mktemp("pe64")
+    preprocess = {"mean": [0.5] * 3, "std": [0.5] * 3}
+    source = tiny_open_clip_folder(folder, embed_dim=64, preprocess=preprocess)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = open_clip.create_model(f"local-dir:{folder}")
+        model = open_clip.create_model(source)
     torch.save(model.state_dict(), folder / "open_clip_pytorch_model.bin")
-    return f"local-dir:{folder}"
+    return source
 
 
 def test_names_round_trip():

@@ -100,12 +100,10 @@ def test_local_dir_folder_is_the_text_model(stage, tmp_path):
     from qfeat.cli.main import app
     from qfeat.errors import OptionError
     from qfeat.pipeline.models import clip_build
+    from tests.fixtures.open_clip_folder import tiny_open_clip_folder
 
     folder = tmp_path / "tiny-vit-folder"
-    folder.mkdir()
-    config = {"model_cfg": clip_build.TINY_CONFIGS["tiny-vit"]}
-    (folder / "open_clip_config.json").write_text(json.dumps(config))
-    model = f"local-dir:{folder}"
+    model = tiny_open_clip_folder(folder, "tiny-vit")
     with pytest.raises(DatasetError, match="holds no weights file"):
         TextStage({"model": model, "pretrained": ""}).check()
     saved, _ = clip_build.build_clip("tiny-vit", seed=0)  # the tiny text stage's model

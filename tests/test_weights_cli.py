@@ -58,13 +58,9 @@ def _tiny_open_clip_folder(folder, embed_dim: int = 32):
     """A tiny-pe open_clip folder with its config only; returns the model it describes."""
     import open_clip
 
-    from qfeat.pipeline.models import clip_build as cb
+    from tests.fixtures.open_clip_folder import tiny_open_clip_folder
 
-    folder.mkdir()
-    cfg = {**cb.TINY_CONFIGS["tiny-pe"], "embed_dim": embed_dim}
-    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg}))
-    cb.register_tiny_timm()
-    return open_clip.create_model(f"local-dir:{folder}")
+    return open_clip.create_model(tiny_open_clip_folder(folder, embed_dim=embed_dim))
 
 
 def test_local_dir_folders_are_checked(tmp_path):
