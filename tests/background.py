@@ -104,7 +104,8 @@ def pytest_collection_modifyitems(config, items: list) -> None:
     if os.environ.get(CHILD) or os.environ.get(INLINE) or config.option.collectonly:
         return
     marked = [i for i in items if i.get_closest_marker("background")]
-    if not marked or len(marked) == len(items):
+    kept = [i for i in items if not i.get_closest_marker("background")]
+    if not marked or not kept:
         return
     folder = config._tmp_path_factory.getbasetemp() / "background"
     child = Child([i.nodeid for i in marked], config.rootpath, folder)
@@ -115,7 +116,7 @@ def pytest_collection_modifyitems(config, items: list) -> None:
         stand_in.child = child
         stand_in.own_markers.extend(item.own_markers)  # parametrize, its own marks
         stand_ins.append(stand_in)
-    items[:] = [i for i in items if not i.get_closest_marker("background")] + stand_ins
+    items[:] = kept + stand_ins
 
 
 def pytest_runtest_logreport(report) -> None:

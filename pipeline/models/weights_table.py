@@ -111,7 +111,7 @@ def check(need: Need, cfg: dict[str, Any]) -> Need:
     stage = need.setting.split(".")[0]
     arch = str(cfg[stage][SETTINGS[stage][1]])
     if stage in LOCAL_DIR_STAGES and arch.startswith("local-dir:"):
-        return _check_local_dir(need, str(cfg[stage].get("pretrained", "")))
+        return _check_local_dir(need, str(cfg[stage]["pretrained"]))
     if arch == "tiny" or arch.startswith(("clip:tiny", "tiny-")):
         need.status, need.message = "built in", "no file needed: a toy model"
         return need
