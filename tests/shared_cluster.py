@@ -30,17 +30,31 @@ from contextlib import ExitStack, contextmanager
 PER_TEST = {"PYTEST_CURRENT_TEST", "QFEAT_DATA_ROOT", "QFEAT_CACHE_DIR", "QFEAT_RUNS_DIR"}
 # set in the parent's environment by Dask's nanny when it spawns a worker, kept there while
 # the session's cluster is open (`distributed.nanny.pre-spawn-environ`: every worker gets
-# them), or by torch on import (TORCHINDUCTOR_CACHE_DIR, the same in every process)
+# them), or by a library on import, the same in every process that imports it: torch
+# (TORCHINDUCTOR_CACHE_DIR), open_clip.tokenizer (TOKENIZERS_PARALLELISM); decord appends
+# its own folder to PATH (see _env)
 LIBRARY_SETS = {"__DASK_PARENT_PID", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                "MALLOC_TRIM_THRESHOLD_", "PYTHONHASHSEED", "TORCHINDUCTOR_CACHE_DIR"}  # fmt: skip
+                "MALLOC_TRIM_THRESHOLD_", "PYTHONHASHSEED", "TORCHINDUCTOR_CACHE_DIR",
+                "TOKENIZERS_PARALLELISM"}  # fmt: skip
+
+
+def _env() -> tuple:
+    """The environment a worker would be spawned with, less what libraries set on import:
+    without this, the first test that imported open_clip or decord made every later run
+    start a cluster of its own (about 40 worker processes a session, 10-15 s of imports
+    each)."""
+    skip = PER_TEST | LIBRARY_SETS
+    env = {k: v for k, v in os.environ.items() if k not in skip}
+    if "PATH" in env:
+        parts = env["PATH"].split(os.pathsep)
+        env["PATH"] = os.pathsep.join(p for p in parts if "site-packages" not in p)
+    return tuple(sorted(env.items()))
 
 
 def _state() -> tuple:
     """What a worker process inherits from the driver when it is spawned."""
-    skip = PER_TEST | LIBRARY_SETS
-    env = tuple(sorted((k, v) for k, v in os.environ.items() if k not in skip))
     path = tuple(p for p in sys.path if "dask-scratch-space" not in p)  # a scheduler's own
-    return env, os.getcwd(), path
+    return _env(), os.getcwd(), path
 
 
 def _drop_models() -> None:
