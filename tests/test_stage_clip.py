@@ -95,6 +95,29 @@ def test_failed_frames_row_gives_upstream_error(clips):
     assert not arrays["hidden"][1].any()
 
 
+def test_one_forward_per_batch_and_none_at_load(clips):
+    """Loading runs no forward (a PE-Core-L frame is ~10 s on a CPU); the shapes of the
+    zero arrays of failed items come from the shard's own forward, or from one blank
+    frame when every item of the shard failed."""
+    stage = clip_stage("tiny-pe")
+    calls = []
+    encode = stage.encode
+    stage.encode = lambda model, x, k: calls.append(len(x)) or encode(model, x, k)
+    rows = frames_rows(clips[:2])
+    rows[clips[1]["item_id"]] = {**rows[clips[1]["item_id"]], "status": "decode_error"}
+    _, arrays = stage.process_shard(clips[:2], {"frames": rows})
+    assert calls == [8] and arrays["hidden"].shape == (2, 8, 65, 64)
+
+    fresh = clip_stage("tiny-pe")
+    fresh.encode = stage.encode
+    failed = {k: {**r, "status": "decode_error"} for k, r in rows.items()}
+    table, arrays = fresh.process_shard(clips[:2], {"frames": failed})
+    assert table.column("status").to_pylist() == ["upstream_error"] * 2
+    assert calls == [8, 1]  # the blank frame, for the shapes
+    assert arrays["hidden"].shape == (2, 8, 65, 64) and not arrays["hidden"].any()
+    assert arrays["embeddings"].shape == (2, 8, 32) and arrays["pooled"].shape == (2, 8, 64)
+
+
 def test_features_demo_video_computes_frames_and_clip(qfeat, demo_video_data, tmp_path):
     cache = tmp_path / "cache"
     result = qfeat("features", "demo-video", "--root", str(demo_video_data), "--cache-dir",

@@ -112,18 +112,25 @@ class ClipStage(Stage):
         self.k = int(self.cfg["adapted_blocks"])
         self.torch, self.encode = torch, encode_frames
         self.autocast = self.device == "cuda" and self.cfg["dtype"] == "bfloat16"
-        probe = torch.zeros(1, 3, *self.pre.size, device=self.device)
-        with torch.inference_mode():
-            outputs = encode_frames(self.model, probe, self.k)
-        self.shapes = {
-            name: tuple(o.shape[1:]) for name, o in zip(self.arrays, outputs, strict=True)
-        }
+        self.shapes: dict[str, tuple[int, ...]] = {}  # per-frame shapes, from a forward
+
+    def _forward(self, pixels) -> dict[str, np.ndarray]:
+        """The arrays of ``pixels`` ``[N, 3, H, W]``; remembers their per-frame shapes."""
+        torch = self.torch
+        x = torch.as_tensor(pixels).to(self.device)
+        with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=self.autocast):
+            outputs = self.encode(self.model, x, self.k)
+        arrays = {n: o.float().cpu().numpy() for n, o in zip(self.arrays, outputs, strict=True)}
+        self.shapes = {name: a.shape[1:] for name, a in arrays.items()}
+        return arrays
 
     def schema(self) -> pa.Schema:
         return pa.schema([("frames", pa.int32()), ("reader", pa.string())])
 
     def array_shape(self, name: str) -> tuple[int, ...]:
         t = int(self.upstream_config["frames"]["num_frames"])
+        if not self.shapes:  # no frame encoded yet (every item failed): one blank frame
+            self._forward(np.zeros((1, 3, *self.pre.size), np.float32))
         return (t, *self.shapes[name])
 
     def _decode(self, item: dict[str, Any], frames_row: dict[str, Any]) -> tuple[np.ndarray, str]:
@@ -137,7 +144,6 @@ class ClipStage(Stage):
         return squash(frames, pre.size, pre.mean, pre.std, pre.interpolation), reader.name
 
     def process_shard(self, items: list[dict[str, Any]], upstream: dict[str, pd.DataFrame]):
-        torch = self.torch
         results: list[dict[str, Any]] = []
         pending: list[tuple[int, np.ndarray]] = []
         for i, item in enumerate(items):
@@ -158,13 +164,7 @@ class ClipStage(Stage):
         def flush() -> None:
             if not batch:
                 return
-            x = torch.from_numpy(np.concatenate([p for _, p in batch])).to(self.device)
-            with (
-                torch.inference_mode(),
-                torch.autocast("cuda", torch.bfloat16, enabled=self.autocast),
-            ):
-                outputs = self.encode(self.model, x, self.k)
-            arrays = {n: o.float().cpu().numpy() for n, o in zip(self.arrays, outputs, strict=True)}
+            arrays = self._forward(np.concatenate([p for _, p in batch]))
             start = 0
             for i, p in batch:
                 for name, values in arrays.items():
