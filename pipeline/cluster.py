@@ -16,6 +16,16 @@ from dataclasses import dataclass
 from qfeat.errors import DatasetError, OptionError
 
 ALLOWED_FAILURES = 2  # worker deaths one task may cause before it is reported as failed
+# Dask's housekeeping that only a dashboard reads: the workers' statistical profiler (a
+# 10 ms stack sampler in every worker, the dashboard's Profile page), the 500 ms system
+# monitor, and the 20 ms event-loop tick (it only times blocked loops, warned about after
+# 3 s). With Dask's defaults an idle 2-worker cluster used ~20 % of a core, ~5 % with
+# these (benchmarks/RESULTS.md); `--dashboard` keeps the defaults.
+QUIET_HOUSEKEEPING = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.admin.tick.interval": "1s",
+}
 
 
 @dataclass(frozen=True)
@@ -134,6 +144,7 @@ def connect(scheduler: str | None, resources: Resources, dashboard: bool = False
     settings = {
         "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
         "distributed.scheduler.worker-saturation": 1.0,
+        **({} if dashboard else QUIET_HOUSEKEEPING),
     }
     with dask.config.set(settings):
         if scheduler:

@@ -28,6 +28,8 @@ with connect(None, Resources("cpu", 2, 1), dashboard=False) as client:
         "workers": {a: w["services"] for a, w in info["workers"].items()},
         "worker_env": client.run(lambda: os.environ.get("OMP_NUM_THREADS")),
         "env_while_open": {k: os.environ.get(k) for k in KEYS},
+        "callbacks": client.run(lambda dask_worker: sorted(dask_worker.periodic_callbacks)),
+        "tick_s": client.run(lambda dask_worker: dask_worker._tick_interval),
     }
 found["env_after"] = {k: os.environ.get(k) for k in KEYS}
 print(json.dumps(found))
@@ -63,6 +65,10 @@ def test_embedded_cluster_opens_no_http_port_and_closes_quietly():
     assert set(info["worker_env"].values()) == {"1"}
     assert info["env_while_open"]["OMP_NUM_THREADS"] == "1"
     assert info["env_after"] == dict.fromkeys(info["env_after"])
+    # no dashboard, so none of Dask's housekeeping that only feeds one (cluster.py)
+    for callbacks in info["callbacks"].values():
+        assert "heartbeat" in callbacks and "profile" not in callbacks
+    assert set(info["tick_s"].values()) == {1.0}
 
 
 def test_dashboard_only_when_asked_and_on_loopback():
@@ -78,6 +84,8 @@ def test_dashboard_only_when_asked_and_on_loopback():
     info = json.loads(done.stdout.strip().splitlines()[-1])
     assert info["services"] == {"dashboard": 8787} or "already in use" in done.stderr
     assert info["listen"] == ["127.0.0.1"]
+    assert all("profile" in c for c in info["callbacks"].values())  # Dask's defaults
+    assert set(info["tick_s"].values()) == {0.02}
 
 
 @pytest.mark.parametrize("traces", ["none", "one"])
