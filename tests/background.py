@@ -119,15 +119,28 @@ def pytest_collection_modifyitems(config, items: list) -> None:
     items[:] = kept + stand_ins
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A stand-in's call lasts what the test's phases took in the child, so that
+    ``--durations`` shows them, not how long this process waited for the child."""
+    outcome = yield
+    if isinstance(item, BackgroundItem) and call.when == "call":
+        rows = item.child.reports(item.nodeid)
+        outcome.get_result().duration = sum(r["duration"] for r in rows)
+
+
 def pytest_runtest_logreport(report) -> None:
-    """In the child: append one phase's outcome to the results file."""
+    """In the child: append one phase's outcome and duration to the results file."""
     path = os.environ.get(CHILD)
-    if not path or (report.when != "call" and report.outcome == "passed"):
+    if not path:
         return
-    if report.outcome == "skipped" and isinstance(report.longrepr, tuple):
+    if report.outcome == "passed":
+        text = ""
+    elif report.outcome == "skipped" and isinstance(report.longrepr, tuple):
         text = report.longrepr[2]
     else:
         text = report.longreprtext
-    row = {"nodeid": report.nodeid, "when": report.when, "outcome": report.outcome}
+    row = {"nodeid": report.nodeid, "when": report.when, "outcome": report.outcome,
+           "duration": report.duration}  # fmt: skip
     with open(path, "a") as f:
         f.write(json.dumps({**row, "text": text}) + "\n")

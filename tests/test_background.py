@@ -5,6 +5,7 @@ one process."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ def pytest_configure(config):
 
 MARKED = """
 import os
+import time
 import pytest
 
 pytestmark = pytest.mark.background
@@ -51,6 +53,15 @@ def test_setup_fails_in_the_child(broken):
 @pytest.mark.parametrize("x", [1, 2])
 def test_parametrized(x):
     assert x == 1
+
+
+@pytest.fixture
+def slow_setup():
+    time.sleep(1.0)
+
+
+def test_takes_a_second_to_set_up(slow_setup):
+    pass
 """
 
 
@@ -69,8 +80,8 @@ def test_marked_tests_run_in_the_child_and_report_here(tmp_path):
     (tmp_path / "conftest.py").write_text(CONFTEST)
     (tmp_path / "test_marked.py").write_text(MARKED)
     (tmp_path / "test_plain.py").write_text("def test_here():\n    pass\n")
-    out = _pytest(tmp_path)
-    assert "3 failed, 3 passed, 1 skipped" in out, out
+    out = _pytest(tmp_path, "--durations=0", "--durations-min=0")
+    assert "3 failed, 4 passed, 1 skipped" in out, out
     assert "PASSED test_marked.py::test_child_is_pinned_to_one_thread" in out
     assert "FAILED test_marked.py::test_fails_in_the_child" in out
     assert "the child's own words" in out and "[call, in the background process]" in out
@@ -79,6 +90,11 @@ def test_marked_tests_run_in_the_child_and_report_here(tmp_path):
     assert "FAILED test_marked.py::test_parametrized[2]" in out
     assert "PASSED test_marked.py::test_parametrized[1]" in out
     assert "SKIPPED [1] " in out and "nothing to do here" in out
+    # --durations shows each test's own time in the child (setup included), not the
+    # time this process waited for the child (charged to the first stand-in before)
+    took = {m[1]: float(m[0]) for m in re.findall(r"([0-9.]+)s call +test_marked\.py::(\w+)", out)}
+    assert took["test_takes_a_second_to_set_up"] >= 1.0, out
+    assert took["test_child_is_pinned_to_one_thread"] < took["test_takes_a_second_to_set_up"]
 
 
 def test_marked_tests_alone_run_in_this_process(tmp_path):
