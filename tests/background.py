@@ -3,10 +3,12 @@
 Most of the suite keeps one core busy (subprocesses, Dask round trips, small models);
 the tests marked ``background`` (the paper preset's real-size models, the SCMA
 learnability training) are compute-bound. In a run that selects both kinds, the marked
-ones go to a child ``pytest`` started at collection, pinned to one thread
-(``QFEAT_THREADS=1``), while this process runs the others; each marked test then shows
-up here, at the end, with the child's outcome and failure text. Selecting only marked
-tests, ``--collect-only``, or ``QFEAT_TEST_INLINE=1`` runs them in this process as usual.
+ones go to a child ``pytest`` started at collection, which leaves one CPU to this
+process (``QFEAT_THREADS`` = the available CPUs less one, at least one: one thread on
+two cores; a ``QFEAT_THREADS`` the session was started with is kept), while this
+process runs the others; each marked test then shows up here, at the end, with the
+child's outcome and failure text. Selecting only marked tests, ``--collect-only``, or
+``QFEAT_TEST_INLINE=1`` runs them in this process as usual.
 
 The child writes one JSON line per test phase to the file named by
 ``QFEAT_TEST_CHILD`` (see :func:`pytest_runtest_logreport`); nothing is unpickled.
@@ -22,9 +24,20 @@ from pathlib import Path
 
 import pytest
 
+from qfeat.pipeline.threads import available_cpus
+
 CHILD = "QFEAT_TEST_CHILD"
 INLINE = "QFEAT_TEST_INLINE"
+THREADS = "QFEAT_THREADS"
 WAIT_S = 3600
+
+
+def child_env(environ: dict[str, str], results: Path, cpus: int) -> dict[str, str]:
+    """The child's environment on ``cpus`` available CPUs: its torch threads are all but
+    the one this process keeps busy (mostly one thread: imports, Dask round trips, small
+    models), unless the session was started with its own ``QFEAT_THREADS``."""
+    threads = environ.get(THREADS) or str(max(1, cpus - 1))
+    return {**environ, CHILD: str(results), THREADS: threads}
 
 
 class Child:
@@ -34,7 +47,7 @@ class Child:
         folder.mkdir(parents=True, exist_ok=True)
         self.results = folder / "results.jsonl"
         self.log = folder / "output.txt"
-        env = {**os.environ, CHILD: str(self.results), "QFEAT_THREADS": "1"}
+        env = child_env(dict(os.environ), self.results, available_cpus())
         args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                 "--basetemp", str(folder / "tmp"), *nodeids]  # fmt: skip
         with open(self.log, "w") as out:
