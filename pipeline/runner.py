@@ -296,7 +296,7 @@ def _run_stage(
 ) -> None:
     from distributed import as_completed
 
-    from qfeat.pipeline.worker import run_shard
+    from qfeat.pipeline.worker import release_on_workers, run_shard
 
     shards = plan_shards(item_ids, plan.request.shard_size)
     media = {s.index: media_hash(payload[i]["path"] for i in s.item_ids) for s in shards}
@@ -344,6 +344,8 @@ def _run_stage(
             report.shards_failed.append((shard.index, why))
             progress.shard_finished(stage_cls.name, 0)
     report.seconds = time.perf_counter() - t0
+    if todo:  # the next stage's model gets the memory
+        release_on_workers(client, stage_cls.name)
 
 
 def shard_outcome(future) -> tuple[dict | None, str | None]:

@@ -104,7 +104,10 @@ def test_pyav_fallback_reads_what_decord_reads(tmp_path):
     assert dec.lowres_luma(64).shape == pav.lowres_luma(64).shape == (12, 64, 64)
 
 
-def test_model_is_built_once_per_worker(monkeypatch):
+@pytest.fixture
+def model_stages(monkeypatch):
+    """Two registered stages, "counting" and "other", whose load builds a 1 MB "model"
+    and is counted; the worker's model cache starts empty."""
     from dataclasses import dataclass
 
     from qfeat.pipeline import worker
@@ -123,14 +126,42 @@ def test_model_is_built_once_per_worker(monkeypatch):
         settings = CountingSettings
 
         def load(self):
-            builds.append(1)
+            builds.append(self.name)
+            self.model = bytearray(1 << 20)
+
+    class Other(Counting):
+        name = "other"
 
     monkeypatch.setitem(STAGES, "counting", Counting)
+    monkeypatch.setitem(STAGES, "other", Other)
     monkeypatch.setattr(worker, "_MODELS", {})
+    return worker, builds
+
+
+def test_model_is_built_once_per_worker(model_stages):
+    worker, builds = model_stages
     a = worker._stage_instance("counting", {"x": 1}, 0, "cpu")
     b = worker._stage_instance("counting", {"x": 1}, 0, "cpu")
     c = worker._stage_instance("counting", {"x": 2}, 0, "cpu")
     assert a is b and a is not c and len(builds) == 2
+
+
+def test_a_finished_stage_gives_its_models_back(model_stages):
+    """The runner has every worker drop a stage's models when the stage ends, so that
+    the next stage's model (Qwen2.5-VL after SAM) gets the memory."""
+    import gc
+    import weakref
+
+    worker, _ = model_stages
+    built = [worker._stage_instance("counting", {"x": x}, 0, "cpu") for x in (1, 2)]
+    other = worker._stage_instance("other", {"x": 1}, 0, "cpu")
+    gone = [weakref.ref(s) for s in built]
+    del built
+    assert worker.release_models("counting") == 2
+    gc.collect()
+    assert [ref() for ref in gone] == [None, None]  # nothing else held them
+    assert list(worker._MODELS.values()) == [other]
+    assert worker.release_models("counting") == 0
 
 
 def test_stage_names_the_command_for_a_missing_upstream(qfeat, tmp_path):

@@ -1,6 +1,6 @@
-"""A worker keeps the stage models it built between runs (a long-lived cluster given
-with --scheduler): a weights file replaced under the same path is loaded again, not
-served by the model built from the old file."""
+"""A worker's stage models on a long-lived cluster (--scheduler): a weights file replaced
+under the same path is loaded again, not served by the model built from the old file,
+and a stage's models are dropped when the stage ends."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from qfeat.cache.reader import open_stage
 
 
 def test_a_weights_file_replaced_in_place_is_loaded_again(qfeat, demo_image_data, tmp_path):
-    from distributed import LocalCluster
+    from distributed import Client, LocalCluster
     from torchvision.models import resnet18
+
+    from qfeat.pipeline import worker
 
     weights = tmp_path / "resnet18.pth"
 
@@ -29,9 +31,11 @@ def test_a_weights_file_replaced_in_place_is_loaded_again(qfeat, demo_image_data
         return stage.manifest["model"]["sha256"], stage.array("features")
 
     with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1",
-                      dashboard_address=None) as cluster:  # fmt: skip
+                      dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
         write(0)
         old_sha, old = features(tmp_path / "a", cluster.scheduler_address)
+        # the stage ended: its worker holds no model (the next stage gets the memory)
+        assert list(client.run(lambda: len(worker._MODELS)).values()) == [0]
         write(1)
         new_sha, new = features(tmp_path / "b", cluster.scheduler_address)
     with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1",
