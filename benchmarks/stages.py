@@ -38,7 +38,7 @@ def _peak_mb() -> float:
 def run(modality: str, items: int) -> dict[str, dict[str, Any]]:
     from qfeat.pipeline.config import load_preset
     from qfeat.pipeline.datasets import open_dataset
-    from qfeat.pipeline.stages import available, get_stage
+    from qfeat.pipeline.stages import get_stage, run_order
 
     preset = load_preset("tiny")
     out: dict[str, dict[str, Any]] = {}
@@ -49,7 +49,7 @@ def run(modality: str, items: int) -> dict[str, dict[str, Any]]:
             {"item_id": i.item_id, "path": str(i.path)} for i in adapter.list_items().items[:items]
         ]
         rows: dict[str, dict[str, dict]] = {}
-        for name in available(modality):
+        for name in run_order(modality):
             cls = get_stage(name)
             _reset_peak()
             t0 = time.perf_counter()

@@ -13,6 +13,7 @@ from qfeat.cli.errors import EXIT_DATA, interrupted, user_errors
 from qfeat.cli.progress import progress_bar
 from qfeat.pipeline.config import parse_options
 from qfeat.pipeline.runner import RunRequest, StageReport, describe_failures, prepare, run
+from qfeat.pipeline.stages import stage_help
 
 app = typer.Typer()
 console = Console(highlight=False, soft_wrap=True)
@@ -153,7 +154,11 @@ def execute(request: RunRequest) -> None:
         raise typer.Exit(EXIT_DATA)
 
 
-@app.command("features")
+@app.command(
+    "features",
+    help="Compute a dataset's stages into the cache, skipping complete shards.\n\n"
+    f"Stages in run order: {stage_help()}.",
+)
 def features(
     dataset: Annotated[str, typer.Argument(help="Adapter name (see `qfeat datasets`).")],
     root: Root = None,
@@ -174,9 +179,6 @@ def features(
     retry_failed: RetryFailed = False,
     dashboard: Dashboard = False,
 ) -> None:
-    """Compute a dataset's stages into the cache, skipping complete shards.
-
-    Images: regions, describe, text, backbone. Videos: frames, clip."""
     args = locals()
     args["stages"] = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
     _execute(args)

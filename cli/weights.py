@@ -41,10 +41,10 @@ def weights(
     from qfeat.pipeline.config import resolve_config
     from qfeat.pipeline.models.vlm import quiet_transformers
     from qfeat.pipeline.models.weights_table import SETTINGS, check, needs
-    from qfeat.pipeline.stages.settings import STAGE_SETTINGS
+    from qfeat.pipeline.stages import stage_settings
 
     with user_errors():
-        cfg = resolve_config(preset or "paper", list(set_ or []), STAGE_SETTINGS)
+        cfg = resolve_config(preset or "paper", list(set_ or []), stage_settings())
         chosen = [s.strip() for s in stages.split(",")] if stages else list(SETTINGS)
         quiet_transformers()
         rows = [check(need, cfg) for need in needs(cfg, chosen)]

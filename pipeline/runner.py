@@ -27,8 +27,7 @@ from qfeat.pipeline.cluster import connect, plan_resources, resolve_device
 from qfeat.pipeline.config import default_preset, resolve_config
 from qfeat.pipeline.datasets import open_dataset, storage_name
 from qfeat.pipeline.datasets.duplicates import refuse_conflicts
-from qfeat.pipeline.stages import ORDER, PLANNED, STAGES, Stage, available, get_stage
-from qfeat.pipeline.stages.settings import STAGE_SETTINGS
+from qfeat.pipeline.stages import Stage, get_stage, run_order, stage_settings
 
 TASK_RETRIES = 2  # retries of a shard task that raised (worker deaths: cluster.ALLOWED_FAILURES)
 
@@ -124,8 +123,8 @@ def prepare(request: RunRequest) -> Plan:
     adapter = open_dataset(request.dataset, request.root, request.options)
     dataset = storage_name(adapter, request.name)
     preset = request.preset or default_preset(request.dataset)
-    config = resolve_config(preset, request.sets, STAGE_SETTINGS)
-    order = ORDER[adapter.modality]
+    config = resolve_config(preset, request.sets, stage_settings())
+    order = run_order(adapter.modality)
     if request.stages:
         unknown = [s for s in request.stages if s not in order]
         if unknown:
@@ -133,15 +132,9 @@ def prepare(request: RunRequest) -> Plan:
                 f"stage(s) {', '.join(unknown)} do not apply to {adapter.modality} datasets "
                 f"(stages: {', '.join(order)})"
             )
-        planned = [s for s in request.stages if s in PLANNED and s not in STAGES]
-        if planned:
-            raise DatasetError(
-                f"stage(s) {', '.join(planned)} are not implemented yet in this qfeat version "
-                f"(available: {', '.join(available(adapter.modality))})"
-            )
         stages = [s for s in order if s in request.stages]
     else:
-        stages = available(adapter.modality)
+        stages = list(order)
     device = resolve_device(request.device)
     built = {
         name: get_stage(name)(config[name], seed=config.get("seed", 0), device=device)

@@ -18,7 +18,8 @@ from qfeat.pipeline.config import (
     parse_options,
     resolve_config,
 )
-from qfeat.pipeline.stages.settings import STAGE_SETTINGS, DescribeSettings, FramesSettings
+from qfeat.pipeline.stages import stage_settings
+from qfeat.pipeline.stages.settings import DescribeSettings, FramesSettings
 from qfeat.trainers.settings import RSASettings, SCMASettings, trainer_settings
 
 
@@ -125,14 +126,14 @@ def test_locations_from_environment(monkeypatch, tmp_path):
 )
 def test_typed_settings_refuse_bad_values_as_usage_errors(bad, message):
     with pytest.raises(OptionError, match=message):
-        resolve_config("tiny", [bad], STAGE_SETTINGS)
+        resolve_config("tiny", [bad], stage_settings())
 
 
 def test_every_default_is_in_the_resolved_config():
     """A setting the preset does not name (describe.margin) is still in the resolved
     section, so it reaches the fingerprint, and --set accepts it."""
-    cfg = resolve_config("tiny", ["describe.margin=0.2"], STAGE_SETTINGS)
-    for name, cls in STAGE_SETTINGS.items():
+    cfg = resolve_config("tiny", ["describe.margin=0.2"], stage_settings())
+    for name, cls in stage_settings().items():
         assert set(cfg[name]) == set(cls.field_names())
     assert cfg["describe"]["margin"] == 0.2 and cfg["describe"]["min_new_tokens"] == 0
     assert "margin" not in load_preset("tiny")["describe"]
@@ -150,22 +151,22 @@ def test_changing_a_default_changes_the_fingerprint():
             upstream={}, dataset={"adapter": "demo"}, item_ids=["a"], shard_size=1,
         )["fingerprint"]  # fmt: skip
 
-    assert fp(STAGE_SETTINGS) != fp({**STAGE_SETTINGS, "describe": WiderMargin})
+    assert fp(stage_settings()) != fp({**stage_settings(), "describe": WiderMargin})
 
 
 def test_preset_may_leave_a_section_out_and_typos_in_presets_fail(tmp_path):
     short = tmp_path / "short.toml"
     short.write_text("seed = 1\n[regions]\nmodel = 'tiny'\n")
-    cfg = resolve_config(str(short), [], STAGE_SETTINGS)
+    cfg = resolve_config(str(short), [], stage_settings())
     assert cfg["frames"] == FramesSettings().as_dict() and cfg["regions"]["model"] == "tiny"
     typo = tmp_path / "typo.toml"
     typo.write_text("[frames]\nnum_frame = 4\n")
     with pytest.raises(OptionError, match="frames has no setting 'num_frame'.*num_frames"):
-        resolve_config(str(typo), [], STAGE_SETTINGS)
+        resolve_config(str(typo), [], stage_settings())
     wrong = tmp_path / "wrong.toml"
     wrong.write_text("[frames]\nnum_frames = 'eight'\n")
     with pytest.raises(OptionError, match="frames.num_frames: expected an integer"):
-        resolve_config(str(wrong), [], STAGE_SETTINGS)
+        resolve_config(str(wrong), [], stage_settings())
 
 
 def test_trainer_settings_are_typed_too():
@@ -183,5 +184,5 @@ def test_paper_preset_equals_the_defaults():
     """The paper preset's values are the classes' defaults (so leaving a section out of a
     preset means the paper's setting)."""
     paper = load_preset("paper")
-    for name, cls in {**STAGE_SETTINGS, "rsa": RSASettings, "scma": SCMASettings}.items():
+    for name, cls in {**stage_settings(), "rsa": RSASettings, "scma": SCMASettings}.items():
         assert cls.build(paper[name]) == cls(), name

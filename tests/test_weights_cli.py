@@ -72,8 +72,7 @@ def test_local_dir_folders_are_checked(tmp_path):
 
     from qfeat.errors import DatasetError
     from qfeat.pipeline.config import resolve_config
-    from qfeat.pipeline.stages import get_stage
-    from qfeat.pipeline.stages.settings import STAGE_SETTINGS
+    from qfeat.pipeline.stages import get_stage, stage_settings
 
     good = _tiny_open_clip_folder(tmp_path / "good")
     save_file(good.state_dict(), str(tmp_path / "good" / "open_clip_model.safetensors"))
@@ -107,7 +106,7 @@ def test_local_dir_folders_are_checked(tmp_path):
                    "--set", "clip.pretrained=random")  # fmt: skip
     assert both.exit_code == 2 and "leave clip.pretrained empty" in both.output  # as features
 
-    cfg = resolve_config("tiny", [f"clip.model=local-dir:{tmp_path / 'empty'}"], STAGE_SETTINGS)
+    cfg = resolve_config("tiny", [f"clip.model=local-dir:{tmp_path / 'empty'}"], stage_settings())
     stage = get_stage("clip")(cfg["clip"], seed=0)
     with pytest.raises(DatasetError, match="holds no weights file"):
         stage.check()

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from qfeat.pipeline.images import IMAGE_EXTENSIONS
-from qfeat.pipeline.stages import ORDER
+from qfeat.pipeline.stages import run_order
 from qfeat.trainers.loop import load_trained, predict
 from qfeat.trainers.predict_live import LiveStages
 from qfeat.trainers.rsa_data import build_rsa_data, needed_stages
@@ -38,7 +38,7 @@ class RsaScorer:
         self.head_cfg = head
         self.device = torch.device(device)
         self.live = LiveStages(
-            records, [s for s in ORDER["image"] if s in stages], device, run.name
+            records, [s for s in run_order("image") if s in stages], device, run.name
         )
         regions = records.get("regions")
         self.slots = int(regions["config"]["max_regions"]) + 1 if "regions" in stages else 1

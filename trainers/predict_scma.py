@@ -18,7 +18,7 @@ import torch
 
 from qfeat.cache.layout import stage_dir
 from qfeat.errors import DatasetError
-from qfeat.pipeline.stages import ORDER
+from qfeat.pipeline.stages import run_order
 from qfeat.pipeline.video.reader import VIDEO_EXTENSIONS
 from qfeat.trainers.loop import load_trained, predict
 from qfeat.trainers.predict_live import LiveStages
@@ -35,7 +35,7 @@ def stage_records(run: RunFolder) -> dict[str, Any]:
     """
     config = run.config
     records = dict(config.stages)
-    for name in ORDER["video"]:
+    for name in run_order("video"):
         if name in records:
             continue
         fingerprint = config.fingerprints.get(name, "")
@@ -72,7 +72,7 @@ class ScmaScorer:
         from qfeat.trainers.scma_train import tokenizer_for
 
         records = stage_records(run)
-        self.live = LiveStages(records, list(ORDER["video"]), device, run.name)
+        self.live = LiveStages(records, list(run_order("video")), device, run.name)
         self.run_name = run.name
         clip_stage = self.live.stages["clip"]
         clip_cfg = clip_stage.cfg

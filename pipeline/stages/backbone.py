@@ -40,6 +40,7 @@ def squash_normalise(rgb: np.ndarray, size: int, mean, std) -> np.ndarray:
 
 class BackboneStage(Stage):
     name = "backbone"
+    help = "a frozen backbone's feature map per image"
     settings = BackboneSettings
     version = 1
     modality = "image"

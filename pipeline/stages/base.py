@@ -60,6 +60,7 @@ def item_upstream(
 
 class Stage:
     name: ClassVar[str]
+    help: ClassVar[str]  # one line for `qfeat features --help`: what the stage computes
     version: ClassVar[int] = 1
     modality: ClassVar[str]
     upstream: ClassVar[tuple[str, ...]] = ()

@@ -55,6 +55,7 @@ def squash(frames: np.ndarray, size: tuple[int, int], mean, std, interpolation: 
 
 class ClipStage(Stage):
     name = "clip"
+    help = "CLIP embeddings and hidden tokens of the chosen frames"
     settings = ClipSettings
     version = 2
     modality = "video"

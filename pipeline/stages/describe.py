@@ -84,6 +84,7 @@ WINDOW = 1024  # regions whose views are held in memory (and sorted by size) at 
 
 class DescribeStage(Stage):
     name = "describe"
+    help = "a vision-language model describes and rates each region"
     settings = DescribeSettings
     version = 1
     modality = "image"

@@ -23,6 +23,7 @@ from qfeat.pipeline.video.sampling import frame_differences, sample
 
 class FramesStage(Stage):
     name = "frames"
+    help = "frame-difference sampling of T frames per video"
     settings = FramesSettings
     uses_torch = False  # decoding only
     version = 1

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 class RegionsStage(Stage):
     name = "regions"
+    help = "SAM masks as at most K disjoint regions plus a rest region"
     settings = RegionsSettings
     version = 1
     modality = "image"

@@ -126,16 +126,3 @@ class ClipSettings(Settings):
         self.at_least(1, "adapted_blocks")
         self.one_of("dtype", CLIP_DTYPES)
         self.one_of("rope", ("pe", "qclip-release"))
-
-
-STAGE_SETTINGS: dict[str, type[Settings]] = {
-    cls.section: cls
-    for cls in (
-        RegionsSettings,
-        DescribeSettings,
-        TextSettings,
-        BackboneSettings,
-        FramesSettings,
-        ClipSettings,
-    )
-}

@@ -70,6 +70,7 @@ def region_texts(row: dict[str, Any], with_ratings: bool = True) -> list[tuple[i
 
 class TextStage(Stage):
     name = "text"
+    help = "text embeddings of each region's description and ratings"
     settings = TextSettings
     version = 1
     modality = "image"
