@@ -2,8 +2,10 @@
 cheap checks of the data files against their done markers.
 
 - Every done marker and manifest carries ``seal_sha256``, the sha256 of its own
-  canonical JSON without that key; an edited record no longer matches (records written
-  before seals existed carry none and are taken as they are).
+  canonical JSON without that key; an edited record no longer matches, and a record
+  without a seal is damage too (a deleted seal hides an edit just as well). Caches
+  written before seals existed are sealed once by ``qfeat cache migrate``
+  (:mod:`qfeat.cache.migrate`), which checks each record against its files first.
 - A data file is intact when it has the size its marker records and either was not
   modified after the marker was written, or (modified later, e.g. copied without
   keeping times; or small) still matches the marker's sha256. Each file is hashed at
@@ -25,6 +27,10 @@ from qfeat.errors import DatasetError
 SEAL = "seal_sha256"
 ALWAYS_HASH_BYTES = int(os.environ.get("QFEAT_HASH_ON_READ_BYTES", 64 << 20))
 FIX = "run `qfeat cache verify --repair`, then the same `qfeat features` command recomputes it"
+UNSEALED = (
+    "has no seal (edited, or written before seals: `qfeat cache migrate` seals intact "
+    "records of such a cache once)"
+)
 
 _hashed: dict[tuple[str, int, int], str] = {}
 
@@ -40,9 +46,9 @@ def seal(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def seal_problem(record: dict[str, Any]) -> str | None:
-    """None when ``record``'s seal matches its content (or it has none)."""
+    """None when ``record`` carries a seal that matches its content."""
     if SEAL not in record:
-        return None
+        return UNSEALED
     body = {k: v for k, v in record.items() if k != SEAL}
     if sha256_text(canonical_json(body)) != record[SEAL]:
         return "was edited after it was written (its seal does not match)"
@@ -92,14 +98,12 @@ def manifest_damage(folder: Path, manifest: dict[str, Any]) -> str | None:
     or one whose content gives another fingerprint than the folder's name."""
     from qfeat.cache.fingerprint import fingerprint
 
-    if SEAL not in manifest:
-        return None  # written before seals: taken as it is
     if problem := seal_problem(manifest):
         return f"manifest.json {problem}"
     try:
         computed = fingerprint(manifest)
-    except KeyError as exc:
-        return f"manifest.json lacks {exc}"
+    except (KeyError, ValueError) as exc:
+        return f"manifest.json is incomplete ({exc})"
     if computed != Path(folder).name:
         return f"manifest.json describes fingerprint {computed}, not its folder's {folder.name}"
     return None

@@ -1,4 +1,4 @@
-"""`qfeat cache ls | verify | errors | gc`: inspect and maintain the feature cache."""
+"""`qfeat cache ls | verify | migrate | errors | gc`: inspect and maintain the feature cache."""
 
 from __future__ import annotations
 
@@ -110,6 +110,26 @@ def verify(
     console.print(summary + (" (repaired)" if fix and bad_total else ""))
     if bad_total and not fix:
         console.print("run `qfeat cache verify --repair` to remove them")
+        raise typer.Exit(EXIT_DATA)
+
+
+@app.command("migrate")
+def migrate(cache_dir: CacheDir = None) -> None:
+    """Seal, once, the records of a cache written before seals (each checked first)."""
+    from qfeat.cache.migrate import migrate as seal_records
+
+    root = default_cache_dir(cache_dir)
+    done = seal_records([stage.dir for stage in all_stages(root)])
+    for path in done.sealed:
+        console.print(f"sealed {shown(path)}")
+    for path, reason in done.refused:
+        console.print(f"[red]not sealed[/] {shown(path)}: {shown(reason)}")
+    if not done.sealed and not done.refused:
+        console.print(f"nothing to migrate: every record in {shown(root)} is sealed")
+        return
+    console.print(f"{len(done.sealed)} records sealed, {len(done.refused)} not sealed")
+    if done.refused:
+        console.print("run `qfeat cache verify --repair` to remove what could not be sealed")
         raise typer.Exit(EXIT_DATA)
 
 

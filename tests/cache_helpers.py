@@ -74,3 +74,9 @@ def record_edit(stage_dir, index):
         file = stage_dir / name
         marker["files"][name] = {"bytes": file.stat().st_size, "sha256": file_sha256(file)}
     path.write_text(json.dumps(seal(marker)))
+
+
+def stage_folder(cache, stage, ids, shard_size, config=None):
+    """An empty, sealed fingerprint folder of ``stage`` planned over ``ids``."""
+    manifest = manifest_for(stage=stage, config=config or {}, ids=ids, shard_size=shard_size)
+    return create_stage_dir(cache, "demo", manifest)

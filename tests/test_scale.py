@@ -119,11 +119,10 @@ def test_scma_trains_under_a_memory_cap_smaller_than_its_hidden_states(tmp_path)
     import sys
 
     from qfeat.cache.writer import ShardWriter
+    from tests.cache_helpers import stage_folder
 
     n = 5760  # x 66.5 KB = 383 MB
-    folder = tmp_path / "clip"
-    folder.mkdir()
-    (folder / "manifest.json").write_text('{"stage": "clip", "shards_total": 2}')
+    folder = stage_folder(tmp_path, "clip", [f"v{i:04d}" for i in range(n)], n // 2)
     tokens = np.random.default_rng(0).standard_normal((97, 8, 65, 64)).astype(np.float16)
     for index in range(2):
         rows = np.arange(index * n // 2, (index + 1) * n // 2)

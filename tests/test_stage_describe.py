@@ -184,13 +184,13 @@ def test_worker_shard_through_the_cache(stage, dataset, tmp_path, monkeypatch):
     """Regions rows read back from a cache shard (pandas cells) -> a written describe shard."""
     from qfeat.cache.writer import ShardWriter
     from qfeat.pipeline import worker
+    from tests.cache_helpers import stage_folder
 
     items, rows = dataset
-    regions_dir, describe_dir = tmp_path / "regions", tmp_path / "describe"
-    regions_dir.mkdir()
+    config = {"max_side": 1024, "max_regions": K}
+    regions_dir = stage_folder(tmp_path, "regions", sorted(rows), len(rows), config)
+    describe_dir = tmp_path / "describe"
     describe_dir.mkdir()
-    manifest = {"stage": "regions", "config": {"max_side": 1024, "max_regions": K}}
-    (regions_dir / "manifest.json").write_text(json.dumps({**manifest, "shards_total": 1}))
     schema = pa.schema([("item_id", pa.string()), ("error", pa.string()), *REGIONS_SCHEMA])
     records = [
         {"item_id": k, **{f: v for f, v in r.items() if f in schema.names}} for k, r in rows.items()

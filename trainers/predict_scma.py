@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from qfeat.cache.integrity import damaged, manifest_damage
 from qfeat.cache.layout import stage_dir
 from qfeat.errors import DatasetError
 from qfeat.pipeline.stages import run_order
@@ -47,6 +48,8 @@ def stage_records(run: RunFolder) -> dict[str, Any]:
                 f"({folder}) is gone, so the stage cannot be rerun as trained; retrain the run"
             )
         manifest = json.loads(path.read_text())
+        if problem := manifest_damage(folder, manifest):
+            raise damaged(folder, problem)
         records[name] = {
             "fingerprint": manifest["fingerprint"],
             "model": manifest["model"],
