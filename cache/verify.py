@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 
 from qfeat.cache.fingerprint import media_hash
@@ -101,6 +102,8 @@ def _check_h5(path: Path, arrays: dict, rows: int) -> str | None:
                 if list(data.shape) != spec["shape"] or data.shape[:1] != (rows,):
                     want = spec["shape"]
                     return f"{path.name}: array '{name}' has shape {data.shape}, expected {want}"
+                if np.issubdtype(data.dtype, np.floating) and not np.isfinite(data).all():
+                    return f"{path.name}: array '{name}' holds NaN or inf values"
     except Exception as exc:  # noqa: BLE001 - any HDF5 failure means unreadable
         return f"{path.name} is unreadable: {exc}"
     return None
