@@ -26,7 +26,7 @@ from qfeat.pipeline import paths
 from qfeat.pipeline.cluster import connect, plan_resources, resolve_device
 from qfeat.pipeline.config import default_preset, resolve_config
 from qfeat.pipeline.datasets import open_dataset, storage_name
-from qfeat.pipeline.datasets.duplicates import refuse_conflicts
+from qfeat.pipeline.datasets.duplicates import refuse_rejected
 from qfeat.pipeline.stages import Stage, get_stage, run_order, stage_settings
 
 TASK_RETRIES = 2  # retries of a shard task that raised (worker deaths: cluster.ALLOWED_FAILURES)
@@ -191,7 +191,7 @@ def run_lock(cache_dir: Path, dataset: str) -> Iterator[None]:
 def _run(plan: Plan, progress: Progress) -> list[StageReport]:
     request = plan.request
     listing = plan.adapter.listing()
-    refuse_conflicts(listing, plan.dataset)
+    refuse_rejected(listing, plan.dataset)
     items = listing.items[: request.limit] if request.limit else listing.items
     if not items:
         raise DatasetError(f"{plan.dataset}: no usable items (see `qfeat datasets check`)")

@@ -9,6 +9,7 @@ as :class:`ItemProblem` instead of raising, so one bad row never hides the other
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import ClassVar
@@ -185,6 +186,8 @@ class DatasetAdapter:
         item_id = safe_relative_path(rel)
         if source is not None and safe_relative_path(str(source).strip()) is None:
             item_id, rel = None, str(source).strip()
+        if item_id and ".." in PurePosixPath(rel).parts and not _same_file(self.root, rel, item_id):
+            item_id = None  # a `..` after a link: folding it would name another file
         if item_id is None:
             listing.problems.append(
                 ItemProblem(
@@ -230,6 +233,10 @@ class DatasetAdapter:
         )
 
 
+def _same_file(root: Path, rel: str, item_id: str) -> bool:
+    return os.path.realpath(root / rel) == os.path.realpath(root / item_id)
+
+
 def _first_link(root: Path, item_id: str) -> str | None:
     """The first symlink on the way from ``root`` to ``item_id`` (relative), or None."""
     here = root
@@ -243,15 +250,21 @@ def _first_link(root: Path, item_id: str) -> str | None:
 def safe_relative_path(rel: str) -> str | None:
     """Return ``rel`` as a clean POSIX relative path, or None when it escapes the root.
 
-    Absolute paths, Windows drive paths and any ``..`` component are rejected; ``./``
-    components are dropped so the item id is canonical.
+    Absolute paths, Windows drive paths and a ``..`` that climbs above the root are
+    rejected; ``./`` components are dropped and ``x/..`` pairs folded (``img/../img/a.png``
+    is ``img/a.png``), so the item id is canonical.
     """
     if not rel or rel.startswith("/") or (len(rel) > 1 and rel[1] == ":"):
         return None
-    parts = [p for p in PurePosixPath(rel).parts if p not in ("", ".")]
-    if not parts or any(p == ".." for p in parts):
-        return None
-    return "/".join(parts)
+    parts: list[str] = []
+    for part in PurePosixPath(rel).parts:
+        if part == "..":
+            if not parts:
+                return None  # above the root
+            parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+    return "/".join(parts) or None
 
 
 def parse_score(value: object) -> float | None:
