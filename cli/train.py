@@ -66,7 +66,12 @@ def metrics_table(metrics: dict, title: str) -> Table:
     valid, total = metrics.get("valid_splits"), metrics.get("n_splits")
     if valid is not None and total and valid < total:
         title += f" [yellow](statistics over {valid} of {total} splits: the others are undefined)"
-    table = Table(title=title)
+    notes = [
+        f"split {s.get('split')} ({s.get('test_set')}): {s['note']}"
+        for s in metrics.get("splits", [])
+        if s.get("note")
+    ]  # what was computed where it is not the usual logistic fit
+    table = Table(title=title, caption="\n".join(notes) or None, caption_justify="left")
     table.add_column("")
     for key in ("srcc", "krcc", "plcc", "plcc_raw", "rmse"):
         table.add_column(key + (" (logistic)" if key in ("plcc", "rmse") else ""))

@@ -149,11 +149,16 @@ def plcc(pred, mos) -> float:
 
 def evaluate(pred, mos) -> dict[str, Any]:
     """All metrics: ``srcc``, ``krcc``, ``plcc`` (logistic), ``plcc_raw``, ``rmse``,
-    ``n``, ``logistic_fit`` (``ok``; ``linear`` when the logistic cannot be fitted — too
-    few items, no convergence — and ``plcc``/``rmse`` are after a least-squares line
-    instead; ``decreasing`` when the fitted curve falls, so a negative correlation reads
-    as a positive ``plcc``; ``skipped``) and ``note`` (None unless degenerate, linear or
-    decreasing)."""
+    ``n``, ``logistic_fit``, ``mapping`` and ``note``.
+
+    ``logistic_fit``: ``ok``; ``linear`` when the logistic cannot be fitted (too few
+    items, no convergence) and ``plcc``/``rmse`` are after a least-squares line instead;
+    ``decreasing`` when the fitted logistic falls; ``skipped`` (degenerate input).
+    ``mapping``: ``increasing`` or ``decreasing`` (the fitted curve or line), None when
+    skipped. A decreasing mapping means the model ranks the items against their MOS:
+    ``plcc`` then keeps the sign of that relation (negative, like ``srcc`` and
+    ``plcc_raw``) instead of turning positive through the mapping. ``note`` (None unless
+    degenerate, linear or decreasing) says it in words."""
     pred = np.asarray(pred, dtype=np.float64).ravel()
     mos = np.asarray(mos, dtype=np.float64).ravel()
     if pred.shape != mos.shape:
@@ -166,6 +171,7 @@ def evaluate(pred, mos) -> dict[str, Any]:
         "plcc": math.nan,
         "rmse": math.nan,
         "logistic_fit": "skipped",
+        "mapping": None,
         "note": None,
     }
     if pred.size < 3:
@@ -183,23 +189,27 @@ def evaluate(pred, mos) -> dict[str, Any]:
         return out
     out["srcc"], out["krcc"], out["plcc_raw"] = srcc(pred, mos), krcc(pred, mos), plcc(pred, mos)
     params = fit_logistic(pred, mos)
+    notes = []
     if params is None:
         slope, intercept = np.polyfit(pred, mos, 1)
         mapped = slope * pred + intercept
-        out["logistic_fit"] = "linear"
-        out["note"] = (
+        out["logistic_fit"], falls = "linear", bool(slope < 0)
+        notes.append(
             f"the 4-parameter logistic could not be fitted on {pred.size} items: plcc and "
             "rmse are after a least-squares line"
         )
     else:
         mapped = logistic4(pred, *params)
-        out["logistic_fit"] = "ok"
-        if params[0] < params[1]:  # b1 < b2: the fitted curve falls
-            out["logistic_fit"] = "decreasing"
-            out["note"] = (
-                "the fitted logistic decreases: the model ranks these items against their MOS "
-                "(see srcc and plcc_raw); plcc after the mapping is positive only because of it"
-            )
-    out["plcc"] = plcc(mapped, mos)
+        falls = bool(params[0] < params[1])  # b1 < b2: the fitted curve falls
+        out["logistic_fit"] = "decreasing" if falls else "ok"
+    out["mapping"] = "decreasing" if falls else "increasing"
+    if falls:
+        notes.append(
+            "the fitted mapping decreases: the model ranks these items against their MOS "
+            "(see srcc and plcc_raw), so plcc keeps that negative sign"
+        )
+    out["note"] = "; ".join(notes) or None
+    fitted = plcc(mapped, mos)
+    out["plcc"] = -fitted if falls else fitted
     out["rmse"] = float(np.sqrt(np.mean((mapped - mos) ** 2)))
     return out

@@ -7,7 +7,8 @@ weights), ``split-NN.json`` and ``resume.json`` (resuming, :mod:`qfeat.trainers.
 
 ``metrics.json`` keys: ``test`` (means over splits of ``srcc``, ``krcc``, ``plcc``,
 ``plcc_raw``, ``rmse``), ``median`` and ``std`` (same keys), ``splits`` (one object per
-split with ``split`` and the same keys, per test set), ``trainable_params``,
+split with ``split``, the same keys, ``n``, ``logistic_fit``, ``mapping`` and ``note``, per
+test set: see :func:`qfeat.trainers.metrics.evaluate`), ``trainable_params``,
 ``train_seconds``. ``predictions.csv``: ``item_id, split, mos, pred`` (``split`` is the
 test-set name and split number, e.g. ``test@3``; ``pred`` is the raw model score).
 ``history.csv``: ``split, epoch, train_loss, val_srcc, lr``, one row per trained epoch.
@@ -240,6 +241,7 @@ def split_metrics(
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     m = evaluate(pred, mos)
     record = {"split": split, "test_set": test_set, "n": m["n"], "note": m["note"]}
+    record.update(logistic_fit=m["logistic_fit"], mapping=m["mapping"])
     record.update({k: _clean(m[k]) for k in KEYS})
     frame = pd.DataFrame(
         {"item_id": item_ids, "split": f"{test_set}@{split}", "mos": mos, "pred": pred}
