@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.qfeat-installed
 DATASET ?= demo
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo features train test test-fast lint format bench bench-gpu gpu-wheels bench-scale clean
+.PHONY: help install demo features train test test-fast lint format docs bench bench-gpu gpu-wheels bench-scale clean
 
 help: ## show this list (one line per target)
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -14,7 +14,7 @@ help: ## show this list (one line per target)
 install: $(STAMP) ## create .venv with the pinned stack (torch first, then the lock files)
 
 # torch and torchvision go first and pinned: the CPU-only torch 2.13 wheel pip may find
-# otherwise breaks torchvision (see shared RECIPES). The stamp makes this idempotent and
+# otherwise breaks torchvision (`operator torchvision::nms does not exist`). The stamp makes this idempotent and
 # re-runs it when the lock file or pyproject changes.
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,9 @@ test-fast: $(STAMP) ## the suite without slow and browser tests, for the edit lo
 lint: $(STAMP) ## ruff: lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+docs: $(STAMP) ## regenerate docs/commands.md and docs/settings.md from the code
+	$(BIN)/python -m qfeat.cli.docgen
 
 format: $(STAMP) ## ruff: fix what can be fixed and format
 	$(BIN)/ruff check --fix .

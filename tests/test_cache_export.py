@@ -65,16 +65,16 @@ def test_bad_format(cached, qfeat, tmp_path):
     assert result.exit_code == 2 and "npy, hf, webdataset" in result.output
 
 
-def test_the_readme_dataset_snippet_works(cached):
-    """The PyTorch Dataset snippet in README runs on a cache and gives its features."""
+def test_the_cache_doc_dataset_snippet_works(cached):
+    """The PyTorch Dataset snippet in docs/cache.md runs on a cache and gives its features."""
     from pathlib import Path
 
     demo, table, features = cached
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "cache.md").read_text()
     start = readme.index("  ```python\n  import torch\n  from qfeat import open_stage")
     block = readme[start : readme.index("  ```\n", start + 10)].splitlines()[1:]
     namespace: dict = {}
-    exec("\n".join(line[2:] for line in block), namespace)  # noqa: S102 - our own README
+    exec("\n".join(line[2:] for line in block), namespace)  # noqa: S102 - our own docs
     data = namespace["CachedFeatures"](demo.cache, "demo")
     assert len(data) == len(table)
     x, mos = data[3]

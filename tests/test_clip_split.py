@@ -333,7 +333,7 @@ def test_real_pe_core_large_shapes_on_meta():
 @pytest.mark.parametrize("k", [1, 2])
 def test_qclip_release_rope_order(tiny_models, sharp_pe, k):
     """clip.rope = qclip-release: token j takes row j of [patches, CLS] (checked side by
-    side with the authors' Rope2D in a scratch run, see README); the split path still
+    side with the authors' Rope2D in a scratch run, see docs/method.md); the split path still
     equals encode_image, and the outputs differ from PE's own order."""
     import copy
 

@@ -141,9 +141,9 @@ def test_the_command_starts_without_the_heavy_libraries():
     assert done.stdout.strip() == "[]", done.stdout
 
 
-def test_readme_loopback_recipe_binds_every_port_to_loopback():
+def test_scaling_doc_loopback_recipe_binds_every_port_to_loopback():
     """Issue 24.9: the one-machine Dask recipe left the dashboards on every interface."""
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "scaling.md").read_text()
     starts = [line for line in readme.splitlines() if line.startswith("$ dask ")]
     assert len(starts) >= 2, starts  # the scheduler and the worker of that recipe
     for line in starts:

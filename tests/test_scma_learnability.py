@@ -2,7 +2,7 @@
 mean test SRCC >= 0.5 over content-disjoint splits).
 
 Three of the ten default splits at the preset's full schedule (about two minutes on two
-CPU cores); the README's figure is the ten-split mean of the same command.
+CPU cores); docs/method.md's figure is the ten-split mean of the same command.
 """
 
 from __future__ import annotations

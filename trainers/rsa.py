@@ -10,7 +10,7 @@ Inputs per image (all from the cache, see :mod:`qfeat.trainers.rsa_data`):
 - ``ratings`` ``[B, R, 5]`` level of colour, noise, artifact, blur, overall (1..5; 0 =
   unknown).
 
-Steps (DESIGN.md "RSA"):
+Steps (docs/method.md, "RSA"):
 
 1. region visual descriptor ``v_j``: masked mean and standard deviation of the map over
    region j (quality lives in texture statistics, hence the std), projected to ``hidden``;
