@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import best_of, record
+from benchmarks.common import best_of, options, record
 from qfeat.cache.fingerprint import build_manifest
 from qfeat.cache.plan import plan_shards
 from qfeat.cache.reader import open_stage
@@ -67,12 +67,14 @@ def run(items: int = 10_000, shard_size: int = 1_000, repeats: int = 7) -> dict[
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=7)
-    args = parser.parse_args()
-    r = run(items=args.items, repeats=args.repeats)
+    args = options(parser, argv)
+    if args.dry_run:
+        args.items, args.repeats = 200, 1
+    r = run(items=args.items, shard_size=min(1_000, args.items), repeats=args.repeats)
     path = record("ratios", {"cache_read_vs_npy": round(r["cache_read_vs_npy"], 3)})
     record("cache_read", {k: round(v, 4) for k, v in r.items()})
     print(f"{'reader':<12}{'seconds':>10}{'MB/s':>10}")

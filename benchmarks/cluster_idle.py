@@ -14,7 +14,7 @@ import argparse
 import time
 from unittest import mock
 
-from benchmarks.common import record
+from benchmarks.common import options, record
 
 
 def cpu_seconds() -> float:
@@ -31,7 +31,7 @@ def cpu_seconds() -> float:
     return total
 
 
-def idle_cpu(defaults: bool, seconds: float) -> float:
+def idle_cpu(defaults: bool, seconds: float, settle: float = 3.0) -> float:
     """Share of one core the open cluster used while idle."""
     from qfeat.pipeline import cluster
 
@@ -41,21 +41,24 @@ def idle_cpu(defaults: bool, seconds: float) -> float:
         cluster.connect(None, cluster.Resources("cpu", 2, 1)) as client,
     ):
         client.run(lambda: None)
-        time.sleep(3)  # start-up work settles
+        time.sleep(settle)  # start-up work settles
         c0, t0 = cpu_seconds(), time.perf_counter()
         time.sleep(seconds)
         return (cpu_seconds() - c0) / (time.perf_counter() - t0)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--repeats", type=int, default=2)
-    args = parser.parse_args()
+    args = options(parser, argv)
+    settle = 0.2 if args.dry_run else 3.0
+    if args.dry_run:
+        args.seconds, args.repeats = 0.5, 1
     runs: dict[str, list[float]] = {"defaults": [], "qfeat": []}
     for _ in range(args.repeats):
         for name in runs:
-            runs[name].append(idle_cpu(name == "defaults", args.seconds))
+            runs[name].append(idle_cpu(name == "defaults", args.seconds, settle))
             print(f"{name}: {runs[name][-1]:.1%} of a core", flush=True)
     mean = {k: sum(v) / len(v) for k, v in runs.items()}
     results = {f"{k}_core_share": round(v, 4) for k, v in mean.items()}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import record
+from benchmarks.common import options, record
 from qfeat.pipeline.demo.videos import encode_mp4
 from qfeat.pipeline.video.reader import DecordReader, to_luma
 from qfeat.pipeline.video.sampling import frame_differences
@@ -46,11 +46,11 @@ def _lowres_diff(path: Path) -> np.ndarray:
     return frame_differences(DecordReader(path).lowres_luma(64))
 
 
-def run(clips: int = 4) -> dict[str, float]:
+def run(clips: int = 4, frames: int = 90, size: tuple[int, int] = (720, 1280)) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         paths = [Path(tmp) / f"clip{i}.mp4" for i in range(clips)]
         for i, p in enumerate(paths):
-            _clip(p, i)
+            _clip(p, i, frames, size)
         timings = {}
         for name, fn in (("lowres", _lowres_diff), ("fullres", _fullres_diff)):
             t0 = time.perf_counter()
@@ -64,11 +64,11 @@ def run(clips: int = 4) -> dict[str, float]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=4)
-    args = parser.parse_args()
-    r = run(args.clips)
+    args = options(parser, argv)
+    r = run(1, 12, (144, 256)) if args.dry_run else run(args.clips)
     record("ratios", {"frames_lowres_vs_fullres": round(r["frames_lowres_vs_fullres"], 2)})
     record("frames", {k: round(v, 3) for k, v in r.items()})
     print(f"720p difference pass, low-res: {r['lowres_videos_per_s']:.2f} videos/s")

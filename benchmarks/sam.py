@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import record
+from benchmarks.common import demo_root, options, record
 
 THRESHOLDS = ("points_per_side", "pred_iou_thresh", "stability_score_thresh", "box_nms_thresh")
 
@@ -45,7 +45,7 @@ def demo_images(n: int) -> list[np.ndarray]:
     from qfeat.pipeline.images import open_image
 
     with tempfile.TemporaryDirectory() as tmp:
-        adapter = open_dataset("demo", Path(tmp) / "demo")
+        adapter = open_dataset("demo", demo_root(Path(tmp), "demo"))
         adapter.prepare()
         return [open_image(i.path) for i in adapter.list_items().items[:n]]
 
@@ -107,10 +107,12 @@ def run(images: list[np.ndarray]) -> dict[str, Any]:
     return compare(build_sam("tiny", seed=0), images, thresholds, int(cfg["batch_size"]))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=24)
-    args = parser.parse_args()
+    args = options(parser, argv)
+    if args.dry_run:
+        args.images = 2
     r = run(demo_images(args.images))
     record("ratios", {"sam_batched_vs_stock": round(r["sam_batched_vs_stock"], 2)})
     record("sam", {k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()})

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import record
+from benchmarks.common import demo_root, options, record
 
 DATASETS = {"image": "demo", "video": "demo-video"}
 SHARD = 32
@@ -43,7 +43,7 @@ def run(modality: str, items: int) -> dict[str, dict[str, Any]]:
     preset = load_preset("tiny")
     out: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        adapter = open_dataset(DATASETS[modality], Path(tmp) / "data")
+        adapter = open_dataset(DATASETS[modality], demo_root(Path(tmp), DATASETS[modality]))
         adapter.prepare()
         listing = [
             {"item_id": i.item_id, "path": str(i.path)} for i in adapter.list_items().items[:items]
@@ -78,11 +78,13 @@ def run(modality: str, items: int) -> dict[str, dict[str, Any]]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=128)
     parser.add_argument("--videos", type=int, default=64)
-    args = parser.parse_args()
+    args = options(parser, argv)
+    if args.dry_run:
+        args.items, args.videos = 2, 2
     stages = {**run("image", args.items), **run("video", args.videos)}
     record("stages", {k: {"items_per_s": v["items_per_s"], "peak_rss_mb": v["peak_rss_mb"]}
                       for k, v in stages.items()})  # fmt: skip

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import record
+from benchmarks.common import demo_root, options, record
 
 
 def build_cache(tmp: Path, videos: int) -> Path:
@@ -27,7 +27,11 @@ def build_cache(tmp: Path, videos: int) -> Path:
 
     cache = tmp / "cache"
     request = RunRequest(
-        dataset="demo-video", root=tmp / "demo-video", cache_dir=cache, limit=videos, workers=1
+        dataset="demo-video",
+        root=demo_root(tmp, "demo-video"),
+        cache_dir=cache,
+        limit=videos,
+        workers=1,
     )
     run(prepare(request))
     return cache
@@ -95,11 +99,13 @@ def run(videos: int, epochs: int) -> dict[str, float]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=48)
     parser.add_argument("--epochs", type=int, default=2)
-    args = parser.parse_args()
+    args = options(parser, argv)
+    if args.dry_run:
+        args.videos, args.epochs = 8, 1
     r = run(args.videos, args.epochs)
     record("ratios", {"train_scma_cache_vs_e2e": round(r["train_scma_cache_vs_e2e"], 1)})
     record("train_scma", {k: round(v, 4) for k, v in r.items()})
