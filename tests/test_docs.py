@@ -170,3 +170,11 @@ def test_every_test_the_docs_name_exists():
     assert len(rows) >= 20
     for row in rows:
         assert re.search(r"tests/\w+\.py::test_\w+", row), row
+
+
+def test_readme_is_short_and_links_every_doc():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 250
+    assert readme.index("docs/architecture.md") < readme.index("\n## ")  # linked from the top
+    for doc in sorted((REPO / "docs").glob("*.md")):
+        assert f"](docs/{doc.name})" in readme, f"README.md does not link docs/{doc.name}"
