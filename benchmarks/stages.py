@@ -39,6 +39,7 @@ def run(modality: str, items: int) -> dict[str, dict[str, Any]]:
     from qfeat.pipeline.config import load_preset
     from qfeat.pipeline.datasets import open_dataset
     from qfeat.pipeline.stages import get_stage, run_order
+    from qfeat.pipeline.stages.base import Upstream
 
     preset = load_preset("tiny")
     out: dict[str, dict[str, Any]] = {}
@@ -54,15 +55,18 @@ def run(modality: str, items: int) -> dict[str, dict[str, Any]]:
             _reset_peak()
             t0 = time.perf_counter()
             stage = cls(preset[name], seed=preset["seed"])
-            stage.upstream_config = {u: preset[u] for u in cls.upstream}
             stage.load()
             ok = 0
             rows[name] = {}
             for start in range(0, len(listing), SHARD):
                 shard = listing[start : start + SHARD]
-                ups = {
-                    u: {i["item_id"]: rows[u][i["item_id"]] for i in shard} for u in cls.upstream
-                }
+                ups = Upstream(
+                    rows={
+                        u: {i["item_id"]: rows[u][i["item_id"]] for i in shard}
+                        for u in cls.upstream
+                    },
+                    settings={u: preset[u] for u in cls.upstream},
+                )
                 table, _ = stage.process_shard(shard, ups)
                 for row in table.to_pylist():
                     rows[name][row["item_id"]] = row

@@ -206,7 +206,7 @@ def _run(plan: Plan, progress: Progress) -> list[StageReport]:
         else None,
     )
     item_ids = [i.item_id for i in items]
-    payload = {i.item_id: {"item_id": i.item_id, "path": str(i.path)} for i in items}
+    payload = [{"item_id": i.item_id, "path": str(i.path)} for i in items]
     resources = plan_resources(plan.device, request.workers)
     reports: list[StageReport] = []
     fingerprints: dict[str, str] = {}
@@ -255,15 +255,14 @@ def _run(plan: Plan, progress: Progress) -> list[StageReport]:
             _run_stage(
                 client,
                 plan,
-                stage_cls,
-                resources,
-                folder,
-                item_ids,
-                payload,
-                {u: folders[u] for u in stage_cls.upstream},
-                report,
-                progress,
-                manifest["model"],
+                stage_cls=stage_cls,
+                resources=resources,
+                folder=folder,
+                items=payload,
+                upstream_dirs={u: folders[u] for u in stage_cls.upstream},
+                report=report,
+                progress=progress,
+                model=manifest["model"],
             )
             if report.shards_failed:
                 incomplete.add(name)
@@ -277,20 +276,24 @@ def _run(plan: Plan, progress: Progress) -> list[StageReport]:
 def _run_stage(
     client,
     plan: Plan,
-    stage_cls,
+    *,
+    stage_cls: type[Stage],
     resources,
     folder: Path,
-    item_ids: list[str],
-    payload: dict[str, dict],
+    items: list[dict[str, str]],
     upstream_dirs: dict[str, Path],
     report: StageReport,
     progress: Progress,
     model: dict,
 ) -> None:
+    """Submit one task per shard that is not done (``items``: ``{item_id, path}`` in
+    order) and collect the outcomes into ``report``."""
     from distributed import as_completed
 
-    from qfeat.pipeline.worker import release_on_workers, run_shard
+    from qfeat.pipeline.worker import ShardTask, release_on_workers, run_shard
 
+    payload = {i["item_id"]: i for i in items}
+    item_ids = list(payload)
     shards = plan_shards(item_ids, plan.request.shard_size)
     media = {s.index: media_hash(payload[i]["path"] for i in s.item_ids) for s in shards}
     done, todo = split_done(
@@ -309,18 +312,21 @@ def _run_stage(
             name: (str(upstream_dirs[name]), shards_holding(at, shard.item_ids))
             for name, at in where.items()
         }
+        task = ShardTask(
+            stage=stage_cls,
+            settings=plan.config[stage_cls.name],
+            seed=plan.config.get("seed", 0),
+            device=plan.device,
+            threads=resources.threads,
+            folder=str(folder),
+            index=shard.index,
+            items=[payload[i] for i in shard.item_ids],
+            upstream=upstream,
+            model=model,
+        )
         future = client.submit(
             run_shard,
-            stage_cls.name,
-            plan.config[stage_cls.name],
-            plan.config.get("seed", 0),
-            plan.device,
-            resources.threads,
-            str(folder),
-            shard.index,
-            [payload[i] for i in shard.item_ids],
-            upstream,
-            model,
+            task=task,
             key=f"{stage_cls.name}-{report.fingerprint}-{shard.index:05d}-{time.time_ns()}",
             retries=TASK_RETRIES,
             pure=False,

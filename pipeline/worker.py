@@ -12,10 +12,10 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import os
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,24 +24,46 @@ import pandas as pd
 from qfeat.cache.fingerprint import media_hash
 from qfeat.cache.reader import open_folder
 from qfeat.cache.writer import ShardWriter
-from qfeat.pipeline.stages import get_stage
+from qfeat.pipeline.stages.base import Stage, Upstream
 
 _MODELS: dict[str, Any] = {}
 _LOCK = threading.Lock()
 log = logging.getLogger(__name__)
-# Fault injection for the fault-tolerance tests (never set in normal use):
-CRASH_ENV = "QFEAT_TEST_CRASH_ITEM"  # a shard holding this item id kills its worker process
-DELAY_ENV = "QFEAT_TEST_SHARD_DELAY"  # seconds each shard sleeps, to kill things mid-run
 
 
-def _stage_instance(name: str, cfg: dict, seed: int, device: str, model: dict | None = None):
+@dataclass(frozen=True)
+class ShardTask:
+    """One shard of one stage, as the driver sends it to a worker (:func:`run_shard`).
+
+    ``stage`` is the class itself (pickled by reference, so a worker needs no registry
+    lookup); ``settings`` its resolved settings; ``model`` the manifest's model identity;
+    ``upstream`` maps each upstream stage to its cache folder and the shards of it that
+    hold this shard's items (the driver's index)."""
+
+    stage: type[Stage]
+    settings: dict[str, Any]
+    seed: int
+    device: str
+    threads: int
+    folder: str
+    index: int
+    items: list[dict[str, Any]]
+    upstream: dict[str, tuple[str, list[int]]]
+    model: dict[str, Any] | None = None
+
+
+def _stage_instance(task: ShardTask) -> Stage:
     """The stage built once per worker process for these settings and weights: ``model``
     is the manifest's model identity (a file's sha256), so a weights file replaced under
     the same path is loaded again by a long-lived worker (``--scheduler``)."""
-    key = json.dumps([name, cfg, seed, device, model], sort_keys=True)
+    cls = task.stage
+    key = json.dumps(
+        [f"{cls.__module__}.{cls.__qualname__}", task.settings, task.seed, task.device,
+         task.model], sort_keys=True,
+    )  # fmt: skip
     with _LOCK:
         if key not in _MODELS:
-            stage = get_stage(name)(cfg, seed=seed, device=device)
+            stage = cls(task.settings, seed=task.seed, device=task.device)
             stage.load()
             _MODELS[key] = stage
         return _MODELS[key]
@@ -76,62 +98,46 @@ def release_on_workers(client, stage_name: str) -> None:
         log.debug("releasing %s models: %s", stage_name, error)
 
 
-def _upstream(
-    upstream: dict[str, tuple[str, list[int]]], item_ids: list[str]
-) -> tuple[dict[str, dict], dict[str, dict]]:
-    """Per upstream stage: ``item_id -> row`` and its config. ``upstream`` maps a stage
-    to its folder and the shards that hold this shard's items (the driver's index), so
-    a shard reads its own items' rows, not the whole upstream stage."""
-    rows, configs = {}, {}
+def read_upstream(upstream: dict[str, tuple[str, list[int]]], item_ids: list[str]) -> Upstream:
+    """This shard's items' rows of each upstream stage, and the settings of the upstream
+    cache folders (their manifests): a shard reads its own items' rows, not the whole
+    upstream stage."""
+    rows, settings = {}, {}
     wanted = set(item_ids)
     for name, (folder, shards) in upstream.items():
         stage = open_folder(folder)
         table: pd.DataFrame = stage.shard_rows(shards)
         table = table[table["item_id"].isin(wanted)]
         rows[name] = {r["item_id"]: r for r in table.to_dict(orient="records")}
-        configs[name] = stage.manifest["config"]
-    return rows, configs
+        settings[name] = stage.manifest["config"]
+    return Upstream(rows, settings)
 
 
-def run_shard(
-    stage_name: str,
-    cfg: dict,
-    seed: int,
-    device: str,
-    threads: int,
-    stage_dir: str,
-    index: int,
-    items: list[dict[str, Any]],
-    upstream: dict[str, tuple[str, list[int]]],
-    model: dict | None = None,
-) -> dict[str, Any]:
-    """Compute and write shard ``index``; returns ``{shard, rows, ok, failed, seconds}``."""
-    crash = os.environ.get(CRASH_ENV)
-    if crash and any(i["item_id"] == crash for i in items):
-        os._exit(3)  # simulate a hard crash (segfault, OOM kill) of the worker
-    if os.environ.get(DELAY_ENV):
-        time.sleep(float(os.environ[DELAY_ENV]))
+def run_shard(*, task: ShardTask) -> dict[str, Any]:
+    """Compute and write shard ``task.index``; returns ``{shard, rows, ok, failed,
+    seconds}``."""
     # torch's threads, set before the model loads; a stage that does not use torch
     # (frames) never imports it, which spares a new worker seconds of import
-    if threads and get_stage(stage_name).uses_torch:
+    if task.threads and task.stage.uses_torch:
         import torch
 
-        torch.set_num_threads(threads)
+        torch.set_num_threads(task.threads)
     t0 = time.perf_counter()
+    items = task.items
     media = media_hash(i["path"] for i in items)  # before reading: what was read
-    stage = _stage_instance(stage_name, cfg, seed, device, model)
+    stage = _stage_instance(task)
     t_load = time.perf_counter()
-    rows, stage.upstream_config = _upstream(upstream, [i["item_id"] for i in items])
-    table, arrays = stage.process_shard(items, rows)
+    upstream = read_upstream(task.upstream, [i["item_id"] for i in items])
+    table, arrays = stage.process_shard(items, upstream)
     t_compute = time.perf_counter()
-    record = ShardWriter(Path(stage_dir), index).write(
+    record = ShardWriter(Path(task.folder), task.index).write(
         table,
         arrays,
         timings={"load_s": round(t_load - t0, 4), "compute_s": round(t_compute - t_load, 4)},
         media_sha256=media,
     )
     return {
-        "shard": index,
+        "shard": task.index,
         "rows": record["rows"],
         "ok": record["ok"],
         "failed": record["failed"],

@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from qfeat.pipeline.stages.base import Upstream
+
 K = 8  # max_regions of the fake regions stage: the rest region's id
+REGIONS_CFG = {"max_side": 1024, "max_regions": K}  # the fake regions stage's settings
 TINY_CFG = {
     "model": "tiny",
     "dtype": "float32",
@@ -24,6 +27,11 @@ REGIONS_SCHEMA = pa.schema(
         ("area_frac", pa.list_(pa.float32())),
     ]
 )
+
+
+def upstream(rows: dict[str, dict]) -> Upstream:
+    """The fake regions stage's ``rows`` (item_id -> row) as a worker hands them over."""
+    return Upstream({"regions": rows}, {"regions": REGIONS_CFG})
 
 
 def picture(seed: int, height: int = 72, width: int = 96) -> np.ndarray:

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests import faults
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 FRAMES = ("--stages", "frames")  # fault tests check the frames stage only
@@ -21,6 +23,31 @@ def features_args(root: Path, cache: Path, *extra: str) -> list[str]:
         "features", "demo-video", "--root", str(root), "--cache-dir", str(cache),
         "--limit", "24", "--shard-size", "4", "--workers", "2", *extra,
     ]  # fmt: skip
+
+
+def fault_env(*, crash: str | None = None, delay: float | None = None) -> dict[str, str]:
+    """Environment variables that make the Dask workers a process starts (a driver's
+    embedded cluster, or `dask worker`) load :mod:`tests.faults` and inject these faults:
+    ``crash``: the item id whose shard kills its worker; ``delay``: seconds per shard."""
+    env = {"DASK_DISTRIBUTED__WORKER__PRELOAD": faults.PRELOAD, "PYTHONPATH": str(REPO)}
+    if crash is not None:
+        env[faults.CRASH] = crash
+    if delay is not None:
+        env[faults.DELAY] = str(delay)
+    return env
+
+
+@contextlib.contextmanager
+def faults_here(monkeypatch, **kinds):
+    """:func:`fault_env` for the embedded cluster of an in-process run (its workers get
+    this process's Dask configuration, read before the variables were set)."""
+    import dask
+    import distributed  # noqa: F401 - its defaults first: set() below must not shadow them
+
+    for key, value in fault_env(**kinds).items():
+        monkeypatch.setenv(key, value)
+    with dask.config.set({"distributed.worker.preload": [faults.PRELOAD]}):
+        yield
 
 
 def markers(folder: Path) -> dict[str, float]:

@@ -107,7 +107,7 @@ def test_stage_rows_arrays_and_bad_files(tmp_path):
     stage = BackboneStage({"model": "clip:tiny-vit", "weights": "", "input_size": 64})
     stage.check()
     stage.load()
-    table, arrays = stage.process_shard(items, {})
+    table, arrays = stage.process_shard(items)
     rows = table.to_pylist()
     assert [r["status"] for r in rows] == ["ok", "decode_error", "ok", "ok", "too_large"]
     assert "bad.jpg" in rows[1]["error"] and "bomb.png" in rows[4]["error"]

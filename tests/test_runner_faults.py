@@ -14,11 +14,14 @@ from pathlib import Path
 import pytest
 
 from qfeat.cache.reader import open_stage
+from tests import faults
 from tests.runner_helpers import (
     BIN,
     FRAMES,
     REPO,
     done_count,
+    fault_env,
+    faults_here,
     features_args,
     free_port,
     kill_group,
@@ -37,13 +40,13 @@ def test_shard_that_always_crashes_is_reported_then_retried(
     qfeat, video_root, tmp_path, monkeypatch
 ):
     cache = tmp_path / "cache"
-    monkeypatch.setenv("QFEAT_TEST_CRASH_ITEM", "videos/ball_noise1.mp4")  # in shard 1
-    result = qfeat(*features_args(video_root, cache, *FRAMES))
+    with faults_here(monkeypatch, crash="videos/ball_noise1.mp4"):  # in shard 1
+        result = qfeat(*features_args(video_root, cache, *FRAMES))
     assert result.exit_code == 1
     assert "shard 00001 failed after retries" in result.output
     stage = open_stage(cache, "demo-video", "frames", _only_fingerprint(cache))
     assert sorted(stage.markers) == [0, 2, 3, 4, 5]
-    monkeypatch.delenv("QFEAT_TEST_CRASH_ITEM")
+    monkeypatch.delenv(faults.CRASH)
     before = markers(stage.dir)
     again = qfeat(*features_args(video_root, cache, *FRAMES))
     assert again.exit_code == 0 and "5 shards already done" in again.output
@@ -61,7 +64,7 @@ def _only_fingerprint(cache: Path) -> str:
 def test_driver_killed_mid_run_then_same_command_completes(video_root, tmp_path):
     cache = tmp_path / "cache"
     args = [sys.executable, "-m", "qfeat", *features_args(video_root, cache, *FRAMES)]
-    env = {**os.environ, "QFEAT_TEST_SHARD_DELAY": "1.0"}
+    env = {**os.environ, **fault_env(delay=1.0)}
     driver = subprocess.Popen(args, cwd=REPO, env=env, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
@@ -90,7 +93,7 @@ def test_a_second_run_on_the_same_dataset_is_refused_while_the_first_runs(
     first finishes; every item is stored once and the cache verifies clean."""
     cache = tmp_path / "cache"
     args = [sys.executable, "-m", "qfeat", *features_args(video_root, cache, *FRAMES)]
-    env = {**os.environ, "QFEAT_TEST_SHARD_DELAY": "1.0"}
+    env = {**os.environ, **fault_env(delay=1.0)}
     first = subprocess.Popen(args, cwd=REPO, env=env, start_new_session=True, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     try:
@@ -112,7 +115,7 @@ def test_a_second_run_on_the_same_dataset_is_refused_while_the_first_runs(
 
 @pytest.mark.slow
 def test_real_cluster_survives_a_killed_worker(video_root, tmp_path):
-    env = {**os.environ, "QFEAT_TEST_SHARD_DELAY": "0.7", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, **fault_env(delay=0.7)}
     with external_cluster(2, env) as (address, scheduler, workers):
         cache = tmp_path / "cache"
         args = [sys.executable, "-m", "qfeat", *features_args(video_root, cache)[:-2],
@@ -133,7 +136,7 @@ def test_real_cluster_survives_a_killed_worker(video_root, tmp_path):
 def test_scheduler_killed_mid_run_ends_with_a_clear_error(video_root, tmp_path):
     """The scheduler dies: the driver stops (no hang) with a message naming what went
     away; the same command against a new scheduler finishes the stage."""
-    env = {**os.environ, "QFEAT_TEST_SHARD_DELAY": "1.0", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, **fault_env(delay=1.0)}
     cache = tmp_path / "cache"
     with external_cluster(1, env) as (address, scheduler, workers):
         args = [sys.executable, "-m", "qfeat", *features_args(video_root, cache)[:-2],
@@ -185,7 +188,7 @@ def test_ctrl_c_ends_features_with_one_line_and_the_same_command_goes_on(
 
     cache = tmp_path / "cache"
     args = [sys.executable, "-m", "qfeat", *features_args(video_root, cache, *FRAMES)]
-    env = {**os.environ, "QFEAT_TEST_SHARD_DELAY": "1.0"}
+    env = {**os.environ, **fault_env(delay=1.0)}
     driver = subprocess.Popen(args, cwd=REPO, env=env, start_new_session=True, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     try:

@@ -11,6 +11,7 @@ import torch
 from qfeat.cache.reader import open_stage
 from qfeat.pipeline.config import load_preset
 from qfeat.pipeline.models.clip_split import finish_from_hidden
+from qfeat.pipeline.stages.base import Upstream
 from qfeat.pipeline.stages.clip import ClipStage, squash
 from qfeat.pipeline.stages.frames import FramesStage
 
@@ -29,13 +30,17 @@ def clips(tmp_path_factory) -> list[dict]:
 
 
 def frames_rows(items: list[dict]) -> dict[str, dict]:
-    table, _ = FramesStage(load_preset("tiny")["frames"]).process_shard(items, {})
+    table, _ = FramesStage(load_preset("tiny")["frames"]).process_shard(items)
     return {r["item_id"]: r for r in table.to_pylist()}
+
+
+def upstream(rows: dict[str, dict]) -> Upstream:
+    """The frames rows and the tiny preset's frames settings, as a worker reads them."""
+    return Upstream({"frames": rows}, {"frames": load_preset("tiny")["frames"]})
 
 
 def clip_stage(model: str) -> ClipStage:
     stage = ClipStage({**load_preset("tiny")["clip"], "model": model}, seed=0)
-    stage.upstream_config = {"frames": load_preset("tiny")["frames"]}
     stage.load()
     return stage
 
@@ -43,7 +48,7 @@ def clip_stage(model: str) -> ClipStage:
 @pytest.mark.parametrize("model, tokens", [("tiny-pe", 65), ("tiny-vit", 17)])
 def test_hidden_states_reproduce_pooled_embedding(clips, model, tokens):
     stage = clip_stage(model)
-    table, arrays = stage.process_shard(clips, {"frames": frames_rows(clips)})
+    table, arrays = stage.process_shard(clips, upstream(frames_rows(clips)))
     assert table.column("status").to_pylist() == ["ok"] * 3
     emb, hidden = arrays["embeddings"], arrays["hidden"]
     assert emb.shape == (3, 8, 32) and hidden.shape == (3, 8, tokens, 64)
@@ -73,7 +78,7 @@ def test_only_chosen_frames_are_decoded(clips, monkeypatch):
 
     monkeypatch.setattr(reader_module, "open_video", spy)
     rows = frames_rows(clips[:1])
-    clip_stage("tiny-pe").process_shard(clips[:1], {"frames": rows})
+    clip_stage("tiny-pe").process_shard(clips[:1], upstream(rows))
     assert requested == [list(rows[clips[0]["item_id"]]["indices"])]
 
 
@@ -90,7 +95,7 @@ def test_squash_resizes_without_crop_and_normalises():
 def test_failed_frames_row_gives_upstream_error(clips):
     rows = frames_rows(clips[:2])
     rows[clips[1]["item_id"]] = {**rows[clips[1]["item_id"]], "status": "decode_error"}
-    table, arrays = clip_stage("tiny-pe").process_shard(clips[:2], {"frames": rows})
+    table, arrays = clip_stage("tiny-pe").process_shard(clips[:2], upstream(rows))
     assert table.column("status").to_pylist() == ["ok", "upstream_error"]
     assert not arrays["hidden"][1].any()
 
@@ -105,13 +110,13 @@ def test_one_forward_per_batch_and_none_at_load(clips):
     stage.encode = lambda model, x, k: calls.append(len(x)) or encode(model, x, k)
     rows = frames_rows(clips[:2])
     rows[clips[1]["item_id"]] = {**rows[clips[1]["item_id"]], "status": "decode_error"}
-    _, arrays = stage.process_shard(clips[:2], {"frames": rows})
+    _, arrays = stage.process_shard(clips[:2], upstream(rows))
     assert calls == [8] and arrays["hidden"].shape == (2, 8, 65, 64)
 
     fresh = clip_stage("tiny-pe")
     fresh.encode = stage.encode
     failed = {k: {**r, "status": "decode_error"} for k, r in rows.items()}
-    table, arrays = fresh.process_shard(clips[:2], {"frames": failed})
+    table, arrays = fresh.process_shard(clips[:2], upstream(failed))
     assert table.column("status").to_pylist() == ["upstream_error"] * 2
     assert calls == [8, 1]  # the blank frame, for the shapes
     assert arrays["hidden"].shape == (2, 8, 65, 64) and not arrays["hidden"].any()
@@ -180,7 +185,6 @@ def test_rope_order_is_checked_stored_and_used(qfeat, tmp_path):
     assert bad.exit_code == 2 and "clip.rope" in bad.output
     release = {**load_preset("tiny")["clip"], "rope": "qclip-release"}
     stage = ClipStage(release, seed=0)
-    stage.upstream_config = {"frames": load_preset("tiny")["frames"]}
     stage.load()
     assert isinstance(stage.model.visual.trunk.rope, ReleaseOrder)
     manifest = {"config": {**release, "seed": 0}, "model": stage.model_identity()}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from qfeat.pipeline import stages as registry
@@ -61,3 +63,40 @@ def test_features_help_lists_the_registered_stages(qfeat, monkeypatch):
     out = qfeat("features", "--help").output
     for name, cls in STAGES.items():
         assert f"{name} ({cls.help})" in " ".join(out.split()), name
+
+
+def test_a_stage_added_as_documented_runs_end_to_end(qfeat, demo_video_data, tmp_path, monkeypatch):
+    """docs/architecture.md: a stage is its module plus one line in STAGES. The toy stage
+    (tests/toy_stage.py) runs through the runner and Dask workers, its settings are a
+    preset section with --set, and it reads its upstream's rows and settings."""
+    from qfeat.cache.reader import open_stage
+    from tests.toy_stage import ToyStage
+
+    doc = (Path(__file__).parents[1] / "docs" / "architecture.md").read_text()
+    assert "## Adding a stage (2 files plus tests)" in doc  # this module + the STAGES entry
+
+    monkeypatch.setattr(registry, "STAGES", {**STAGES, "toy": ToyStage})
+    cache = tmp_path / "cache"
+    args = ["features", "demo-video", "--root", str(demo_video_data), "--cache-dir",
+            str(cache), "--limit", "6", "--shard-size", "4", "--workers", "1",
+            "--stages", "frames,toy"]  # fmt: skip
+    first = qfeat(*args)
+    assert first.exit_code == 0, first.output
+    frames, toy = open_stage(cache, "demo-video", "frames"), open_stage(cache, "demo-video", "toy")
+    rows = toy.table()
+    assert list(rows["status"]) == ["ok"] * 6 and toy.manifest["config"]["scale"] == 1.0
+    diff = frames.table()
+    want = np.stack(
+        [
+            np.asarray(d, np.float32)[list(i)]
+            for d, i in zip(diff["diff"], diff["indices"], strict=True)
+        ]
+    )
+    curve = toy.array("curve")
+    np.testing.assert_allclose(curve, want, rtol=1e-3)
+    np.testing.assert_allclose(rows["peak"], want.max(axis=1), rtol=1e-3)
+    scaled = qfeat(*args, "--set", "toy.scale=2")
+    assert scaled.exit_code == 0, scaled.output
+    doubled = open_stage(cache, "demo-video", "toy")
+    assert doubled.fingerprint != toy.fingerprint
+    np.testing.assert_allclose(doubled.array("curve"), 2 * curve, rtol=1e-3)

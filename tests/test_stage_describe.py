@@ -24,7 +24,15 @@ from qfeat.pipeline.describe.prompt import (
 )
 from qfeat.pipeline.models import vlm
 from qfeat.pipeline.stages.describe import DescribeStage
-from tests.describe_helpers import REGIONS_SCHEMA, TINY_CFG, K, picture, regions_row
+from tests.describe_helpers import (
+    REGIONS_CFG,
+    REGIONS_SCHEMA,
+    TINY_CFG,
+    K,
+    picture,
+    regions_row,
+    upstream,
+)
 from tests.fixtures.media import bomb_png
 
 GOLDEN = Path(__file__).parent / "golden" / "describe_tiny.json"
@@ -41,7 +49,6 @@ def models_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def stage(models_root) -> DescribeStage:
     stage = DescribeStage(dict(TINY_CFG), seed=0)
-    stage.upstream_config = {"regions": {"max_side": 1024, "max_regions": K}}
     stage.load()
     return stage
 
@@ -77,7 +84,7 @@ def dataset(tmp_path_factory) -> tuple[list[dict], dict[str, dict]]:
 # -- schema and rows ----------------------------------------------------------------------
 def test_generate_rows_good_and_bad_items(stage, dataset, tmp_path):
     items, rows = dataset
-    table, arrays = stage.process_shard(items, {"regions": rows})
+    table, arrays = stage.process_shard(items, upstream(rows))
     assert arrays == {}
     pq.write_table(table, tmp_path / "shard.parquet")  # writes as Parquet as it is
     out = {r["item_id"]: r for r in pq.read_table(tmp_path / "shard.parquet").to_pylist()}
@@ -107,17 +114,17 @@ def test_generate_rows_good_and_bad_items(stage, dataset, tmp_path):
 def test_item_without_regions_is_ok_with_empty_lists(stage, dataset):
     items, rows = dataset
     row = {**rows["good0.png"], "region_id": [], "rle": [], "bbox": [], "area_frac": []}
-    table, _ = stage.process_shard(items[:1], {"regions": {"good0.png": row}})
+    table, _ = stage.process_shard(items[:1], upstream({"good0.png": row}))
     out = table.to_pylist()[0]
     assert out["status"] == "ok" and out["region_id"] == [] and out["raw"] == []
     bad = {**rows["good0.png"], "rle": list(rows["good0.png"]["rle"])[:2]}
-    table, _ = stage.process_shard(items[:1], {"regions": {"good0.png": bad}})
+    table, _ = stage.process_shard(items[:1], upstream({"good0.png": bad}))
     assert table.column("status").to_pylist() == ["upstream_error"]
 
 
 def test_random_model_text_is_kept_raw_and_not_parsed(stage, dataset):
     items, rows = dataset
-    table, _ = configured(stage, min_new_tokens=6).process_shard(items[:1], {"regions": rows})
+    table, _ = configured(stage, min_new_tokens=6).process_shard(items[:1], upstream(rows))
     row = table.to_pylist()[0]
     assert all(len(t) > 0 for t in row["raw"])  # six tokens of random text, verbatim
     assert row["parse_ok"] == [False] * 4  # garbage is never a strict JSON answer
@@ -125,7 +132,7 @@ def test_random_model_text_is_kept_raw_and_not_parsed(stage, dataset):
 
 def test_logprob_mode(stage, dataset):
     items, rows = dataset
-    table, _ = configured(stage, mode="logprob").process_shard(items[:2], {"regions": rows})
+    table, _ = configured(stage, mode="logprob").process_shard(items[:2], upstream(rows))
     for row in table.to_pylist():
         assert row["content"] == [None] * 4 and row["parse_ok"] == [True] * 4
         for j, raw in enumerate(row["raw"]):
@@ -140,16 +147,16 @@ def test_logprob_mode(stage, dataset):
 def test_batched_generation_equals_one_by_one(stage, dataset):
     """Left padding is right: views of different token counts share a batch."""
     items, rows = dataset
-    views = stage.region_views(items[0], rows[items[0]["item_id"]])
+    views = stage.region_views(items[0], rows[items[0]["item_id"]], REGIONS_CFG["max_side"])
     grids = stage.processor.image_processor(images=views)["image_grid_thw"]
     assert len({int(g.prod()) for g in grids}) > 1  # different lengths, so padding happens
     one = configured(stage, batch_size=1, min_new_tokens=8)
     many = configured(stage, batch_size=12, min_new_tokens=8)
-    a, _ = one.process_shard(items[:3], {"regions": rows})
-    b, _ = many.process_shard(items[:3], {"regions": rows})
+    a, _ = one.process_shard(items[:3], upstream(rows))
+    b, _ = many.process_shard(items[:3], upstream(rows))
     assert a.column("raw").to_pylist() == b.column("raw").to_pylist()
-    a, _ = configured(one, mode="logprob").process_shard(items[:2], {"regions": rows})
-    b, _ = configured(many, mode="logprob").process_shard(items[:2], {"regions": rows})
+    a, _ = configured(one, mode="logprob").process_shard(items[:2], upstream(rows))
+    b, _ = configured(many, mode="logprob").process_shard(items[:2], upstream(rows))
     for ra, rb in zip(a.column("raw").to_pylist(), b.column("raw").to_pylist(), strict=True):
         for x, y in zip(ra, rb, strict=True):
             pa_, pb = json.loads(x)["probs"], json.loads(y)["probs"]
@@ -170,17 +177,17 @@ def test_failing_batch_is_retried_then_marks_the_item(stage, dataset, monkeypatc
             raise RuntimeError("CUDA out of memory (simulated)")
         return real(images)
 
-    views = stage.region_views(items[0], rows[items[0]["item_id"]])
+    views = stage.region_views(items[0], rows[items[0]["item_id"]], REGIONS_CFG["max_side"])
     calls_size = [Image.fromarray(views[1]).size]  # the disc region of every image fails
     monkeypatch.setattr(broken, "_generate", flaky)
-    table, _ = broken.process_shard(items[:2], {"regions": rows})
+    table, _ = broken.process_shard(items[:2], upstream(rows))
     assert calls[0] == 8 and len(calls) == 9  # one batch, then one by one
     for row in table.to_pylist():
         assert row["status"] == "model_error" and "out of memory" in row["error"]
         assert row["raw"] is None
 
 
-def test_worker_shard_through_the_cache(stage, dataset, tmp_path, monkeypatch):
+def test_worker_shard_through_the_cache(stage, dataset, tmp_path):
     """Regions rows read back from a cache shard (pandas cells) -> a written describe shard."""
     from qfeat.cache.writer import ShardWriter
     from qfeat.pipeline import worker
@@ -198,18 +205,10 @@ def test_worker_shard_through_the_cache(stage, dataset, tmp_path, monkeypatch):
     for r in records:
         r.setdefault("error", None)
     ShardWriter(regions_dir, 0).write(pa.Table.from_pylist(records, schema))
-    monkeypatch.setattr(worker, "get_stage", lambda name: DescribeStage)
-    done = worker.run_shard(
-        "describe",
-        TINY_CFG,
-        0,
-        "cpu",
-        0,
-        str(describe_dir),
-        0,
-        items,
-        {"regions": (str(regions_dir), [0])},
-    )
+    task = worker.ShardTask(stage=DescribeStage, settings=TINY_CFG, seed=0, device="cpu",
+                            threads=0, folder=str(describe_dir), index=0, items=items,
+                            upstream={"regions": (str(regions_dir), [0])})  # fmt: skip
+    done = worker.run_shard(task=task)
     assert done["rows"] == len(items) and done["ok"] == 3
     out = pq.read_table(next(describe_dir.glob("shard-*.parquet")))
     assert out.schema.field("colour").type == pa.list_(pa.int8())
@@ -220,7 +219,7 @@ def test_regions_at_another_size_are_resized(stage, tmp_path):
     path = tmp_path / "big.png"
     Image.fromarray(picture(5, 144, 192)).save(path)
     item = {"item_id": "big.png", "path": str(path)}
-    views = stage.region_views(item, regions_row(72, 96))
+    views = stage.region_views(item, regions_row(72, 96), REGIONS_CFG["max_side"])
     assert len(views) == 4 and all(v.ndim == 3 for v in views)
     assert views[1].shape[0] > 30  # the disc crop is at image scale, not mask scale
 
@@ -273,7 +272,8 @@ def test_offline_loading_of_the_tiny_folder(models_root, stage, dataset):
         "items, rows = pickle.loads(sys.stdin.buffer.read())\n"
         f"s = DescribeStage({TINY_CFG!r}, seed=0)\n"
         "s.check(); s.load()\n"
-        "t, _ = s.process_shard(items, {'regions': rows})\n"
+        "from tests.describe_helpers import upstream\n"
+        "t, _ = s.process_shard(items, upstream(rows))\n"
         "print(t.column('status').to_pylist())\n"
     )
     import pickle
@@ -298,8 +298,8 @@ def test_golden_outputs(stage, tmp_path):
     Image.fromarray(picture(42)).save(path)
     items = [{"item_id": "golden.png", "path": str(path)}]
     rows = {"golden.png": regions_row(72, 96)}
-    gen, _ = configured(stage, min_new_tokens=8).process_shard(items, {"regions": rows})
-    lp, _ = configured(stage, mode="logprob").process_shard(items, {"regions": rows})
+    gen, _ = configured(stage, min_new_tokens=8).process_shard(items, upstream(rows))
+    lp, _ = configured(stage, mode="logprob").process_shard(items, upstream(rows))
     got = {
         "generate_raw": gen.column("raw").to_pylist()[0],
         "logprob": {d: lp.column(d).to_pylist()[0] for d in DIMENSIONS},

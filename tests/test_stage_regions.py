@@ -96,7 +96,7 @@ def good_items(tmp_path_factory) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def good_table(stage, good_items) -> pa.Table:
-    table, arrays = stage.process_shard(good_items, {})
+    table, arrays = stage.process_shard(good_items)
     assert arrays == {}
     return table
 
@@ -158,7 +158,7 @@ def test_bad_files_become_error_rows(stage, good_items, tmp_path):
     bad = ["corrupt.png", "garbage.png", "empty.jpg", "notes.jpg", "bomb.png", "missing.jpg"]
     items = [{"item_id": name, "path": str(tmp_path / name)} for name in bad]
     items = [good_items[0], *items, good_items[1]]
-    rows = stage.process_shard(items, {})[0].to_pylist()
+    rows = stage.process_shard(items)[0].to_pylist()
     assert rows[0]["status"] == rows[-1]["status"] == "ok"
     for row in rows[1:-1]:
         assert row["status"] != "ok" and row["error"], row
@@ -175,7 +175,7 @@ def test_a_thin_image_gets_its_own_status(stage, good_items, tmp_path):
 
     Image.fromarray(np.full((1, 4000, 3), 128, np.uint8)).save(tmp_path / "thin.png")
     items = [good_items[0], {"item_id": "thin.png", "path": str(tmp_path / "thin.png")}]
-    rows = stage.process_shard(items, {})[0].to_pylist()
+    rows = stage.process_shard(items)[0].to_pylist()
     assert rows[0]["status"] == "ok"
     assert rows[1]["status"] == "unusable_size" and "too thin to segment" in rows[1]["error"]
 
@@ -187,7 +187,7 @@ def test_batch_size_and_stock_generation_give_the_same_rows(
     s = RegionsStage({**tiny_cfg, **option}, seed=0)
     s.load()
     n = 2 if option.get("batched") is False else len(good_items)  # stock RLE is slow
-    assert_rows_match(s.process_shard(good_items[:n], {})[0].to_pylist(), good_rows[:n])
+    assert_rows_match(s.process_shard(good_items[:n])[0].to_pylist(), good_rows[:n])
 
 
 def assert_rows_match(rows: list[dict], expected: list[dict], min_iou: float = 0.99) -> None:
@@ -242,7 +242,7 @@ def test_masks_to_rle_matches_segment_anything():
 # -- golden regression --------------------------------------------------------------------
 def test_golden_tiny_regions(stage, tmp_path):
     path = save_png(tmp_path / "golden.png", synthetic("shapes", 128, 128, seed=0))
-    row = stage.process_shard([{"item_id": "golden", "path": str(path)}], {})[0].to_pylist()[0]
+    row = stage.process_shard([{"item_id": "golden", "path": str(path)}])[0].to_pylist()[0]
     got = {k: row[k] for k in ("width", "height", "region_id", "rle")}
     got |= {"regions": len(row["region_id"]), "area_frac": [round(f, 4) for f in row["area_frac"]]}
     if os.environ.get("QFEAT_UPDATE_GOLDEN"):

@@ -7,6 +7,7 @@ import pytest
 
 from qfeat.errors import DatasetError
 from qfeat.pipeline.config import load_preset
+from qfeat.pipeline.stages.base import Upstream
 from qfeat.pipeline.stages.text import TextStage, region_text, region_texts
 
 K = 4
@@ -24,10 +25,14 @@ def describe_row(ids, contents, rating):
     }
 
 
+def upstream(regions: dict, describe: dict) -> Upstream:
+    """Rows of the regions and describe stages, and a regions cache of K regions."""
+    return Upstream({"regions": regions, "describe": describe}, {"regions": {"max_regions": K}})
+
+
 @pytest.fixture(scope="module")
 def stage():
     s = TextStage(load_preset("tiny")["text"], seed=0)
-    s.upstream_config = {"regions": {"max_regions": K}}
     s.load()
     return s
 
@@ -48,8 +53,7 @@ def test_embeddings_fill_region_slots(stage):
         "b": describe_row([0], ["a red ball"], 1),
     }
     items = [{"item_id": i, "path": ""} for i in ("a", "b", "c")]
-    upstream = {"regions": {i: {"status": "ok"} for i in rows}, "describe": rows}
-    table, arrays = stage.process_shard(items, upstream)
+    table, arrays = stage.process_shard(items, upstream({i: {"status": "ok"} for i in rows}, rows))
     status = table.column("status").to_pylist()
     assert status == ["ok", "ok", "upstream_error"]
     emb, mask = arrays["embeddings"], arrays["mask"]
@@ -65,8 +69,9 @@ def test_embeddings_fill_region_slots(stage):
 
 def test_region_id_outside_slots_is_an_error_row(stage):
     rows = {"a": describe_row([K + 1], ["x"], 3)}
-    upstream = {"regions": {"a": {"status": "ok"}}, "describe": rows}
-    table, _ = stage.process_shard([{"item_id": "a", "path": ""}], upstream)
+    table, _ = stage.process_shard(
+        [{"item_id": "a", "path": ""}], upstream({"a": {"status": "ok"}}, rows)
+    )
     assert table.column("status").to_pylist() == ["error"]
 
 
@@ -115,7 +120,6 @@ def test_local_dir_folder_is_the_text_model(stage, tmp_path):
     local.check()
     assert set(local.model_identity()["sha256"]) == {
         "open_clip_config.json", "open_clip_pytorch_model.bin"}  # fmt: skip
-    local.upstream_config = stage.upstream_config
     local.load()
     texts = ["a red ball. colour: good", "blue sky"]
     np.testing.assert_allclose(local.encode(texts), stage.encode(texts), rtol=1e-5, atol=1e-6)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qfeat.pipeline.stages import STAGES, Stage
+from qfeat.pipeline.stages import Stage
 from qfeat.pipeline.video.sampling import STRATEGIES, frame_differences, sample
 
 
@@ -132,17 +132,22 @@ def model_stages(monkeypatch):
     class Other(Counting):
         name = "other"
 
-    monkeypatch.setitem(STAGES, "counting", Counting)
-    monkeypatch.setitem(STAGES, "other", Other)
     monkeypatch.setattr(worker, "_MODELS", {})
-    return worker, builds
+    stages = {"counting": Counting, "other": Other}
+
+    def instance(name: str, x: int):
+        task = worker.ShardTask(stage=stages[name], settings={"x": x}, seed=0, device="cpu",
+                                threads=0, folder="", index=0, items=[], upstream={})  # fmt: skip
+        return worker._stage_instance(task)
+
+    return worker, builds, instance
 
 
 def test_model_is_built_once_per_worker(model_stages):
-    worker, builds = model_stages
-    a = worker._stage_instance("counting", {"x": 1}, 0, "cpu")
-    b = worker._stage_instance("counting", {"x": 1}, 0, "cpu")
-    c = worker._stage_instance("counting", {"x": 2}, 0, "cpu")
+    _, builds, instance = model_stages
+    a = instance("counting", 1)
+    b = instance("counting", 1)
+    c = instance("counting", 2)
     assert a is b and a is not c and len(builds) == 2
 
 
@@ -152,9 +157,9 @@ def test_a_finished_stage_gives_its_models_back(model_stages):
     import gc
     import weakref
 
-    worker, _ = model_stages
-    built = [worker._stage_instance("counting", {"x": x}, 0, "cpu") for x in (1, 2)]
-    other = worker._stage_instance("other", {"x": 1}, 0, "cpu")
+    worker, _, instance = model_stages
+    built = [instance("counting", x) for x in (1, 2)]
+    other = instance("other", 1)
     gone = [weakref.ref(s) for s in built]
     del built
     assert worker.release_models("counting") == 2

@@ -48,7 +48,7 @@ def ramp(n: int = 12, h: int = 64, w: int = 64) -> list[np.ndarray]:
 def run_frames(paths: list[Path], **cfg) -> dict[str, dict]:
     stage = FramesStage({**load_preset("tiny")["frames"], **cfg})
     items = [{"item_id": p.name, "path": str(p)} for p in paths]
-    table, _ = stage.process_shard(items, {})
+    table, _ = stage.process_shard(items)
     return {r["item_id"]: r for r in table.to_pylist()}
 
 
@@ -238,7 +238,7 @@ from pathlib import Path
 from qfeat.pipeline.config import load_preset
 from qfeat.pipeline.stages.frames import FramesStage
 stage = FramesStage(load_preset("tiny")["frames"])
-table, _ = stage.process_shard([{"item_id": "4k", "path": sys.argv[1]}], {})
+table, _ = stage.process_shard([{"item_id": "4k", "path": sys.argv[1]}])
 row = table.to_pylist()[0]
 assert row["status"] == "ok", row["error"]
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]

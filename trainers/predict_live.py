@@ -5,9 +5,10 @@
 build now is not the one the run's cache was made with (its ``model_identity()``:
 weights sha256, hub revision or seed). :meth:`LiveStages.run` then does what a Dask
 worker does for a shard (see :mod:`qfeat.pipeline.worker`): ``process_shard`` on a chunk of
-items, with the upstream stages' rows as ``item_id -> row`` and their configs as
-``upstream_config``. Nothing is written; floating arrays are rounded to fp16 exactly as
-the cache writer stores them, so a file scores the same live as from the cache.
+items, with the upstream stages' rows as ``item_id -> row`` and their configs in one
+:class:`~qfeat.pipeline.stages.base.Upstream`. Nothing is written; floating arrays are
+rounded to fp16 exactly as the cache writer stores them, so a file scores the same live
+as from the cache.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from qfeat.cache.writer import prepare_arrays
 from qfeat.errors import DatasetError
 from qfeat.pipeline.stages import get_stage
+from qfeat.pipeline.stages.base import Upstream
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +80,6 @@ class LiveStages:
                     f"would mean nothing. Restore the original weights of the {name} model "
                     "or retrain the run on a cache made with the new ones"
                 )
-            stage.upstream_config = {
-                up: dict(records[up]["config"]) for up in stage.upstream if up in records
-            }
             self.stages[name] = stage
         for name in self.order:
             log.info("loading the %s stage's model", name)
@@ -91,9 +90,12 @@ class LiveStages:
         outputs: dict[str, StageOutput] = {}
         for name in self.order:
             stage = self.stages[name]
-            upstream = {
-                up: {row["item_id"]: row for row in outputs[up].rows} for up in stage.upstream
-            }
+            upstream = Upstream(
+                rows={
+                    up: {row["item_id"]: row for row in outputs[up].rows} for up in stage.upstream
+                },
+                settings={up: self.stages[up].cfg for up in stage.upstream if up in self.stages},
+            )
             table, arrays = stage.process_shard(items, upstream)
             rows = table.to_pylist()
             outputs[name] = StageOutput(rows, prepare_arrays(arrays, len(rows)))

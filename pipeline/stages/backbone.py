@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from qfeat.cache.fingerprint import model_identity
 from qfeat.errors import DatasetError, ItemError
 from qfeat.pipeline.images import open_image
 from qfeat.pipeline.models.source import parse_source, require_plain_weights
-from qfeat.pipeline.stages.base import Stage
+from qfeat.pipeline.stages.base import NO_UPSTREAM, Stage, Upstream
 from qfeat.pipeline.stages.settings import BackboneSettings
 
 BATCH = 16
@@ -92,10 +91,10 @@ class BackboneStage(Stage):
     def schema(self) -> pa.Schema:
         return pa.schema([("width", pa.int32()), ("height", pa.int32())])
 
-    def array_shape(self, name: str) -> tuple[int, ...]:
+    def array_shape(self, name: str, upstream: Upstream) -> tuple[int, ...]:
         return (self.backbone.channels, *self.backbone.grid)  # probed by build_backbone
 
-    def process_shard(self, items: list[dict[str, Any]], upstream: dict[str, pd.DataFrame]):
+    def process_shard(self, items: list[dict[str, Any]], upstream: Upstream = NO_UPSTREAM):
         bb = self.backbone
         results: list[dict[str, Any]] = []
         pixels: list[tuple[int, np.ndarray]] = []
@@ -116,4 +115,4 @@ class BackboneStage(Stage):
                 feats = self.model(batch).float().cpu().numpy()
             for (i, _), f in zip(chunk, feats, strict=True):
                 results[i]["features"] = f
-        return self.assemble(items, results)
+        return self.assemble(items, results, upstream)

@@ -7,11 +7,12 @@ arrays for exactly the shard's items, in order; an item that fails becomes a row
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from qfeat.errors import ItemError
@@ -45,13 +46,27 @@ def storable(result: dict[str, Any], arrays: tuple[str, ...]) -> dict[str, Any]:
     return result
 
 
+@dataclasses.dataclass(frozen=True)
+class Upstream:
+    """What a shard reads of its upstream stages, handed to :meth:`Stage.process_shard`:
+    ``rows``: stage -> item_id -> row (this shard's items only); ``settings``: stage ->
+    the resolved settings of the upstream cache folder read (e.g. ``regions.max_regions``
+    sizes the text stage's arrays)."""
+
+    rows: Mapping[str, Mapping[str, dict[str, Any]]] = dataclasses.field(default_factory=dict)
+    settings: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+
+
+NO_UPSTREAM = Upstream()
+
+
 def item_upstream(
-    item: dict[str, Any], upstream: dict[str, Any]
+    item: dict[str, Any], upstream: Upstream
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The item's row of each upstream stage (``upstream``: stage -> item_id -> row), and
-    the result to store instead of computing when one is missing or failed. Every stage,
-    batched or not, uses this one guard, so the failure reads the same everywhere."""
-    rows = {name: by_id.get(item["item_id"]) for name, by_id in upstream.items()}
+    """The item's row of each upstream stage, and the result to store instead of
+    computing when one is missing or failed. Every stage, batched or not, uses this one
+    guard, so the failure reads the same everywhere."""
+    rows = {name: by_id.get(item["item_id"]) for name, by_id in upstream.rows.items()}
     bad = [name for name, row in rows.items() if row is None or row.get("status") != "ok"]
     if not bad:
         return rows, None
@@ -73,8 +88,6 @@ class Stage:
         self.cfg = self.settings.build(cfg, source=f"the {self.name} settings").as_dict()
         self.seed = seed
         self.device = device
-        # stage name -> config of the upstream stage folder this shard reads (set per shard)
-        self.upstream_config: dict[str, dict[str, Any]] = {}
 
     # -- identity and checks (driver side, cheap) ---------------------------------------
     def model_identity(self) -> dict[str, Any]:
@@ -91,7 +104,7 @@ class Stage:
         """The stage's own columns (item_id, status and error are added)."""
         return pa.schema([])
 
-    def array_shape(self, name: str) -> tuple[int, ...]:
+    def array_shape(self, name: str, upstream: Upstream) -> tuple[int, ...]:
         """Per-item shape of dense array ``name`` (for zero rows of failed items)."""
         raise NotImplementedError
 
@@ -100,14 +113,14 @@ class Stage:
         raise NotImplementedError
 
     def process_shard(
-        self, items: list[dict[str, Any]], upstream: dict[str, pd.DataFrame]
+        self, items: list[dict[str, Any]], upstream: Upstream = NO_UPSTREAM
     ) -> tuple[pa.Table, dict[str, np.ndarray]]:
         """Default: item by item. Stages that batch on the GPU override this."""
         results = []
         for item in items:
             ups, failure = item_upstream(item, upstream)
             results.append(failure or self.guarded(item, ups))
-        return self.assemble(items, results)
+        return self.assemble(items, results, upstream)
 
     def guarded(self, item: dict[str, Any], upstream: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -120,7 +133,7 @@ class Stage:
         return {"status": "ok", "error": None, **out}
 
     def assemble(
-        self, items: list[dict[str, Any]], results: list[dict[str, Any]]
+        self, items: list[dict[str, Any]], results: list[dict[str, Any]], upstream: Upstream
     ) -> tuple[pa.Table, dict[str, np.ndarray]]:
         results = [storable(r, self.arrays) for r in results]
         schema = self.schema()
@@ -133,7 +146,7 @@ class Stage:
             columns[field.name] = pa.array([r.get(field.name) for r in results], type=field.type)
         arrays = {}
         for name in self.arrays:
-            shape = self.array_shape(name)
+            shape = self.array_shape(name, upstream)
             ok = [np.asarray(r[name]) for r in results if r["status"] == "ok"]
             dtype = ok[0].dtype if ok else np.float32  # masks stay integer
             arrays[name] = (

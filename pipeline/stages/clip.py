@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from qfeat.cache.fingerprint import model_identity
@@ -28,7 +27,7 @@ from qfeat.pipeline.models.source import (
     require_open_clip_folder,
     require_plain_weights,
 )
-from qfeat.pipeline.stages.base import Stage, item_upstream
+from qfeat.pipeline.stages.base import NO_UPSTREAM, Stage, Upstream, item_upstream
 from qfeat.pipeline.stages.settings import ClipSettings
 from qfeat.pipeline.video.reader import VideoError, read_video
 
@@ -128,8 +127,8 @@ class ClipStage(Stage):
     def schema(self) -> pa.Schema:
         return pa.schema([("frames", pa.int32()), ("reader", pa.string())])
 
-    def array_shape(self, name: str) -> tuple[int, ...]:
-        t = int(self.upstream_config["frames"]["num_frames"])
+    def array_shape(self, name: str, upstream: Upstream) -> tuple[int, ...]:
+        t = int(upstream.settings["frames"]["num_frames"])
         if not self.shapes:  # no frame encoded yet (every item failed): one blank frame
             self._forward(np.zeros((1, 3, *self.pre.size), np.float32))
         return (t, *self.shapes[name])
@@ -144,7 +143,7 @@ class ClipStage(Stage):
         pre = self.pre
         return squash(frames, pre.size, pre.mean, pre.std, pre.interpolation), reader.name
 
-    def process_shard(self, items: list[dict[str, Any]], upstream: dict[str, pd.DataFrame]):
+    def process_shard(self, items: list[dict[str, Any]], upstream: Upstream = NO_UPSTREAM):
         results: list[dict[str, Any]] = []
         pending: list[tuple[int, np.ndarray]] = []
         for i, item in enumerate(items):
@@ -178,7 +177,7 @@ class ClipStage(Stage):
                 flush()
             batch.append((i, pixels))
         flush()
-        return self.assemble(items, results)
+        return self.assemble(items, results, upstream)
 
 
 def _is_pe(model: str) -> bool:

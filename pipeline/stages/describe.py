@@ -59,7 +59,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from qfeat.cache.fingerprint import model_identity
@@ -74,7 +73,7 @@ from qfeat.pipeline.describe.prompt import (
     resize_mask,
 )
 from qfeat.pipeline.models.vlm import TINY_NAME, TINY_RECIPE, check_source
-from qfeat.pipeline.stages.base import Stage, item_upstream
+from qfeat.pipeline.stages.base import NO_UPSTREAM, Stage, Upstream, item_upstream
 from qfeat.pipeline.stages.settings import DescribeSettings
 
 log = logging.getLogger(__name__)
@@ -154,8 +153,11 @@ class DescribeStage(Stage):
             ]
         )
 
-    def region_views(self, item: dict[str, Any], row: dict[str, Any]) -> list[np.ndarray]:
-        """``uint8 [h, w, 3]`` view of each region of ``row``, in the row's order."""
+    def region_views(
+        self, item: dict[str, Any], row: dict[str, Any], max_side: int
+    ) -> list[np.ndarray]:
+        """``uint8 [h, w, 3]`` view of each region of ``row``, in the row's order, from the
+        image read as the regions stage read it (at most ``max_side`` on its long side)."""
         from pycocotools import mask as mask_utils
 
         from qfeat.pipeline.images import open_image
@@ -163,7 +165,6 @@ class DescribeStage(Stage):
         counts, boxes = list(row["rle"]), list(row["bbox"])
         if not len(counts) == len(boxes) == len(row["region_id"]):
             raise ItemError("upstream_error", "regions row has lists of different lengths")
-        max_side = int(self.upstream_config.get("regions", {}).get("max_side", 1024))
         image = open_image(Path(item["path"]), max_side=max_side)
         height, width = int(row["height"]), int(row["width"])
         views = []
@@ -187,10 +188,11 @@ class DescribeStage(Stage):
             )
         return views
 
-    def process_shard(self, items: list[dict[str, Any]], upstream: dict[str, pd.DataFrame]):
+    def process_shard(self, items: list[dict[str, Any]], upstream: Upstream = NO_UPSTREAM):
         results: list[dict[str, Any]] = []
         pending: list[tuple[int, int, np.ndarray]] = []  # (item index, region index, view)
         t0, count = time.perf_counter(), 0
+        max_side = int(upstream.settings["regions"]["max_side"]) if items else 0
         for i, item in enumerate(items):
             ups, failure = item_upstream(item, upstream)
             if failure:
@@ -198,7 +200,7 @@ class DescribeStage(Stage):
                 continue
             row = ups["regions"]
             try:
-                views = self.region_views(item, row)
+                views = self.region_views(item, row, max_side)
             except ItemError as exc:
                 results.append({"status": exc.kind, "error": str(exc)})
                 continue
@@ -223,7 +225,7 @@ class DescribeStage(Stage):
         count += self._run(pending, results)
         seconds = time.perf_counter() - t0
         log.info("described %d regions in %.1f s (%s mode)", count, seconds, self.mode)
-        return self.assemble(items, results)
+        return self.assemble(items, results, upstream)
 
     def _run(self, pending: list[tuple[int, int, np.ndarray]], results: list[dict]) -> int:
         """Describe ``pending`` views and write the answers into ``results`` in place."""

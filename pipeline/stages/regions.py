@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from qfeat.cache.fingerprint import model_identity
 from qfeat.errors import DatasetError, ItemError
 from qfeat.pipeline.models.source import parse_source, require_plain_weights
 from qfeat.pipeline.regions import SAM_CHECKPOINTS, encode_rle, partition_masks
-from qfeat.pipeline.stages.base import Stage
+from qfeat.pipeline.stages.base import NO_UPSTREAM, Stage, Upstream
 from qfeat.pipeline.stages.settings import RegionsSettings
 
 if TYPE_CHECKING:
@@ -104,7 +103,7 @@ class RegionsStage(Stage):
         )
 
     def process_shard(
-        self, items: list[dict[str, Any]], upstream: dict[str, pd.DataFrame]
+        self, items: list[dict[str, Any]], upstream: Upstream = NO_UPSTREAM
     ) -> tuple[pa.Table, dict[str, np.ndarray]]:
         """Read the images, encode them ``batch_size`` at a time, then mask each one."""
         import torch
@@ -139,7 +138,7 @@ class RegionsStage(Stage):
             timer["encode"],
             timer["masks"],
         )
-        return self.assemble(items, results)
+        return self.assemble(items, results, upstream)
 
     def _require_usable_size(self, image: np.ndarray) -> None:
         """An ItemError (``unusable_size``) for an image whose short side rounds to zero

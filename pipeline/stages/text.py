@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from qfeat.cache.fingerprint import model_identity
@@ -27,7 +26,7 @@ from qfeat.pipeline.models.source import (
     require_open_clip_folder,
     require_plain_weights,
 )
-from qfeat.pipeline.stages.base import Stage, item_upstream
+from qfeat.pipeline.stages.base import NO_UPSTREAM, Stage, Upstream, item_upstream
 from qfeat.pipeline.stages.settings import TextSettings
 
 DIMENSIONS = ("colour", "noise", "artifact", "blur", "overall")
@@ -128,11 +127,14 @@ class TextStage(Stage):
     def schema(self) -> pa.Schema:
         return pa.schema([("regions", pa.int32())])
 
-    def slots(self) -> int:
-        return int(self.upstream_config["regions"]["max_regions"]) + 1
+    @staticmethod
+    def slots(upstream: Upstream) -> int:
+        """K + 1 region slots: the regions cache's ``max_regions`` plus the rest region."""
+        return int(upstream.settings["regions"]["max_regions"]) + 1
 
-    def array_shape(self, name: str) -> tuple[int, ...]:
-        return (self.slots(), self.dim) if name == "embeddings" else (self.slots(),)
+    def array_shape(self, name: str, upstream: Upstream) -> tuple[int, ...]:
+        slots = self.slots(upstream)
+        return (slots, self.dim) if name == "embeddings" else (slots,)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """``[len(texts), D]`` float32 projected text embeddings."""
@@ -144,8 +146,8 @@ class TextStage(Stage):
                 out.append(self.model.encode_text(tokens).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
-    def process_shard(self, items: list[dict[str, Any]], upstream: dict[str, pd.DataFrame]):
-        slots = self.slots()
+    def process_shard(self, items: list[dict[str, Any]], upstream: Upstream = NO_UPSTREAM):
+        slots = self.slots(upstream)
         results, texts, where = [], [], []
         for i, item in enumerate(items):
             ups, failure = item_upstream(item, upstream)
@@ -171,4 +173,4 @@ class TextStage(Stage):
         for (i, rid), emb in zip(where, self.encode(texts), strict=True):
             results[i]["embeddings"][rid] = emb
             results[i]["mask"][rid] = 1
-        return self.assemble(items, results)
+        return self.assemble(items, results, upstream)
