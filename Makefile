@@ -16,10 +16,12 @@ install: $(STAMP) ## create .venv with the pinned stack (torch first, then the l
 # torch and torchvision go first and pinned: the CPU-only torch 2.13 wheel pip may find
 # otherwise breaks torchvision (`operator torchvision::nms does not exist`). The stamp makes this idempotent and
 # re-runs it when the lock file or pyproject changes.
+# The pair's versions live in requirements.lock only.
+TORCH   := $(shell grep -E '^torch(vision)?==' requirements.lock)
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip
-	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -q $(TORCH)
 	$(BIN)/python -m pip install -q -r requirements.lock -r requirements-dev.lock
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)

@@ -1,6 +1,7 @@
 """The one place library errors become exit codes (see :mod:`qfeat.errors`).
 
-0 ok · 1 a problem with the user's data or setup (the message names the fix) · 2 usage.
+0 ok · 1 a problem with the user's data or setup (the message names the fix) · 2 usage ·
+130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import typer
 from rich.console import Console
 
 from qfeat.cli.shown import shown
-from qfeat.errors import EXIT_DATA, EXIT_OK, EXIT_USAGE, QfeatError
+from qfeat.errors import EXIT_DATA, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, QfeatError
 
-__all__ = ["EXIT_DATA", "EXIT_OK", "EXIT_USAGE", "err_console", "interrupted", "user_errors"]
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+__all__ = ["EXIT_DATA", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "err_console",
+           "interrupted", "user_errors"]  # fmt: skip
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 

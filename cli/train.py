@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from qfeat.cli.errors import user_errors
+from qfeat.cli.errors import EXIT_INTERRUPTED, user_errors
 from qfeat.cli.progress import progress_bar
 from qfeat.pipeline.paths import cache_dir as default_cache_dir
 from qfeat.pipeline.paths import runs_dir as default_runs_dir
@@ -174,7 +174,7 @@ def resumable(trainer: str, request):
             f"`qfeat train {trainer} {request.dataset} --run {request.run}` (and the same "
             "options)"
         )
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 def _common(dataset, cache_dir, runs_dir, run, splits, epochs, seed, device, sets) -> dict:

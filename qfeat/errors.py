@@ -11,6 +11,7 @@ DatasetError      1     a problem with the user's data or setup; the message nam
                         the fix (missing files or weights, a stage not cached, ...)
 OptionError       2     a usage error: unknown dataset or stage, a malformed or
                         out-of-range ``--option`` / ``--set`` value, ...
+(Ctrl-C)          130   interrupted; what was finished is kept (128 + SIGINT)
 ItemError         --    one item failed (a corrupt file); it becomes an error row
                         whose ``status`` is :attr:`ItemError.kind`, never an exit
 ================  ====  ===========================================================
@@ -21,6 +22,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_DATA = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as shells report it
 
 
 # The status words an error row may carry (the ``status`` column of every stage), with

@@ -8,6 +8,11 @@ import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# the torch pair exactly as requirements.lock pins it (the only place it is pinned)
+TORCH_PAIR = " ".join(
+    line for line in (REPO / "requirements.lock").read_text().splitlines()
+    if line.startswith(("torch==", "torchvision=="))
+)  # fmt: skip
 
 
 def _copy(tmp_path: Path) -> Path:
@@ -41,7 +46,14 @@ def test_targets_install_first_on_fresh_clone(tmp_path):
     for target in ("test", "lint"):
         plan = _make(cwd, "-n", target)
         assert "-m venv .venv" in plan
-        assert plan.index("torch==2.14.1 torchvision==0.29.1") < plan.index("-r requirements.lock")
+        assert plan.index(f"install -q {TORCH_PAIR}") < plan.index("-r requirements.lock")
+
+
+def test_torch_pair_is_read_from_the_lock_file(tmp_path):
+    cwd = _copy(tmp_path)
+    lock = (cwd / "requirements.lock").read_text()
+    (cwd / "requirements.lock").write_text(lock.replace("torch==", "torch==9.9.9x"))
+    assert "install -q torch==9.9.9x" in _make(cwd, "-n", "install")
 
 
 def test_install_is_idempotent_via_stamp(tmp_path):

@@ -31,9 +31,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812
 
+from qfeat.pipeline import levels
+
 ATTENTION = ("rsa", "uniform", "global")
-DIMENSIONS = 5
-LEVELS = 6  # 0 = unknown, 1..5 = bad..excellent
+DIMENSIONS = len(levels.DIMENSIONS)
+LEVELS = len(levels.LEVELS) + 1  # 0 = unknown, 1..5 = bad..excellent
 EPS = 1e-6
 
 

@@ -36,9 +36,9 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
+from qfeat.pipeline.levels import LEVELS
 from qfeat.pipeline.models import clip_split
 
-LEVELS = ("bad", "poor", "fair", "good", "excellent")
 TEMPLATE = "X X X a video of {} quality"
 N_CONTEXT = 3
 

@@ -33,8 +33,8 @@ import json
 import re
 from typing import Any, NamedTuple
 
-DIMENSIONS = ("colour", "noise", "artifact", "blur", "overall")
-LEVELS = ("bad", "poor", "fair", "good", "excellent")
+from qfeat.pipeline.levels import DIMENSIONS, LEVELS
+
 MAX_SCAN = 8192  # characters of model output examined
 MAX_OBJECTS = 64  # opening braces tried as the start of a JSON object
 MAX_CONTENT = 512  # characters of content kept

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from qfeat.pipeline.describe.parse import DIMENSIONS, LEVELS
+from qfeat.pipeline.levels import DIMENSIONS, LEVELS
 
 PROMPT_VERSION = "describe-v1"
 GREY = 128

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from qfeat.cache.fingerprint import model_identity
+from qfeat.pipeline.levels import DIMENSIONS, LEVELS
 from qfeat.pipeline.models.source import (
     local_dir,
     parse_source,
@@ -29,8 +30,6 @@ from qfeat.pipeline.models.source import (
 from qfeat.pipeline.stages.base import NO_UPSTREAM, Stage, Upstream, item_upstream
 from qfeat.pipeline.stages.settings import TextSettings
 
-DIMENSIONS = ("colour", "noise", "artifact", "blur", "overall")
-LEVELS = ("bad", "poor", "fair", "good", "excellent")
 TINY_TEXT_MODEL = "tiny-vit"  # the classic CLIP text tower (77-token context) at toy size
 BATCH = 256
 

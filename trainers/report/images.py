@@ -20,7 +20,7 @@ import torch
 
 from qfeat.cache.items import read_items
 from qfeat.cache.reader import Stage, list_stages
-from qfeat.pipeline.describe.parse import DIMENSIONS, LEVELS
+from qfeat.pipeline.levels import DIMENSIONS, LEVELS
 from qfeat.trainers.loop import load_trained
 from qfeat.trainers.report import plots
 from qfeat.trainers.report.run import open_recorded

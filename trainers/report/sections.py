@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from qfeat.pipeline.levels import DIMENSIONS
 from qfeat.trainers.registry import TRAINERS
 from qfeat.trainers.report.html import Html, figure, join, notes, number, table, tag
 from qfeat.trainers.report.images import ImageDetail
@@ -124,7 +125,7 @@ def _image(detail: ImageDetail) -> Html:
                             "weight)", "regions coloured by weight"))  # fmt: skip
     parts = [tag("div", join(media), class_="media"), notes(detail.notes)]
     if detail.regions:
-        dims = list(detail.regions[0].ratings) or ["colour", "noise", "artifact", "blur", "overall"]
+        dims = list(detail.regions[0].ratings) or list(DIMENSIONS)
         rows = []
         for r in detail.regions:
             swatch = tag("span", "", class_="swatch", style=f"background:{r.colour}")
@@ -143,7 +144,7 @@ def _image(detail: ImageDetail) -> Html:
 
 
 def _video(detail: VideoDetail) -> Html:
-    from qfeat.trainers.scma import LEVELS
+    from qfeat.pipeline.levels import LEVELS
 
     caption = "frame-difference curve"
     if detail.n_frames is not None:
