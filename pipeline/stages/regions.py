@@ -10,6 +10,8 @@ left over and is present whenever one is. ``region_id`` is thus a slot in ``[0, 
 Per shard, images are read, the image encoder runs on batches of ``batch_size`` of them
 and segment-anything's automatic mask generator decodes each image from its embedding
 (``batched = false`` in the config runs the stock generator image by image instead).
+The image encoder runs with fused attention, in ``regions.dtype`` on CUDA (float32 on
+the CPU; :mod:`qfeat.pipeline.precision`, :mod:`qfeat.pipeline.models.sam_fast`).
 """
 
 from __future__ import annotations
@@ -83,8 +85,12 @@ class RegionsStage(Stage):
     # -- work ----------------------------------------------------------------------------
     def load(self) -> None:
         from qfeat.pipeline.models.sam import MaskGenerator, build_sam
+        from qfeat.pipeline.models.sam_fast import speed_up
+        from qfeat.pipeline.precision import run_dtype
 
-        self.model = build_sam(self.cfg["model"], self.cfg["checkpoint"], self.seed).to(self.device)
+        model = build_sam(self.cfg["model"], self.cfg["checkpoint"], self.seed)
+        dtype = run_dtype(str(self.cfg["dtype"]), self.device, self.name)
+        self.model = speed_up(model, dtype).to(self.device)
         self.params = self._params()
         self.generator = MaskGenerator(self.model, self.params)
 

@@ -39,6 +39,7 @@ class RegionsSettings(Settings):
     points_per_batch: int = 256  # point prompts decoded at once (speed/memory only)
     overlap: str = "smaller_on_top"  # or "larger_wins"
     batched: bool = True  # false = stock SamAutomaticMaskGenerator image by image
+    dtype: str = "bfloat16"  # image encoder on CUDA: float32 | bfloat16 | float16; CPU: float32
 
     def validate(self) -> None:
         self.one_of("model", SAM_MODELS)
@@ -47,6 +48,7 @@ class RegionsSettings(Settings):
         self.in_range(0.0, 1.0, "pred_iou_thresh", "stability_score_thresh", "box_nms_thresh")
         self.in_range(0.0, 1.0, "min_area_frac", closed=False)
         self.one_of("overlap", OVERLAP_RULES)
+        self.one_of("dtype", DESCRIBE_DTYPES)
 
 
 @dataclass(frozen=True)
