@@ -139,6 +139,8 @@ def _print_report(r: dict) -> None:
     )
     splits = ", ".join(f"{k}: {v}" for k, v in r["splits"].items()) or "none (random splits)"
     console.print(f"  splits     {splits}")
+    for folder in r.get("missing_folders", []):
+        console.print(f"  [red]missing[/]    folder {shown(folder)}/ (every item in it is missing)")
     for f in r["missing_files"][:10]:
         console.print(f"  [red]missing[/]    {shown(f)}")
     for u in r["unreadable_files"][:10]:

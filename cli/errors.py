@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from qfeat.cli.shown import shown
-from qfeat.errors import EXIT_DATA, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, QfeatError
+from qfeat.errors import EXIT_DATA, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Problems, QfeatError
 
 __all__ = ["EXIT_DATA", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "err_console",
            "interrupted", "user_errors"]  # fmt: skip
@@ -24,13 +24,15 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn a :class:`~qfeat.errors.QfeatError` into its exit code (DatasetError 1,
-    OptionError 2) with a one-line message instead of a traceback. The message is
+    OptionError 2) with a one-line message instead of a traceback (one line per problem
+    of a :class:`~qfeat.errors.Problems`). The message is
     escaped: item ids and paths may hold text that looks like rich markup."""
     try:
         yield
     except QfeatError as exc:
-        label = "usage error" if exc.exit_code == EXIT_USAGE else "error"
-        err_console.print(f"[bold red]{label}:[/] {shown(exc)}", markup=True)
+        for error in exc.errors if isinstance(exc, Problems) else [exc]:
+            label = "usage error" if error.exit_code == EXIT_USAGE else "error"
+            err_console.print(f"[bold red]{label}:[/] {shown(error)}", markup=True)
         raise typer.Exit(exc.exit_code) from None
 
 

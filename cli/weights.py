@@ -25,7 +25,9 @@ from qfeat.cli.features import Preset, Sets
 
 app = typer.Typer()
 console = Console(highlight=False, soft_wrap=True)
-STYLE = {"ok": "green", "wrong": "red", "missing": "red", "not set": "yellow"}
+STYLE = {"ok": "green", "wrong": "red", "missing": "red", "unreachable": "red",
+         "not set": "yellow"}  # fmt: skip
+BAD = ("wrong", "missing", "unreachable")  # exit 1
 
 
 @app.command("weights")
@@ -40,16 +42,19 @@ def weights(
     """List the weights files a preset needs; check, hash and echo the ones given."""
     from qfeat.pipeline.config import resolve_config
     from qfeat.pipeline.models.vlm import quiet_transformers
-    from qfeat.pipeline.models.weights_table import SETTINGS, check, needs
+    from qfeat.pipeline.models.weights_table import SETTINGS, needs
+    from qfeat.pipeline.preflight import check_need, choose_stages
     from qfeat.pipeline.stages import stage_settings
 
     with user_errors():
         cfg = resolve_config(preset or "paper", list(set_ or []), stage_settings())
-        chosen = [s.strip() for s in stages.split(",")] if stages else list(SETTINGS)
+        named = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
+        chosen = choose_stages(named) if named else list(SETTINGS)
         quiet_transformers()
-        rows = [check(need, cfg) for need in needs(cfg, chosen)]
+        # the same check `qfeat features` runs before any work (qfeat.pipeline.preflight)
+        rows = [check_need(need, cfg) for need in needs(cfg, chosen)]
     good = [r for r in rows if r.status == "ok"]
-    bad = [r for r in rows if r.status in ("wrong", "missing")]
+    bad = [r for r in rows if r.status in BAD]
     # the other --set values given (e.g. regions.model=vit_b) belong to the same line
     weights_keys = {r.setting for r in rows}
     others = [s for s in set_ or [] if s.partition("=")[0].strip() not in weights_keys]
@@ -78,7 +83,7 @@ def _print(rows, line: str) -> None:
                       escape(r.given or "-"), status)  # fmt: skip
     console.print(table)
     for r in rows:
-        if r.status in ("wrong", "missing"):
+        if r.status in BAD:
             console.print(f"[red]{r.setting}={escape(r.given)}: {escape(r.message)}[/]")
         elif r.status == "ok":
             console.print(f"{r.setting}: sha256 {r.sha256} ({r.parameters:,} parameters)")

@@ -27,7 +27,7 @@ from qfeat.pipeline.cluster import connect, plan_resources, resolve_device
 from qfeat.pipeline.config import default_preset, resolve_config
 from qfeat.pipeline.datasets import open_dataset, storage_name
 from qfeat.pipeline.datasets.duplicates import refuse_rejected
-from qfeat.pipeline.stages import Stage, get_stage, run_order, stage_settings
+from qfeat.pipeline.stages import Stage, get_stage, stage_settings
 
 TASK_RETRIES = 2  # retries of a shard task that raised (worker deaths: cluster.ALLOWED_FAILURES)
 
@@ -115,7 +115,10 @@ def wait_for_workers(
 
 
 def prepare(request: RunRequest) -> Plan:
-    """All checks that need no heavy work; raises OptionError / DatasetError."""
+    """All checks that need no heavy work (:mod:`qfeat.pipeline.preflight`); raises
+    OptionError / DatasetError, or Problems listing every problem found."""
+    from qfeat.pipeline import preflight
+
     if request.shard_size < 1:
         raise OptionError("--shard-size must be at least 1")
     if request.limit is not None and request.limit < 1:
@@ -124,38 +127,40 @@ def prepare(request: RunRequest) -> Plan:
     dataset = storage_name(adapter, request.name)
     preset = request.preset or default_preset(request.dataset)
     config = resolve_config(preset, request.sets, stage_settings())
-    order = run_order(adapter.modality)
-    if request.stages:
-        unknown = [s for s in request.stages if s not in order]
-        if unknown:
-            raise OptionError(
-                f"stage(s) {', '.join(unknown)} do not apply to {adapter.modality} datasets "
-                f"(stages: {', '.join(order)})"
-            )
-        stages = [s for s in order if s in request.stages]
-    else:
-        stages = list(order)
+    stages = preflight.choose_stages(request.stages, adapter.modality)
     device = resolve_device(request.device)
-    built = {
-        name: get_stage(name)(config[name], seed=config.get("seed", 0), device=device)
-        for name in stages
-    }
-    for stage in built.values():
-        stage.check()
     cache_dir = paths.cache_dir(request.cache_dir)
+    # in input order: dataset, weights, each stage's own checks, upstream caches, output
+    checks = preflight.Checks()
+    with checks.collect():
+        preflight.check_dataset(adapter, request.limit)
+    bad_weights = preflight.check_weights(checks, config, stages)
+    built = {}
+    for name in stages:
+        with checks.collect():
+            built[name] = get_stage(name)(config[name], seed=config.get("seed", 0), device=device)
+            if name not in bad_weights:
+                built[name].check()
     for name in stages:
         for up in get_stage(name).upstream:
             if up not in stages or request.single_stage:
-                try:
-                    open_stage(cache_dir, dataset, up)
-                except CacheMissing as exc:
-                    raise CacheMissing(
-                        f"stage '{name}' needs '{up}' of {dataset}, which is not cached; make it "
-                        f"with `qfeat stage {up} {request.dataset}` or `qfeat features "
-                        f"{request.dataset}`"
-                    ) from exc
-    adapter.prepare()  # raises DatasetError for a missing root; generates demo data
+                with checks.collect():
+                    _require_cached(cache_dir, dataset, request.dataset, name, up)
+    with checks.collect():
+        preflight.check_writable(cache_dir, "--cache-dir")
+    checks.raise_any()
+    adapter.prepare()  # generates the demo sets
     return Plan(request, dataset, adapter, config, stages, device, cache_dir, built)
+
+
+def _require_cached(cache_dir: Path, dataset: str, given: str, stage: str, up: str) -> None:
+    try:
+        open_stage(cache_dir, dataset, up)
+    except CacheMissing as exc:
+        raise CacheMissing(
+            f"stage '{stage}' needs '{up}' of {dataset}, which is not cached; make it "
+            f"with `qfeat stage {up} {given}` or `qfeat features {given}`"
+        ) from exc
 
 
 def run(plan: Plan, progress: Progress | None = None) -> list[StageReport]:

@@ -11,6 +11,8 @@ DatasetError      1     a problem with the user's data or setup; the message nam
                         the fix (missing files or weights, a stage not cached, ...)
 OptionError       2     a usage error: unknown dataset or stage, a malformed or
                         out-of-range ``--option`` / ``--set`` value, ...
+Problems          1|2   several of the above found by one up-front check (one line
+                        each); 2 when one of them is a usage error, else 1
 (Ctrl-C)          130   interrupted; what was finished is kept (128 + SIGINT)
 ItemError         --    one item failed (a corrupt file); it becomes an error row
                         whose ``status`` is :attr:`ItemError.kind`, never an exit
@@ -68,3 +70,13 @@ class ItemError(Exception):
             raise ValueError(f"unknown error status {kind!r}; add it to qfeat.errors.STATUSES")
         super().__init__(reason)
         self.kind = kind
+
+
+class Problems(DatasetError):
+    """Every problem one up-front check found (:mod:`qfeat.pipeline.preflight`), one line
+    each, in the order the inputs are checked. Exit 2 when one of them is a usage error."""
+
+    def __init__(self, errors: list[QfeatError]):
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = list(errors)
+        self.exit_code = max(e.exit_code for e in self.errors) if self.errors else EXIT_DATA

@@ -122,6 +122,7 @@ def check_dataset(
         "splits": dict(sorted(splits.items())),
         "groups": len({it.group for it in items if it.group is not None}),
         "warnings": group_warnings(items),
+        "missing_folders": missing_media_folders(adapter.root, missing),
         "missing_files": missing[:MAX_LISTED],
         "unreadable_files": unreadable[:MAX_LISTED],
         "rejected_rows": [
@@ -134,6 +135,21 @@ def check_dataset(
         ],
         "decoded": decode,
     }
+
+
+def missing_media_folders(root: Path, item_ids: list[str]) -> list[str]:
+    """The topmost folders (relative to ``root``) that hold items but do not exist (a
+    KonIQ root without ``1024x768/``)."""
+    root = Path(root)
+    missing: set[str] = set()
+    for parent in sorted({PurePosixPath(i).parent for i in item_ids}):
+        if str(parent) in (".", "") or (root / parent).is_dir():
+            continue
+        top = parent
+        while str(top.parent) not in (".", "") and not (root / top.parent).is_dir():
+            top = top.parent
+        missing.add(str(top))
+    return sorted(missing)
 
 
 def _source_stem(item_id: str) -> str:

@@ -142,6 +142,10 @@ def require_plain_weights(path: Path, setting: str) -> None:
     path = Path(path)
     if not path.is_file() or path.suffix.lower() not in PICKLED:
         return
+    if path.stat().st_size == 0:
+        raise DatasetError(
+            f"{setting}={path} is empty (0 bytes): an interrupted download? get it again"
+        )
     try:
         try:
             torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -165,7 +169,8 @@ def require_plain_weights(path: Path, setting: str) -> None:
         ) from None
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
         raise DatasetError(
-            f"{setting}={path} cannot be read as a PyTorch weights file ({exc}); is it "
+            f"{setting}={path} cannot be read as a PyTorch weights file "
+            f"({str(exc).strip() or type(exc).__name__}); is it "
             "complete, and the right file?"
         ) from None
 

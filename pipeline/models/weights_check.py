@@ -134,12 +134,23 @@ def backbone_shapes(name: str, input_size: int) -> tuple[Shapes, int, tuple[str,
 # --- the checks ---------------------------------------------------------------------
 def read_state(path: Path) -> dict[str, Any]:
     """:func:`file_state`, or a DatasetError for a file that is no weights file."""
+    if path.is_file() and path.stat().st_size == 0:
+        raise DatasetError("is empty (0 bytes): an interrupted download? get it again")
     try:
         return file_state(path)
     except Exception as exc:  # noqa: BLE001 - unreadable, unsafe or not weights at all
-        raise DatasetError(
-            f"cannot be read as weights ({str(exc).splitlines()[0][:160]})"
-        ) from None
+        raise DatasetError(f"cannot be read as weights ({unreadable_reason(exc)})") from None
+
+
+def unreadable_reason(exc: BaseException) -> str:
+    """The line of a loader's error that says why (PyTorch's weights-only message opens
+    with three sentences about its own defaults before ``Unsupported operand 165``)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if lines and lines[0].startswith("Weights only load failed"):
+        after = [x for x in lines[1:] if "WeightsUnpickler" not in x and "documentation" not in x]
+        reason = after[0] if after else "not plain tensors"
+        return f"not a PyTorch weights file: {reason}"[:160]
+    return (lines[0] if lines else type(exc).__name__)[:160]
 
 
 def check_file(path: Path, expected: Shapes, what: str, optional=(), convert=None) -> None:
