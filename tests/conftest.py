@@ -12,6 +12,25 @@ from typer.testing import CliRunner
 
 from tests import background
 
+# What a user may have exported that changes what qfeat does: the suite runs as in a clean
+# environment whatever is set (an offline user exports HF_HUB_OFFLINE=1, a SLURM log has
+# COLUMNS=80). Removed before any test module imports huggingface_hub, which reads its
+# variables once at import. Kept: the suite's own switches.
+KEPT = ("QFEAT_TEST_", "QFEAT_THREADS", "QFEAT_UPDATE_GOLDEN")
+NEUTRALISED = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT", "COLUMNS", "LINES")
+
+
+def neutral_environment(environ) -> list[str]:
+    """Remove from ``environ`` what a user exported that tests must not see; the names."""
+    names = [n for n in environ if n in NEUTRALISED or n.startswith("QFEAT_")]
+    names = [n for n in names if not n.startswith(KEPT)]
+    for name in names:
+        del environ[name]
+    return names
+
+
+neutral_environment(os.environ)
+
 
 def pytest_collection_modifyitems(items):
     for item in items:

@@ -4,6 +4,7 @@ still gets a cluster of its own."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,5 +40,6 @@ def test_a_test_that_changes_the_environment_gets_its_own_cluster(monkeypatch, t
     monkeypatch.setenv("PATH", f"{tmp_path}:{sys.prefix}/bin")
     assert not shared.shareable(None, CPU, False)
     monkeypatch.undo()
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # a value other than the one there (conftest removes an exported one; be sure anyway)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0" if os.environ.get("HF_HUB_OFFLINE") == "1" else "1")
     assert not shared.shareable(None, CPU, False)
