@@ -143,6 +143,7 @@ def build_manifest(
     shard_size: int,
     arrays: list[str] | None = None,
     preset: str | None = None,
+    sets: list[str] | None = None,
 ) -> dict[str, Any]:
     """The manifest of a stage run, with its ``fingerprint`` filled in.
 
@@ -167,6 +168,9 @@ def build_manifest(
         # bookkeeping (not hashed: the resolved config is): the preset the run started
         # from, so trainers can default to the hyper-parameters of the same preset
         "preset": preset,
+        # and the `--set` values of this stage's own section (and top-level ones such as
+        # seed): with the preset, what a repair command repeats (qfeat.cache.basis)
+        "sets": sorted(sets or []),
     }
     manifest["fingerprint"] = fingerprint(manifest)
     return manifest

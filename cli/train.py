@@ -39,7 +39,21 @@ RunOpt = Annotated[
 SplitsOpt = Annotated[int, typer.Option(min=1, help="Random splits when none is official.")]
 SeedOpt = Annotated[int, typer.Option()]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
-PresetOpt = Annotated[str | None, typer.Option(help="Preset for trainer defaults.")]
+PresetOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Preset for trainer defaults; also picks the cached set made with it "
+        "(default: the newest complete set, and its preset)."
+    ),
+]
+BasisOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--basis",
+        help="The set of cached stages to read, by the id training prints (or a fingerprint "
+        "of one of its stages); partial (--limit) sets only this way.",
+    ),
+]
 
 
 @contextmanager
@@ -101,6 +115,7 @@ def scma(
         list[str] | None, typer.Option("--set", help="Override scma.key=value.")
     ] = None,
     preset: PresetOpt = None,
+    basis: BasisOpt = None,
     init: Annotated[str | None, typer.Option(help="Fine-tune from this earlier run.")] = None,
     mode: Annotated[
         str, typer.Option(help="full (hidden states) or projection (pooled).")
@@ -115,7 +130,7 @@ def scma(
 
             raise OptionError("--mode must be full or projection")
         common = _common(dataset, cache_dir, runs_dir, run, splits, epochs, seed, device, set_)
-        request = ScmaRequest(**common, preset=preset, init=init, mode=mode)
+        request = ScmaRequest(**common, preset=preset, basis=basis, init=init, mode=mode)
         with resumable("scma", request), training_progress() as (log, progress):
             folder, metrics = train_scma(request, log=log, progress=progress)
     print_run(metrics, f"scma ({mode}) on {dataset}: {len(metrics['splits'])} test results", folder)
@@ -133,6 +148,7 @@ def rsa(
     device: DeviceOpt = "auto",
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override rsa.key=value.")] = None,
     preset: PresetOpt = None,
+    basis: BasisOpt = None,
     attention: Annotated[
         str, typer.Option(help="rsa (learned region weights), uniform or global (ablations).")
     ] = "rsa",
@@ -149,6 +165,7 @@ def rsa(
         request = RsaRequest(
             **common,
             preset=preset,
+            basis=basis,
             attention=attention,
             use_text=not no_text,
             use_ratings=not no_ratings,

@@ -246,6 +246,7 @@ def _run(plan: Plan, progress: Progress) -> list[StageReport]:
                 shard_size=request.shard_size,
                 arrays=list(stage_cls.arrays),
                 preset=plan.config.get("preset"),
+                sets=own_sets(request.sets, name),
             )
             folder = create_stage_dir(plan.cache_dir, plan.dataset, manifest)
             fingerprints[name], folders[name] = manifest["fingerprint"], folder
@@ -389,6 +390,12 @@ def describe_failures(reports: list[StageReport]) -> list[str]:
         if r.skipped_reason:
             lines.append(f"{r.stage} skipped: {r.skipped_reason}")
     return lines
+
+
+def own_sets(sets: list[str], stage: str) -> list[str]:
+    """The ``--set`` values of ``stage``'s own section and the top-level ones (seed)."""
+    keys = [s.partition("=")[0].strip() for s in sets]
+    return [s for s, k in zip(sets, keys, strict=True) if "." not in k or k.split(".")[0] == stage]
 
 
 def _data_version(adapter) -> dict[str, int]:

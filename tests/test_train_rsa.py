@@ -217,7 +217,7 @@ def test_stages_are_read_as_one_chain(cache, demo_images, tmp_path):
 
     copy = tmp_path / "cache"
     shutil.copytree(cache, copy)
-    result = qfeat("stage", "regions", "demo", "--root", str(cache.parent / "data"),
+    result = qfeat("stage", "regions", "demo", "--root", str(demo_images.data),
                    "--cache-dir", str(copy), "--set", "regions.max_regions=4",
                    "--limit", "8", "--workers", "1")  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -232,7 +232,8 @@ def test_stages_are_read_as_one_chain(cache, demo_images, tmp_path):
 
 def test_training_defaults_to_the_preset_the_cache_was_made_with(demo_images, tmp_path):
     """A cache made with --preset tiny under a name whose default preset is paper: the
-    trainer uses tiny's head (not paper's, silently) and says so first."""
+    trainer uses tiny's head (not paper's, silently) and says so first; --preset paper
+    asks for a set made with paper, which is not cached (issue 37: never a mix)."""
     import shutil
 
     cache = tmp_path / "cache"
@@ -247,7 +248,9 @@ def test_training_defaults_to_the_preset_the_cache_was_made_with(demo_images, tm
     explicit = qfeat("train", "rsa", "mine", "--cache-dir", str(cache), "--runs-dir",
                      str(tmp_path / "runs"), "--run", "p", "--splits", "2", "--epochs", "1",
                      "--attention", "global", "--device", "cpu", "--preset", "paper")  # fmt: skip
-    assert "preset paper (--preset): hidden 256" in explicit.output
+    # --preset also names the cached set: paper's is not there, so no tiny/paper mix
+    assert explicit.exit_code == 1, explicit.output
+    assert "qfeat features mine --preset paper" in explicit.output
 
 
 def test_no_ratings_sees_no_rating_words(demo_images, qfeat, tmp_path):

@@ -46,6 +46,7 @@ class TrainRequest:
     device: str = "cpu"
     sets: list[str] | None = None
     preset: str | None = None
+    basis: str | None = None  # --basis ID: the set of cached stages to read (cache/basis.py)
 
     def __post_init__(self) -> None:
         if self.run is not None:

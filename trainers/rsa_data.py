@@ -14,6 +14,7 @@ Which stages are needed depends on the ablation: ``global`` needs only ``backbon
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from qfeat.cache.basis import Basis, Selection, select_basis
 from qfeat.cache.items import read_items
-from qfeat.cache.reader import CacheMissing, list_stages, open_stage
 from qfeat.pipeline.stages.text import DIMENSIONS
 from qfeat.trainers.rsa import region_moments
 
@@ -34,78 +35,51 @@ def needed_stages(attention: str, use_text: bool, use_ratings: bool) -> list[str
     return ["backbone", "regions"] + ["describe"] * use_ratings + ["text"] * use_text
 
 
-#: Downstream first: each stage's manifest names the upstream fingerprints it was made from.
-_OPEN_ORDER = ("text", "describe", "regions", "backbone")
-
-
 def text_has_ratings(stage) -> bool:
     """Whether a cached text stage embedded the rating words (caches made before the
     ``text.ratings`` setting did)."""
     return bool(stage.manifest["config"].get("ratings", True))
 
 
-def open_text(cache_dir: Path, dataset: str, ratings: bool):
-    """The text stage with (or, for ``--no-ratings``, without) the rating words: the one
-    :func:`open_stage` picks when it fits, else the newest complete one that does."""
-    chosen = open_stage(cache_dir, dataset, "text")
-    if text_has_ratings(chosen) == ratings:
-        return chosen
-    fits = [s for s in list_stages(cache_dir, dataset, "text") if s.complete]
-    fits = [s for s in fits if text_has_ratings(s) == ratings]
-    if fits:
-        return fits[-1]
+def text_fits(stages: list[str]) -> tuple[Callable[[Basis], bool], str]:
+    """``(fits, unfit)`` for :func:`qfeat.cache.basis.select_basis`: a set whose text
+    stage embeds the rating words exactly when the head reads ratings, and the message
+    when no cached set does."""
+    ratings = "describe" in stages
+
+    def fits(basis: Basis) -> bool:
+        return "text" not in basis.stages or text_has_ratings(basis.stages["text"]) == ratings
+
     if ratings:
-        raise CacheMissing(
-            f"{dataset}'s cached text stage embeds no rating words; make one with them: "
-            f"`qfeat stage text {dataset} --set text.ratings=true`"
+        return fits, (
+            "the cached text stages embed no rating words; make one with them: "
+            "`qfeat stage text DATASET --set text.ratings=true`"
         )
-    raise CacheMissing(
-        f"--no-ratings with text needs {dataset}'s region texts embedded without the rating "
-        f"words (the cached text stage has them); make it with `qfeat stage text {dataset} "
-        "--set text.ratings=false`, or add --no-text"
+    return fits, (
+        "--no-ratings with text needs the region texts embedded without the rating words "
+        "(the cached text stage has them); make it with `qfeat stage text DATASET --set "
+        "text.ratings=false`, or add --no-text"
+    )
+
+
+def select_needed(cache_dir: Path, dataset: str, stages: list[str], **named) -> Selection:
+    """The basis (one coherent set of cached stages, :mod:`qfeat.cache.basis`) the head
+    reads; ``named``: :func:`qfeat.cache.basis.select_basis`'s options."""
+    fits, unfit = text_fits(stages)
+    return select_basis(
+        cache_dir,
+        dataset,
+        stages,
+        fits=fits,
+        unfit=unfit.replace("DATASET", dataset),
+        trainer="the RSA trainer",
+        **named,
     )
 
 
 def open_needed(cache_dir: Path, dataset: str, stages: list[str]) -> dict[str, Any]:
-    """The cached stages the head needs, as one chain: the most downstream one as
-    :func:`open_stage` picks it, the others at the fingerprints its manifest names as
-    upstream (never a mix of configurations)."""
-    picked: dict[str, Any] = {}  # what open_stage picks for each stage on its own
-    missing = []
-    for name in stages:
-        try:
-            picked[name] = (
-                open_text(cache_dir, dataset, "describe" in stages)
-                if name == "text"
-                else open_stage(cache_dir, dataset, name)
-            )
-        except CacheMissing:
-            if name == "text" and "describe" not in stages:
-                raise
-            missing.append(name)
-    if missing:
-        names = ", ".join(f"'{n}'" for n in missing)
-        raise CacheMissing(
-            f"the RSA trainer needs the {names} stage{'s' * (len(missing) > 1)} of {dataset}, "
-            f"not cached yet; make {'them' if len(missing) > 1 else 'it'} with "
-            f"`qfeat features {dataset}` (or `qfeat stage {missing[0]} {dataset}`)"
-        )
-    out: dict[str, Any] = {}
-    pinned: dict[str, str] = {}
-    for name in sorted(stages, key=_OPEN_ORDER.index):
-        fingerprint = pinned.get(name)
-        if fingerprint is None or fingerprint == picked[name].fingerprint:
-            stage = picked[name]
-        else:
-            stage = open_stage(cache_dir, dataset, name, fingerprint)
-        if not stage.complete:
-            raise CacheMissing(
-                f"the cached {name} stage of {dataset} that the newer stages were made from "
-                f"({fingerprint}) is incomplete; run `qfeat features {dataset}` again"
-            )
-        out[name] = stage
-        pinned.update(stage.manifest.get("upstream", {}))
-    return out
+    """The cached stages the head needs by default, as one coherent set."""
+    return dict(select_needed(cache_dir, dataset, stages).basis.stages)
 
 
 def grid_masks(row: dict[str, Any], slots: int, grid: tuple[int, int]) -> np.ndarray:
@@ -155,6 +129,8 @@ class RSAData:
     grid: tuple[int, int] = (0, 0)
     stages: dict[str, Any] = field(default_factory=dict)
     dropped: int = 0
+    basis: Basis | None = None
+    ok: dict[str, int] = field(default_factory=dict)  # stage -> items with an ok row
 
     @property
     def channels(self) -> int:
@@ -213,6 +189,7 @@ def build_rsa_data(
     text: tuple[Any, Any, np.ndarray] | None = None,
     stages: dict[str, Any] | None = None,
     dropped: int = 0,
+    basis: Basis | None = None,
 ) -> RSAData:
     """The head's inputs for the items of ``data`` (one per row, in order).
 
@@ -260,15 +237,23 @@ def build_rsa_data(
         ratings=torch.from_numpy(ratings),
         stages=stages or {},
         dropped=dropped,
+        basis=basis,
     )
 
 
-def load_rsa_data(cache_dir: Path, dataset: str, stages: list[str]) -> RSAData:
-    opened = open_needed(cache_dir, dataset, stages)
+def load_rsa_data(
+    cache_dir: Path, dataset: str, stages: list[str], selection: Selection | None = None
+) -> RSAData:
+    """The head's inputs from ``selection``'s basis (by default the newest complete set)."""
+    selection = selection or select_needed(cache_dir, dataset, stages)
+    opened = dict(selection.basis.stages)
     items = read_items(cache_dir, dataset)
     backbone = _ok_rows(opened["backbone"], ["item_id", "status"])
     data = items.merge(backbone.rename(columns={"_row": "feature_row"})[["item_id", "feature_row"]])
     tables = {n: _ok_rows(opened[n]).set_index("item_id") for n in stages if n != "backbone"}
+    known = set(items["item_id"])
+    ok = {"backbone": len(known & set(backbone["item_id"]))}
+    ok.update({n: len(known & set(t.index)) for n, t in tables.items()})
     for table in tables.values():
         data = data[data["item_id"].isin(table.index)]
     data = data.reset_index(drop=True)
@@ -285,7 +270,7 @@ def load_rsa_data(cache_dir: Path, dataset: str, stages: list[str]) -> RSAData:
     if "text" in opened:
         rows = tables["text"].loc[data["item_id"], "_row"].to_numpy()
         text = (opened["text"].array("embeddings"), opened["text"].array("mask"), rows)
-    return build_rsa_data(
+    loaded = build_rsa_data(
         data,
         opened["backbone"].array("features", mmap=True),
         data["feature_row"].to_numpy(),
@@ -295,4 +280,7 @@ def load_rsa_data(cache_dir: Path, dataset: str, stages: list[str]) -> RSAData:
         text=text,
         stages=opened,
         dropped=len(items) - len(data),
+        basis=selection.basis,
     )
+    loaded.ok = ok
+    return loaded

@@ -17,21 +17,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from qfeat.cache.basis import shortfall
 from qfeat.cache.items import read_items
 from qfeat.errors import DatasetError, OptionError
 from qfeat.pipeline.threads import thread_count
+from qfeat.trainers.basis import training_basis
 from qfeat.trainers.protocol import TrainJob, TrainRequest, loop_config, train_and_record
-from qfeat.trainers.registry import TRAINERS, check_cached_dataset
 from qfeat.trainers.rsa import ATTENTION, RSAHead
-from qfeat.trainers.rsa_data import RSAData, load_rsa_data, needed_stages
+from qfeat.trainers.rsa_data import RSAData, load_rsa_data, needed_stages, text_fits
 from qfeat.trainers.runfolder import RunFolder
 from qfeat.trainers.runinfo import dataset_scale, stage_record
-from qfeat.trainers.settings import (
-    RSASettings,
-    describe_settings,
-    trainer_settings,
-    training_preset,
-)
+from qfeat.trainers.settings import RSASettings
 from qfeat.trainers.splits import MIN_ROWS, make_splits
 
 
@@ -72,17 +68,17 @@ def train_rsa(
     t_start = time.perf_counter()
     if req.attention not in ATTENTION:
         raise OptionError(f"--attention must be one of {', '.join(ATTENTION)}")
-    preset, why = training_preset(req.preset, req.cache_dir, req.dataset, "backbone")
-    tcfg = trainer_settings(RSASettings, preset, req.sets, req.epochs)
-    check_cached_dataset(TRAINERS["rsa"], req.cache_dir, req.dataset)
-    log(describe_settings(preset, why, tcfg, ("hidden", "rating_dim")))
     stages = needed_stages(req.attention, req.use_text, req.use_ratings)
-    data = load_rsa_data(req.cache_dir, req.dataset, stages)
+    fits, unfit = text_fits(stages)
+    chosen = training_basis(
+        req, RSASettings, "rsa", stages, fits=fits, unfit=unfit.replace("DATASET", req.dataset)
+    )
+    preset, tcfg = chosen.preset, chosen.settings
+    for line in chosen.lines(("hidden", "rating_dim")):
+        log(line)
+    data = load_rsa_data(req.cache_dir, req.dataset, stages, chosen.selection)
     if len(data.data) < MIN_ROWS:
-        raise DatasetError(
-            f"only {len(data.data)} items of {req.dataset} have usable {', '.join(stages)} "
-            "rows: too few to train (see `qfeat cache errors`)"
-        )
+        raise shortfall(chosen.basis, data.ok, MIN_ROWS)
     if data.dropped:
         log(f"{data.dropped} items without usable rows in every needed stage are left out")
     head_cfg = {
@@ -107,6 +103,7 @@ def train_rsa(
         details={"head": head_cfg},
         stages=stage_record(data.stages),
         fingerprints={n: s.fingerprint for n, s in data.stages.items()},
+        basis=chosen.basis.record(),
         official_splits=splits[0].official,
         device=str(device),
         items=len(data.data),
@@ -132,6 +129,31 @@ def train_rsa(
     return folder, metrics
 
 
+def _same_model(trained: dict[str, Any], target: dict[str, Any]) -> bool:
+    def plain(config: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in config.items() if k != "seed"}
+
+    return trained["model"] == target["model"] and plain(trained["config"]) == plain(
+        target["config"]
+    )
+
+
+def evaluation_basis(run: RunFolder, cache_dir: Path, dataset: str, stages: list[str]):
+    """The target's set made with the run's backbone and text models, else its default
+    set (which :func:`evaluate_on` then refuses, naming the difference)."""
+    from qfeat.cache.reader import CacheMissing
+    from qfeat.trainers.rsa_data import select_needed
+
+    def want(basis) -> bool:
+        names = [n for n in ("backbone", "text") if n in basis.stages and n in run.config.stages]
+        return all(_same_model(run.config.stages[n], basis.stages[n].manifest) for n in names)
+
+    try:
+        return select_needed(cache_dir, dataset, stages, want=want, wanted="the run's models")
+    except CacheMissing:
+        return select_needed(cache_dir, dataset, stages)
+
+
 def evaluate_on(run: RunFolder, dataset: str, cache_dir: Path, device: str):
     """``qfeat evaluate`` of an rsa run: its checkpoints on ``dataset``'s cache, refused
     when that cache's backbone or text stage differs from the one the run was trained on."""
@@ -139,15 +161,14 @@ def evaluate_on(run: RunFolder, dataset: str, cache_dir: Path, device: str):
 
     head = run.config.head
     stages = needed_stages(head["attention"], head["use_text"], head["use_ratings"])
-    data = load_rsa_data(cache_dir, dataset, stages)
+    data = load_rsa_data(
+        cache_dir, dataset, stages, evaluation_basis(run, cache_dir, dataset, stages)
+    )
     for name in ("backbone", "text"):
         if name not in stages:
             continue
         trained, target = run.config.stages[name], data.stages[name].manifest
-        same_config = {k: v for k, v in trained["config"].items() if k != "seed"} == {
-            k: v for k, v in target["config"].items() if k != "seed"
-        }
-        if trained["model"] != target["model"] or not same_config:
+        if not _same_model(trained, target):
             raise DatasetError(
                 f"{dataset}'s {name} cache was made with another model or settings "
                 f"({target['model'].get('name')}, {target['fingerprint']}) than the run was "

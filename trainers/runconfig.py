@@ -12,6 +12,8 @@ had (so older run folders read back unchanged):
 - ``stages``: per stage ``{"fingerprint", "model", "config"}``
   (:func:`qfeat.trainers.runinfo.stage_record`), what ``qfeat predict`` reruns live;
 - ``mos_range``: ``{"min", "max", "higher_is_better"}``, the dataset's native scale;
+- ``basis``: the coherent set of cached stages read (id, preset, ``state`` complete or
+  partial, items, of, fingerprints; runs from before it have none);
 - trainer-specific keys (rsa: ``head``; scma: ``mode``, ``adapted_blocks``, ``clip``,
   ``init``), kept in :attr:`RunConfig.details`.
 """
@@ -35,6 +37,7 @@ COMMON = (
     "device",
     "items",
     "mos_range",
+    "basis",
 )
 
 
@@ -54,6 +57,9 @@ class RunConfig:
     device: str | None = None
     items: int | None = None
     mos_range: dict[str, Any] | None = None
+    # the coherent set of cached stages read (:meth:`qfeat.cache.basis.Basis.record`):
+    # id, preset, state (complete | partial), items, of, fingerprints
+    basis: dict[str, Any] | None = None
 
     # --- what the trainers' own keys hold -------------------------------------------
     @property
@@ -110,6 +116,8 @@ class RunConfig:
             "items": self.items,
             "mos_range": self.mos_range,
         }
+        if self.basis is not None:
+            out["basis"] = self.basis
         return out
 
     @classmethod
@@ -135,6 +143,7 @@ class RunConfig:
             device=data.get("device"),
             items=data.get("items"),
             mos_range=data.get("mos_range"),
+            basis=data.get("basis") if isinstance(data.get("basis"), dict) else None,
         )
 
     def resume_spec(self) -> dict[str, Any]:

@@ -165,8 +165,10 @@ def import_state(checkpoint: Path | str, cache_dir: Path, dataset: str) -> tuple
     """``(the release's state dict, r, clip config of dataset's cached clip stage)``,
     checked to be a Q-CLIP checkpoint before any model is built; ``train_scma`` maps it
     onto the model it builds (:func:`from_release`), so the tower is built once."""
-    from qfeat.cache.reader import open_stage
+    from qfeat.cache.basis import select_basis
+    from qfeat.trainers.scma_train import VIDEO_STAGES
 
     state = read_release(checkpoint)
     r = require_release(state)
-    return state, r, dict(open_stage(cache_dir, dataset, "clip").manifest["config"])
+    clip = select_basis(cache_dir, dataset, list(VIDEO_STAGES)).basis.stages["clip"]
+    return state, r, dict(clip.manifest["config"])

@@ -18,10 +18,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from qfeat.cache.basis import select_basis, shortfall
 from qfeat.cache.items import read_items
 from qfeat.cache.reader import CacheMissing, open_stage
 from qfeat.errors import DatasetError
 from qfeat.pipeline.threads import thread_count
+from qfeat.trainers.basis import training_basis
 from qfeat.trainers.loop import load_trained
 from qfeat.trainers.protocol import (
     TrainJob,
@@ -29,15 +31,9 @@ from qfeat.trainers.protocol import (
     loop_config,
     train_and_record,
 )
-from qfeat.trainers.registry import TRAINERS, check_cached_dataset
 from qfeat.trainers.runfolder import RunFolder
 from qfeat.trainers.runinfo import dataset_scale, stage_record
-from qfeat.trainers.settings import (
-    SCMASettings,
-    describe_settings,
-    trainer_settings,
-    training_preset,
-)
+from qfeat.trainers.settings import SCMASettings
 from qfeat.trainers.splits import MIN_ROWS, make_splits
 
 
@@ -140,21 +136,21 @@ def train_scma(
     from qfeat.trainers.scma import QCLIP
 
     t_start = time.perf_counter()
-    preset, why = training_preset(req.preset, req.cache_dir, req.dataset, "clip")
-    tcfg = trainer_settings(SCMASettings, preset, req.sets, req.epochs)  # usage errors first
+    chosen = training_basis(req, SCMASettings, "scma", list(VIDEO_STAGES))
+    preset, tcfg = chosen.preset, chosen.settings
     if req.imported:
         tcfg = {**tcfg, "epochs": 0}  # evaluated as imported, not trained
-    check_cached_dataset(TRAINERS["scma"], req.cache_dir, req.dataset)
-    log(describe_settings(preset, why, tcfg, ("r",)))
+    for line in chosen.lines(("r",)):
+        log(line)
     items = read_items(req.cache_dir, req.dataset)
-    clip_stage = open_stage(req.cache_dir, req.dataset, "clip")
+    clip_stage = chosen.basis.stages["clip"]
     base_clip, _, clip_cfg = load_clip_for(clip_stage)
     k = int(clip_cfg["adapted_blocks"])
     tokenizer = tokenizer_for(clip_cfg["model"])
 
     data, features, cache_rows = usable_data(items, clip_stage, req.mode)
     if len(data) < MIN_ROWS:
-        raise DatasetError(f"only {len(data)} usable clip rows in {req.dataset}: too few to train")
+        raise shortfall(chosen.basis, {"clip": len(data)}, MIN_ROWS)
     device = torch.device(req.device)
 
     init_state = req.init_state
@@ -202,6 +198,7 @@ def train_scma(
         },
         stages=stage_record(video_stages(req.cache_dir, req.dataset, clip_stage)),
         fingerprints={"clip": clip_stage.fingerprint, **clip_stage.manifest["upstream"]},
+        basis=chosen.basis.record(),
         official_splits=splits[0].official,
         device=str(device),
         items=len(data),
@@ -227,18 +224,40 @@ def train_scma(
     return folder, metrics
 
 
+VIDEO_STAGES = ("clip", "frames")  # what a run reads: clip, and the frames it was made from
+CLIP_KEYS = ("model", "pretrained", "adapted_blocks", "rope")  # what must match to evaluate
+
+
+def _clip_value(config: dict[str, Any], key: str) -> str:
+    return str(config.get(key, "pe" if key == "rope" else None))  # rope: made before clip.rope
+
+
+def evaluation_clip(trained_on: dict[str, Any], cache_dir: Path, dataset: str):
+    """The target's clip stage of a set made with the run's CLIP settings, else the one
+    of its default set (which :func:`evaluate_on` then refuses, naming the difference)."""
+
+    def want(basis) -> bool:
+        config = basis.stages["clip"].manifest["config"]
+        return all(_clip_value(config, k) == _clip_value(trained_on, k) for k in CLIP_KEYS)
+
+    try:
+        chosen = select_basis(cache_dir, dataset, list(VIDEO_STAGES), want=want, wanted="the run's")
+    except CacheMissing:
+        chosen = select_basis(cache_dir, dataset, list(VIDEO_STAGES))
+    return chosen.basis.stages["clip"]
+
+
 def evaluate_on(run: RunFolder, dataset: str, cache_dir: Path, device: str):
     """``qfeat evaluate`` of an scma run: its checkpoints on ``dataset``'s clip cache,
     refused when that cache was made with another CLIP model or K."""
     from qfeat.trainers.evaluate import score_checkpoints
     from qfeat.trainers.scma import QCLIP
 
-    stage = open_stage(cache_dir, dataset, "clip")
     trained_on = run.config.clip
+    stage = evaluation_clip(trained_on, cache_dir, dataset)
     target = {k: v for k, v in stage.manifest["config"].items() if k != "seed"}
-    for key in ("model", "pretrained", "adapted_blocks", "rope"):
-        default = "pe" if key == "rope" else None  # made before clip.rope existed
-        if str(target.get(key, default)) != str(trained_on.get(key, default)):
+    for key in CLIP_KEYS:
+        if _clip_value(target, key) != _clip_value(trained_on, key):
             raise DatasetError(
                 f"{dataset}'s clip cache was made with {key}={target.get(key)!r}, the run was "
                 f"trained on {key}={trained_on.get(key)!r}; recompute {dataset} with the run's "
