@@ -31,9 +31,11 @@ def all_stages(cache_dir: Path) -> list[Stage]:
     return [st for ds, name in stage_names(cache_dir) for st in list_stages(cache_dir, ds, name)]
 
 
-def entry(stage: Stage, in_use: bool = False) -> dict[str, Any]:
+def entry(stage: Stage, in_use: bool = False, held_by: list[str] | None = None) -> dict[str, Any]:
     """The `qfeat cache ls --json` object of one fingerprint folder; ``in_use``: it is the
-    fingerprint readers and trainers open by default (:func:`qfeat.cache.reader.default_stage`)."""
+    fingerprint ``open_stage`` opens by default (:func:`qfeat.cache.reader.default_stage`;
+    trainers read a basis, :mod:`qfeat.cache.basis`); ``held_by``: the runs trained on it
+    (:mod:`qfeat.cache.holds`)."""
     markers = stage.markers.values()
     return {
         "dataset": stage.dir.parent.parent.name,
@@ -48,16 +50,22 @@ def entry(stage: Stage, in_use: bool = False) -> dict[str, Any]:
         "bytes": sum(p.stat().st_size for p in stage.dir.iterdir() if p.is_file()),
         "created": stage.manifest.get("created"),
         "in_use": in_use,
+        "held_by": sorted(held_by or []),
     }
 
 
 def entries(cache_dir: Path) -> list[dict[str, Any]]:
     """:func:`entry` of every fingerprint folder under ``cache_dir``, ``in_use`` filled."""
+    from qfeat.cache.holds import held
+
+    runs = held(cache_dir)
     out = []
     for dataset, name in stage_names(cache_dir):
         group = list_stages(cache_dir, dataset, name)
         chosen = default_stage(group, latest_fingerprint(cache_dir, dataset, name))
-        out += [entry(s, chosen is not None and s.dir == chosen.dir) for s in group]
+        out += [
+            entry(s, chosen is not None and s.dir == chosen.dir, _holders(runs, s)) for s in group
+        ]
     return out
 
 
@@ -66,6 +74,7 @@ class Garbage:
     path: Path
     reason: str
     bytes: int
+    held_by: tuple[str, ...] = ()  # runs trained on it: removed only with include_protected
 
 
 def _size(path: Path) -> int:
@@ -74,13 +83,20 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def find_garbage(cache_dir: Path, tmp_min_age_s: float = TMP_MIN_AGE_S) -> list[Garbage]:
-    """Temp files older than ``tmp_min_age_s`` and superseded fingerprint folders.
+def find_garbage(
+    cache_dir: Path, tmp_min_age_s: float = TMP_MIN_AGE_S, include_protected: bool = False
+) -> list[Garbage]:
+    """Temp files older than ``tmp_min_age_s``, superseded fingerprint folders, and
+    registrations of runs whose folder is gone (:mod:`qfeat.cache.holds`).
 
     A fingerprint is superseded when a newer fingerprint of the same dataset/stage is
-    complete, unless it is the one the last run completed (``latest.json``, what the
-    trainers read) or a kept stage names it as upstream (its inputs stay).
+    complete, unless it is the one the last run completed (``latest.json``) or a kept
+    stage names it as upstream (its inputs stay). A superseded folder a run was trained
+    on is *protected*: listed with ``held_by`` (the runs) and kept, with its upstream,
+    unless ``include_protected``.
     """
+    from qfeat.cache.holds import held, holds
+
     cache_dir = Path(cache_dir)
     out: list[Garbage] = []
     if not cache_dir.is_dir():
@@ -89,7 +105,13 @@ def find_garbage(cache_dir: Path, tmp_min_age_s: float = TMP_MIN_AGE_S) -> list[
     for path in sorted(cache_dir.rglob(".*.tmp-*")):
         if TMP_RE.match(path.name) and now - path.stat().st_mtime >= tmp_min_age_s:
             out.append(Garbage(path, "temporary file of an interrupted write", _size(path)))
+    for hold in holds(cache_dir):
+        if not hold.alive:
+            reason = f"registration of run {hold.run}, whose folder {hold.path} is gone"
+            out.append(Garbage(hold.file, reason, _size(hold.file)))
+    runs = held(cache_dir)
     keep: list[Stage] = []
+    protected: list[Stage] = []
     candidates: list[Stage] = []
     for dataset, name in stage_names(cache_dir):
         stages = list_stages(cache_dir, dataset, name)
@@ -97,10 +119,27 @@ def find_garbage(cache_dir: Path, tmp_min_age_s: float = TMP_MIN_AGE_S) -> list[
         newest_complete = complete[-1] if complete else -1
         latest = latest_fingerprint(cache_dir, dataset, name)
         for i, s in enumerate(stages):
-            kept = i >= newest_complete or s.fingerprint == latest
-            (keep if kept else candidates).append(s)
-    referenced = {fp for s in keep for fp in s.manifest.get("upstream", {}).values()}
+            if i >= newest_complete or s.fingerprint == latest:
+                keep.append(s)
+            elif _holders(runs, s) and not include_protected:
+                protected.append(s)
+            else:
+                candidates.append(s)
+    # what kept stages are built on stays, transitively (text -> describe -> regions)
+    referenced: set[str] = set()
+    grown = keep + protected
+    while grown:
+        referenced |= {fp for s in grown for fp in (s.manifest.get("upstream") or {}).values()}
+        grown = [s for s in candidates if s.fingerprint in referenced]
+        candidates = [s for s in candidates if s.fingerprint not in referenced]
+    for s in protected:
+        out.append(Garbage(s.dir, f"superseded {s.name} fingerprint", _size(s.dir),
+                           tuple(_holders(runs, s))))  # fmt: skip
     for s in candidates:
-        if s.fingerprint not in referenced:
-            out.append(Garbage(s.dir, f"superseded {s.name} fingerprint", _size(s.dir)))
+        out.append(Garbage(s.dir, f"superseded {s.name} fingerprint", _size(s.dir),
+                           tuple(_holders(runs, s))))  # fmt: skip
     return out
+
+
+def _holders(runs: dict[tuple[str, str, str], list[str]], stage: Stage) -> list[str]:
+    return runs.get((stage.dir.parent.parent.name, stage.name, stage.fingerprint), [])

@@ -84,7 +84,13 @@ def ls(cache_dir: CacheDir = None, as_json: Json = False) -> None:
             row[3] = f"[yellow]{row[3]}[/]"
         table.add_row(*row)
     console.print(table)
-    console.print("* the fingerprint `qfeat train` and the readers use (the last complete run)")
+    console.print(
+        "* the fingerprint `cache errors` and `cache export` open by default (the last "
+        "complete run); `qfeat train` reads one coherent set and prints it"
+    )
+    held = [e for e in found if e["held_by"]]
+    if held:
+        console.print(f"{len(held)} fingerprints are held by runs (`cache ls --json`: held_by)")
 
 
 @app.command("verify")
@@ -185,13 +191,31 @@ def errors(
 def gc(
     cache_dir: CacheDir = None,
     yes: Annotated[bool, typer.Option("--yes", help="Really remove what is listed.")] = False,
+    include_protected: Annotated[
+        bool,
+        typer.Option(
+            "--include-protected",
+            help="Also remove superseded fingerprints that runs were trained on (their "
+            "reports then lack per-item details).",
+        ),
+    ] = False,
 ) -> None:
-    """List (and with --yes remove) temp files and superseded fingerprints."""
+    """List (and with --yes remove) temp files and superseded fingerprints; those a run
+    was trained on are protected: listed with their runs, kept unless --include-protected."""
     root = default_cache_dir(cache_dir)
-    garbage = find_garbage(root)
+    found = find_garbage(root, include_protected=include_protected)
+    garbage = [g for g in found if include_protected or not g.held_by]
+    for g in found:
+        if g not in garbage:
+            console.print(
+                f"protected {shown(g.path)}  ({g.reason}, {_human(g.bytes)}; held by runs "
+                f"{shown(', '.join(g.held_by))}: --include-protected removes it)"
+            )
     for g in garbage:
+        held = f"; held by runs {', '.join(g.held_by)}" if g.held_by else ""
         console.print(
-            f"{'removing' if yes else 'would remove'} {g.path}  ({g.reason}, {_human(g.bytes)})"
+            f"{'removing' if yes else 'would remove'} {shown(g.path)}  "
+            f"({g.reason}{shown(held)}, {_human(g.bytes)})"
         )
         if yes:
             shutil.rmtree(g.path) if g.path.is_dir() else g.path.unlink()
@@ -201,4 +225,7 @@ def gc(
     elif yes:
         console.print(f"removed {len(garbage)} entries, {total}")
     else:
-        console.print(f"{len(garbage)} entries, {total}; run `qfeat cache gc --yes` to remove them")
+        flag = " --include-protected" if include_protected else ""
+        console.print(
+            f"{len(garbage)} entries, {total}; run `qfeat cache gc --yes{flag}` to remove them"
+        )

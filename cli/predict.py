@@ -45,6 +45,7 @@ def predict(
     ] = None,
 ) -> None:
     """Score new images or videos with a trained run (its stages run live on the files)."""
+    from qfeat.cli.train import note_cache_gone
     from qfeat.errors import OptionError
     from qfeat.pipeline.cluster import resolve_device
     from qfeat.trainers.predict import expand_paths, file_kind, load_run
@@ -54,6 +55,7 @@ def predict(
     with user_errors():
         folder = RunFolder.find(run, runs_dir).path
         modality, extensions = file_kind(folder)
+        note_cache_gone(folder, None)
         files = expand_paths(paths, extensions)
         kinds = " ".join(extensions)
         if not files:

@@ -27,11 +27,13 @@ def report(
     ] = None,
 ) -> None:
     """Write one self-contained HTML page about a run: metrics, plots, best/median/worst items."""
+    from qfeat.cli.train import note_cache_gone
     from qfeat.trainers.report import build_report, summary_line
     from qfeat.trainers.runfolder import RunFolder
 
     with user_errors():
         folder = RunFolder.find(run, runs_dir).path
+        note_cache_gone(folder, cache_dir)
         path = build_report(folder, out, cache_dir=cache_dir)
         line = summary_line(folder)
     typer.echo(str(Path(path).absolute()))

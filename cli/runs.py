@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from qfeat.cli.errors import user_errors
+from qfeat.cli.errors import err_console, user_errors
 from qfeat.cli.shown import shown
 
 app = typer.Typer()
@@ -25,6 +25,10 @@ RunsDir = Annotated[
 
 def _num(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
+
+
+def _basis(text: str) -> str:
+    return text if text == "complete" else f"[yellow]{text}[/]"
 
 
 @app.command("runs")
@@ -51,7 +55,8 @@ def runs(
         state = "finished" if line.state == "finished" else "[yellow]resumable[/]"
         console.print(
             f"  [bold]{shown(line.name)}[/]  {line.trainer} on {shown(line.dataset)} "
-            f"({line.preset}) · SRCC {_num(line.srcc)} · PLCC {_num(line.plcc)} · "
+            f"({line.preset}, {_basis(line.basis)}) · SRCC {_num(line.srcc)} · "
+            f"PLCC {_num(line.plcc)} · "
             f"{line.splits}{' splits' if line.state == 'finished' else ''} · {line.date} · "
             f"{state}"
         )
@@ -101,12 +106,15 @@ def table(
             from qfeat.trainers.runs_table import cross_dataset, plot_matrix
 
             datasets = [d.strip() for d in on.split(",") if d.strip()]
+            reasons: dict[tuple[str, str], str] = {}
             cross = cross_dataset(
-                folders, datasets, default_cache_dir(cache_dir), resolve_device(device)
+                folders, datasets, default_cache_dir(cache_dir), resolve_device(device), reasons
             )
             rows = [replace(row, cross=cross[row.run]) for row in rows]
             if figure is not None:
                 plot_matrix(rows, figure)
     typer.echo(render(rows, fmt))
+    for (name, dataset), why in (reasons if on else {}).items():
+        err_console.print(f"– {shown(name)} on {shown(dataset)}: {shown(why)}")
     if figure is not None:
         Console(stderr=True).print(f"matrix figure written to {figure}")

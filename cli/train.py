@@ -219,6 +219,18 @@ def print_run(metrics: dict, title: str, folder: Path) -> None:
     )
 
 
+def note_cache_gone(folder: Path, cache_dir: Path | None) -> None:
+    """One line on stderr when the cache a run was trained on is gone (gc, moved)."""
+    from qfeat.cli.errors import err_console
+    from qfeat.cli.shown import shown
+    from qfeat.trainers.runfolder import RunFolder
+    from qfeat.trainers.runinfo import cache_gone
+
+    line = cache_gone(RunFolder(folder).config, cache_dir, f"run {folder.name}")
+    if line:
+        err_console.print(f"note: {shown(line)}")
+
+
 eval_app = typer.Typer()
 
 
@@ -240,6 +252,7 @@ def evaluate(
 
     with user_errors():
         folder = RunFolder.find(run, runs_dir).path
+        note_cache_gone(folder, None)
         result = evaluate_run(folder, dataset, default_cache_dir(cache_dir), resolve_device(device))
     if as_json:
         typer.echo(json.dumps(result, indent=2))

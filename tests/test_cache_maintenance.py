@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -197,3 +198,38 @@ def test_ls_on_empty_cache(tmp_path, qfeat):
         json.loads(qfeat("cache", "ls", "--cache-dir", str(tmp_path / "none"), "--json").output)
         == []
     )
+
+
+def test_gc_keeps_what_a_run_was_trained_on_unless_asked(tmp_path, qfeat):
+    """Issue 37's second finding: a run trained on an older fingerprint holds it; gc
+    lists it as protected with the run, removes it only with --include-protected, and a
+    registration whose run folder is gone is garbage itself."""
+    from qfeat.cache.holds import register_run
+
+    old = dict(manifest_for(config={"v": 1}), created="2026-01-01T00:00:00+00:00")
+    new = dict(manifest_for(config={"v": 2}), created="2026-02-01T00:00:00+00:00")
+    for m in (old, new):
+        write_stage(tmp_path, m)
+    run = tmp_path / "runs" / "first"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    register_run(
+        tmp_path, "demo", run, trainer="rsa", fingerprints={"backbone": old["fingerprint"]}
+    )
+    cache = ["cache", "gc", "--cache-dir", str(tmp_path)]
+    listed = qfeat(*cache).output
+    assert (
+        "protected" in listed and "held by runs first" in listed and "nothing to collect" in listed
+    )
+    ls = json.loads(qfeat("cache", "ls", "--cache-dir", str(tmp_path), "--json").output)
+    assert {e["fingerprint"]: e["held_by"] for e in ls} == {
+        old["fingerprint"]: ["first"],
+        new["fingerprint"]: [],
+    }
+    qfeat(*cache, "--yes")
+    folder = tmp_path / "demo" / "backbone" / old["fingerprint"]
+    assert folder.is_dir()
+    removed = qfeat(*cache, "--yes", "--include-protected").output
+    assert "removing" in removed and "held by runs first" in removed and not folder.exists()
+    shutil.rmtree(run)  # the run is gone: its registration is garbage
+    assert "registration of run first" in qfeat(*cache).output

@@ -44,6 +44,8 @@ def test_runs_lists_finished_and_resumable(runs, qfeat):
     assert lines["rsa"]["srcc"] == json.loads((runs / "rsa" / "metrics.json").read_text())[
         "test"]["srcc"]  # fmt: skip
     assert lines["half"]["state"] == "resumable" and lines["half"]["splits"] == "0 of 10 done"
+    assert lines["rsa"]["basis"] == "complete"  # issue 37: a partial run says so
+    assert lines["half"]["basis"] == "basis not recorded"
     text = qfeat("runs", "--runs-dir", str(runs)).output
     assert "resumable" in text and "uniform" in text
 
@@ -59,6 +61,7 @@ def test_table_pairs_runs_on_the_same_splits(runs, scma_run, qfeat):
     metrics = json.loads((runs / "uniform" / "metrics.json").read_text())
     assert rows[1]["srcc_mean"] == pytest.approx(metrics["test"]["srcc"])
     assert rows[1]["valid_splits"] == rows[1]["splits"] == 2
+    assert rows[0]["basis"] == "tiny, complete"
 
 
 @pytest.mark.parametrize("fmt", ["md", "csv", "latex"])

@@ -91,10 +91,15 @@ def test_cache_from_other_weights_names_the_command(qfeat, cache, tmp_path):
 
     copy = tmp_path / "cache"
     shutil.copytree(cache, copy)
-    manifest = open_stage(copy, "demo-video", "clip").dir / "manifest.json"
-    data = json.loads(manifest.read_text())
+    from qfeat.cache.fingerprint import fingerprint
+    from qfeat.cache.integrity import seal
+
+    folder = open_stage(copy, "demo-video", "clip").dir
+    data = json.loads((folder / "manifest.json").read_text())
     data["model"]["arch"] = "0" * 12
-    manifest.write_text(json.dumps(data))
+    data["fingerprint"] = fingerprint(data)  # as that older qfeat wrote it: an intact folder
+    (folder / "manifest.json").write_text(json.dumps(seal(data)))
+    folder.rename(folder.with_name(data["fingerprint"]))
     result = qfeat("train", "scma", "demo-video", "--cache-dir", str(copy))
     assert result.exit_code == 1
     assert "qfeat features demo-video" in result.output and "0" * 12 in result.output

@@ -44,9 +44,9 @@ class TrainingBasis:
 def named(req) -> tuple[Want | None, str]:
     """The ``want`` of the sets ``--preset`` and stage ``--set`` values name (None when
     neither is given), and those options in words."""
-    from qfeat.pipeline.stages.settings import STAGE_SETTINGS
+    from qfeat.pipeline.stages import stage_settings
 
-    sets = stage_sets(req.sets, set(STAGE_SETTINGS))
+    sets = stage_sets(req.sets, set(stage_settings()))
     if req.preset is None and not sets:
         return None, ""
     words = ([f"--preset {req.preset}"] if req.preset else []) + [f"--set {s}" for s in sets]

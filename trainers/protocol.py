@@ -235,7 +235,14 @@ def train_and_record(
     """:func:`run_splits` (resumable, settings from ``config``) then the run folder's
     files; returns ``metrics.json``'s content. ``started``: the trainer's
     ``time.perf_counter()`` at its start (resumed splits add their recorded time)."""
-    out = run_splits(job, log, progress, spec=config.resume_spec())
+    spec = config.resume_spec()
+    claim_folder(job.folder, spec)  # a refused folder registers nothing
+    if config.cache_dir:  # what this run reads stays in the cache (`qfeat cache gc`)
+        from qfeat.cache.holds import register_run
+
+        register_run(Path(config.cache_dir), config.dataset, job.folder,
+                     trainer=config.trainer, fingerprints=config.all_fingerprints())  # fmt: skip
+    out = run_splits(job, log, progress, spec=spec)
     seconds = time.perf_counter() - started + out.resumed_seconds
     return RunFolder(job.folder).write(
         config, out.records, out.predictions, out.histories, out.params, seconds, extra=extra

@@ -76,3 +76,23 @@ def normalise_score(score: float, scale: dict[str, Any] | None) -> float | None:
     if not scale.get("higher_is_better", True):
         t = 1.0 - t
     return float(np.clip(t, 0.0, 1.0))
+
+
+def cache_gone(config, cache_dir: Path | None = None, name: str = "the run") -> str | None:
+    """One line when stage folders the run was trained on (``config``: its
+    :class:`~qfeat.trainers.runconfig.RunConfig`) are no longer in ``cache_dir`` (default:
+    the cache it recorded), else None."""
+    where = Path(cache_dir or config.cache_dir or ".").expanduser()
+    missing = [
+        f"{stage} {fp}"
+        for stage, fp in config.all_fingerprints().items()
+        if not (where / config.dataset / stage / fp / "manifest.json").is_file()
+    ]
+    if not missing:
+        return None
+    preset = (config.basis or {}).get("preset") or config.preset
+    return (
+        f"{name} was trained on cached {config.dataset} stages that are gone from {where} "
+        f"({', '.join(missing)}); recompute them with `qfeat features {config.dataset} "
+        f"--preset {preset}` and the stage settings in its config.json"
+    )

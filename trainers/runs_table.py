@@ -36,6 +36,18 @@ class RunLine:
     splits: str  # "10" or "9 of 10 valid", or "3 of 10 done" while unfinished
     date: str
     state: str  # finished | resumable
+    basis: str = "basis not recorded"  # the cached set it read: complete | partial (issue 37)
+
+
+def basis_text(basis: dict | None) -> str:
+    """A run's basis in words: ``complete``, ``partial: 2 of 84 items``, or (runs from
+    before bases were recorded) ``basis not recorded``: what `runs` and `table` show, so
+    a partial run never passes for a full one."""
+    if not isinstance(basis, dict) or not basis.get("state"):
+        return "basis not recorded"
+    if basis["state"] == "partial":
+        return f"partial: {basis.get('items')} of {basis.get('of')} items"
+    return str(basis["state"])
 
 
 def list_runs(runs_dir: Path) -> list[RunLine]:
@@ -53,7 +65,7 @@ def list_runs(runs_dir: Path) -> list[RunLine]:
                 folder.name, config.trainer, config.dataset, config.preset or "?",
                 test.get("srcc"), test.get("plcc"),
                 str(total) if valid == total else f"{valid} of {total} valid",
-                _date(folder / "metrics.json"), "finished",
+                _date(folder / "metrics.json"), "finished", basis_text(config.basis),
             ))  # fmt: skip
         elif (spec := run.started()) is not None:
             done = len(run.checkpoints())
@@ -61,7 +73,7 @@ def list_runs(runs_dir: Path) -> list[RunLine]:
                 folder.name, str(spec.get("trainer", "?")), str(spec.get("dataset", "?")),
                 str(spec.get("preset") or "?"), None, None,
                 f"{done} of {spec.get('splits', '?')} done", _date(folder / RESUME),
-                "resumable",
+                "resumable", basis_text(spec.get("basis")),
             ))  # fmt: skip
     return sorted(lines, key=lambda line: line.date, reverse=True)
 
@@ -79,6 +91,7 @@ class TableRow:
     trainer: str
     dataset: str
     variant: str  # attention / ablations (rsa) or mode (scma)
+    basis: str  # preset and complete | partial: N of M items (basis_text)
     splits: int
     valid_splits: int
     srcc_mean: float | None
@@ -156,7 +169,8 @@ def build_table(runs: list[RunFolder]) -> list[TableRow]:
         paired = index > 0 and same_splits(runs[0], run)
         s_vals, p_vals = list(srcc.values()), list(plcc.values())
         rows.append(TableRow(
-            run.name, run.config.trainer, run.config.dataset, _variant(run), total, len(srcc),
+            run.name, run.config.trainer, run.config.dataset, _variant(run),
+            f"{run.config.preset or '?'}, {basis_text(run.config.basis)}", total, len(srcc),
             _stat(s_vals, np.mean), _stat(s_vals, np.std), _stat(s_vals, np.median),
             _stat(p_vals, np.mean), _stat(p_vals, np.std), _stat(p_vals, np.median),
             wilcoxon_p(first_srcc, srcc) if paired else None,
@@ -166,12 +180,16 @@ def build_table(runs: list[RunFolder]) -> list[TableRow]:
 
 
 def cross_dataset(
-    runs: list[RunFolder], datasets: list[str], cache_dir: Path, device: str = "cpu"
+    runs: list[RunFolder],
+    datasets: list[str],
+    cache_dir: Path,
+    device: str = "cpu",
+    reasons: dict[tuple[str, str], str] | None = None,
 ) -> dict[str, dict[str, float | None]]:
     """Run name -> {dataset: mean test SRCC of its checkpoints on that dataset's cache},
     through ``qfeat evaluate`` (its ``eval-<dataset>.json`` reused when present). A
     dataset the run cannot be evaluated on (another modality, another frozen model) is
-    None."""
+    None, and ``reasons`` (when given) gets why, by ``(run, dataset)``."""
     from qfeat.trainers.evaluate import evaluate_run
 
     out: dict[str, dict[str, float | None]] = {}
@@ -186,8 +204,10 @@ def cross_dataset(
                     else evaluate_run(run, dataset, cache_dir, device)
                 )
                 row[dataset] = (result.get("test") or {}).get("srcc")
-            except DatasetError:
+            except DatasetError as exc:
                 row[dataset] = None
+                if reasons is not None:
+                    reasons[(run.name, dataset)] = str(exc)
         out[run.name] = row
     return out
 
@@ -226,7 +246,7 @@ def _pm(mean: float | None, std: float | None) -> str:
     return f"{_num(mean)} ± {_num(std)}"
 
 
-HEADER = ["run", "trainer", "dataset", "variant", "splits", "SRCC", "SRCC median", "PLCC",
+HEADER = ["run", "trainer", "dataset", "variant", "basis", "splits", "SRCC", "SRCC median", "PLCC",
           "PLCC median", "p (Wilcoxon, SRCC vs first)"]  # fmt: skip
 
 
@@ -242,7 +262,7 @@ def _cells(row: TableRow) -> list[str]:
     )
     p = "–" if row.p_value is None else _num(row.p_value, 4)
     cross = [_num(v) for v in (row.cross or {}).values()]
-    return [row.run, row.trainer, row.dataset, row.variant, splits,
+    return [row.run, row.trainer, row.dataset, row.variant, row.basis, splits,
             _pm(row.srcc_mean, row.srcc_std), _num(row.srcc_median),
             _pm(row.plcc_mean, row.plcc_std), _num(row.plcc_median), p, *cross]  # fmt: skip
 
@@ -270,7 +290,7 @@ def render(rows: list[TableRow], fmt: str) -> str:
             return text
 
         header = _header(rows)
-        lines = [r"\begin{tabular}{" + "l" * 4 + "r" * (len(header) - 4) + "}", r"\toprule",
+        lines = [r"\begin{tabular}{" + "l" * 5 + "r" * (len(header) - 5) + "}", r"\toprule",
                  " & ".join(tex(h) for h in header) + r" \\", r"\midrule"]  # fmt: skip
         lines += [" & ".join(tex(c) for c in row) + r" \\" for row in cells]
         return "\n".join([*lines, r"\bottomrule", r"\end{tabular}"])
