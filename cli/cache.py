@@ -49,7 +49,7 @@ def ls(cache_dir: CacheDir = None, as_json: Json = False) -> None:
         typer.echo(json.dumps(found, indent=2))
         return
     if not found:
-        console.print(f"the cache at {root} is empty")
+        console.print(f"the cache at {shown(root)} is empty")
         return
     table = Table(
         title=f"qfeat cache at {root}",
@@ -111,7 +111,7 @@ def verify(
             console.print(f"[red]bad[/] {shown(bad.path)}: {shown(bad.reason)}")
             if fix:
                 repair(bad)
-                console.print(f"    {bad.repaired}")
+                console.print(f"    {shown(bad.repaired)}")
     summary = f"{checked} shards in {len(stages)} stage folders checked, {len(bad_total)} bad"
     console.print(summary + (" (repaired)" if fix and bad_total else ""))
     if bad_total and not fix:
@@ -163,7 +163,10 @@ def export(
             raise OptionError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
         export_stage(root, dataset, stage, fmt, target, fingerprint, all_rows)
     files = sorted(p.name for p in target.iterdir())
-    console.print(f"exported {dataset}/{stage} ({fmt}) to {shown(target)}: {', '.join(files)}")
+    console.print(
+        f"exported {shown(dataset)}/{shown(stage)} ({fmt}) to {shown(target)}: "
+        f"{shown(', '.join(files))}"
+    )
 
 
 @app.command("errors")
@@ -184,7 +187,7 @@ def errors(
         return
     for r in rows:
         console.print(f"{shown(r['item_id'])}  [red]{r['status']}[/]  {shown(r['error'])}")
-    console.print(f"{len(rows)} failed items in {dataset}/{stage}")
+    console.print(f"{len(rows)} failed items in {shown(dataset)}/{shown(stage)}")
 
 
 @app.command("gc")

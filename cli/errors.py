@@ -13,7 +13,15 @@ import typer
 from rich.console import Console
 
 from qfeat.cli.shown import shown
-from qfeat.errors import EXIT_DATA, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Problems, QfeatError
+from qfeat.errors import (
+    EXIT_DATA,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    Problems,
+    QfeatError,
+    without_unsafe_advice,
+)
 
 __all__ = ["EXIT_DATA", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "err_console",
            "interrupted", "user_errors"]  # fmt: skip
@@ -32,7 +40,9 @@ def user_errors() -> Iterator[None]:
     except QfeatError as exc:
         for error in exc.errors if isinstance(exc, Problems) else [exc]:
             label = "usage error" if error.exit_code == EXIT_USAGE else "error"
-            err_console.print(f"[bold red]{label}:[/] {shown(error)}", markup=True)
+            err_console.print(
+                f"[bold red]{label}:[/] {shown(without_unsafe_advice(str(error)))}", markup=True
+            )
         raise typer.Exit(exc.exit_code) from None
 
 

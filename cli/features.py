@@ -11,6 +11,7 @@ from rich.table import Table
 
 from qfeat.cli.errors import EXIT_DATA, interrupted, user_errors
 from qfeat.cli.progress import progress_bar
+from qfeat.cli.shown import shown
 from qfeat.pipeline.config import parse_options
 from qfeat.pipeline.runner import RunRequest, StageReport, describe_failures, prepare, run
 from qfeat.pipeline.stages import stage_help
@@ -92,7 +93,7 @@ class RichProgress:
 
 
 def summary(reports: list[StageReport], seconds: float, dataset: str) -> Table:
-    table = Table(title=f"qfeat features {dataset} — {seconds:.1f} s")
+    table = Table(title=f"qfeat features {shown(dataset)} — {seconds:.1f} s")
     for col in ("stage", "ok", "failed", "skipped", "wall s", "items/s", "cache path"):
         table.add_column(col, overflow="fold")
     for r in reports:
@@ -103,7 +104,7 @@ def summary(reports: list[StageReport], seconds: float, dataset: str) -> Table:
             str(r.items_skipped),
             f"{r.seconds:.1f}",
             f"{r.items_per_s:.1f}",
-            str(r.path),
+            shown(r.path),
         )
     return table
 
@@ -130,8 +131,8 @@ def execute(request: RunRequest) -> None:
     with user_errors():
         plan = prepare(request)
         console.print(
-            f"{plan.dataset}: stages {', '.join(plan.stages)} · preset "
-            f"{plan.config['preset']} · device {plan.device} · cache {plan.cache_dir}"
+            f"{shown(plan.dataset)}: stages {', '.join(plan.stages)} · preset "
+            f"{shown(plan.config['preset'])} · device {plan.device} · cache {shown(plan.cache_dir)}"
         )
         if warning := workers_warning(request.workers, plan.device, request.scheduler):
             console.print(f"[yellow]warning:[/] {warning}")
@@ -144,11 +145,11 @@ def execute(request: RunRequest) -> None:
         counts = ", ".join(f"{stage} {n}" for stage, n in failed.items())
         console.print(
             f"failed items per stage: {counts} (an item failed upstream fails downstream "
-            f"too); `qfeat cache errors {plan.dataset} STAGE` lists them with the reasons"
+            f"too); `qfeat cache errors {shown(plan.dataset)} STAGE` lists them with the reasons"
         )
     problems = describe_failures(reports)
     for line in problems:
-        console.print(f"[red]{line}[/]")
+        console.print(f"[red]{shown(line)}[/]")
     if problems:
         console.print("run the same command again to retry the failed shards")
         raise typer.Exit(EXIT_DATA)

@@ -14,11 +14,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from qfeat.cli.errors import EXIT_DATA, interrupted, user_errors
 from qfeat.cli.progress import progress_bar
+from qfeat.cli.shown import shown
 
 app = typer.Typer()
 console = Console(highlight=False, soft_wrap=True)
@@ -77,7 +77,7 @@ def predict(
     if as_json:
         typer.echo(json.dumps([r.as_dict() for r in results], indent=2))
     else:
-        table = Table(title=f"{escape(folder.name)} ({model.trainer}) on {len(results)} files")
+        table = Table(title=f"{shown(folder.name)} ({model.trainer}) on {len(results)} files")
         for name in ("file", "score", "score_01", "status"):
             table.add_column(
                 name,
@@ -85,8 +85,8 @@ def predict(
                 overflow="fold",
             )
         for r in results:
-            status = "ok" if r.status == "ok" else f"[red]{r.status}[/]: {escape(r.error or '')}"
-            table.add_row(escape(r.path), _number(r.score, 3), _number(r.score_01, 3), status)
+            status = "ok" if r.status == "ok" else f"[red]{r.status}[/]: {shown(r.error or '')}"
+            table.add_row(shown(r.path), _number(r.score, 3), _number(r.score_01, 3), status)
         console.print(table)
         console.print(
             f"scored {len(results) - failed}, failed {failed}, {time.perf_counter() - t0:.1f} s"

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from qfeat.cli.errors import user_errors
+from qfeat.cli.shown import shown
 from qfeat.cli.train import (
     CacheDirOpt,
     DeviceOpt,
@@ -49,7 +50,8 @@ def import_qclip(
             "PE-"
         ):
             console.print(
-                f"[yellow]{dataset}'s clip cache uses clip.rope={clip_cfg.get('rope', 'pe')}; "
+                f"[yellow]{shown(dataset)}'s clip cache uses "
+                f"clip.rope={clip_cfg.get('rope', 'pe')}; "
                 "models trained with the release expect qclip-release (recompute with --set "
                 "clip.rope=qclip-release to get the release's numbers)"
             )
@@ -76,7 +78,8 @@ def export_qclip(
         target = out or folder.path / f"qclip-split{split:02d}.pth"
         info = export_run(folder, split, target)
     console.print(
-        f"wrote {target.resolve()}: load it with the release's load_checkpoint (strict=False) "
+        f"wrote {shown(target.resolve())}: load it with the release's load_checkpoint "
+        "(strict=False) "
         f"into QCLIP(adapter_start_layer={info['adapter_start_layer']}, "
         f"shared_dim={info['shared_dim']})"
     )

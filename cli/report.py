@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from qfeat.cli.errors import user_errors
+from qfeat.cli.shown import shown, visible
 
 app = typer.Typer()
 console = Console(highlight=False, soft_wrap=True)
@@ -36,5 +37,5 @@ def report(
         note_cache_gone(folder, cache_dir)
         path = build_report(folder, out, cache_dir=cache_dir)
         line = summary_line(folder)
-    typer.echo(str(Path(path).absolute()))
-    console.print(line)
+    typer.echo(visible(Path(path).absolute()))
+    console.print(shown(line))

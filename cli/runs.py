@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from qfeat.cli.errors import err_console, user_errors
-from qfeat.cli.shown import shown
+from qfeat.cli.shown import shown, visible
 
 app = typer.Typer()
 console = Console(highlight=False, soft_wrap=True)
@@ -48,7 +48,7 @@ def runs(
         typer.echo(json.dumps([asdict(line) for line in lines], indent=2))
         return
     if not lines:
-        console.print(f"no runs under {root}")
+        console.print(f"no runs under {shown(root)}")
         return
     console.print(f"runs under {shown(root)}")
     for line in lines:
@@ -113,8 +113,8 @@ def table(
             rows = [replace(row, cross=cross[row.run]) for row in rows]
             if figure is not None:
                 plot_matrix(rows, figure)
-    typer.echo(render(rows, fmt))
+    typer.echo("\n".join(visible(line) for line in render(rows, fmt).split("\n")))
     for (name, dataset), why in (reasons if on else {}).items():
         err_console.print(f"– {shown(name)} on {shown(dataset)}: {shown(why)}")
     if figure is not None:
-        Console(stderr=True).print(f"matrix figure written to {figure}")
+        Console(stderr=True).print(f"matrix figure written to {shown(figure)}")

@@ -12,9 +12,15 @@ from typing import Any
 from rich.markup import escape
 
 
-def shown(value: Any) -> str:
-    text = str(value)
-    text = "".join(
-        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode() for ch in text
+def visible(value: Any) -> str:
+    """``value`` as text with control characters shown as escapes (``\\x1b``, ``\\r``),
+    for output that is not rich markup (``typer.echo``)."""
+    return "".join(
+        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode()
+        for ch in str(value)
     )
-    return escape(text)
+
+
+def shown(value: Any) -> str:
+    """:func:`visible`, with rich markup escaped too (for ``console.print``)."""
+    return escape(visible(value))

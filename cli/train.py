@@ -13,6 +13,7 @@ from rich.table import Table
 
 from qfeat.cli.errors import EXIT_INTERRUPTED, user_errors
 from qfeat.cli.progress import progress_bar
+from qfeat.cli.shown import shown
 from qfeat.pipeline.paths import cache_dir as default_cache_dir
 from qfeat.pipeline.paths import runs_dir as default_runs_dir
 
@@ -73,7 +74,7 @@ def training_progress() -> Iterator[tuple[Callable[[str], None], Callable[[dict]
                 description=f"{where}: val SRCC {val:.3f}",
             )
 
-        yield (lambda line: bar.console.print(line, style="dim")), progress
+        yield (lambda line: bar.console.print(shown(line), style="dim")), progress
 
 
 def metrics_table(metrics: dict, title: str) -> Table:
@@ -187,9 +188,9 @@ def resumable(trainer: str, request):
         yield
     except KeyboardInterrupt:
         console.print(
-            f"\ninterrupted: run {request.run} keeps its finished splits; resume it with "
-            f"`qfeat train {trainer} {request.dataset} --run {request.run}` (and the same "
-            "options)"
+            f"\ninterrupted: run {shown(request.run)} keeps its finished splits; resume it with "
+            f"`qfeat train {trainer} {shown(request.dataset)} --run {shown(request.run)}` "
+            "(and the same options)"
         )
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
@@ -212,10 +213,10 @@ def _common(dataset, cache_dir, runs_dir, run, splits, epochs, seed, device, set
 
 
 def print_run(metrics: dict, title: str, folder: Path) -> None:
-    console.print(metrics_table(metrics, title))
+    console.print(metrics_table(metrics, shown(title)))
     console.print(
         f"trainable parameters: {metrics['trainable_params']:,} · "
-        f"{metrics['train_seconds']:.1f} s · run folder {folder}"
+        f"{metrics['train_seconds']:.1f} s · run folder {shown(folder)}"
     )
 
 
@@ -257,5 +258,6 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    console.print(metrics_table(result, f"{folder.name} on {dataset} ({result['items']} items)"))
-    console.print(f"written to {folder / f'eval-{dataset}.json'}")
+    title = f"{shown(folder.name)} on {shown(dataset)} ({result['items']} items)"
+    console.print(metrics_table(result, title))
+    console.print(f"written to {shown(folder / f'eval-{dataset}.json')}")

@@ -17,11 +17,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from qfeat.cli.errors import EXIT_DATA, user_errors
 from qfeat.cli.features import Preset, Sets
+from qfeat.cli.shown import shown
 
 app = typer.Typer()
 console = Console(highlight=False, soft_wrap=True)
@@ -79,15 +79,15 @@ def _print(rows, line: str) -> None:
     for r in rows:
         size = f"{r.size_gb:.2f} GB" if r.size_gb is not None else "-"
         status = f"[{STYLE.get(r.status, 'white')}]{r.status}[/]"
-        table.add_row(r.setting, escape(r.architecture), escape(r.official), size,
-                      escape(r.given or "-"), status)  # fmt: skip
+        table.add_row(r.setting, shown(r.architecture), shown(r.official), size,
+                      shown(r.given or "-"), status)  # fmt: skip
     console.print(table)
     for r in rows:
         if r.status in BAD:
-            console.print(f"[red]{r.setting}={escape(r.given)}: {escape(r.message)}[/]")
+            console.print(f"[red]{r.setting}={shown(r.given)}: {shown(r.message)}[/]")
         elif r.status == "ok":
             console.print(f"{r.setting}: sha256 {r.sha256} ({r.parameters:,} parameters)")
         elif r.status == "not set":
-            console.print(f"{r.setting}: not set; get {escape(r.official)} from {escape(r.where)}")
+            console.print(f"{r.setting}: not set; get {shown(r.official)} from {shown(r.where)}")
     if line:
-        console.print("use:", escape(line))
+        console.print("use:", shown(line))

@@ -21,7 +21,7 @@ from qfeat.cache.items import write_items
 from qfeat.cache.plan import plan_shards, shards_holding, split_done
 from qfeat.cache.reader import CacheMissing, mark_latest, open_folder, open_stage
 from qfeat.cache.writer import create_stage_dir
-from qfeat.errors import DatasetError, OptionError
+from qfeat.errors import DatasetError, OptionError, without_unsafe_advice
 from qfeat.pipeline import paths
 from qfeat.pipeline.cluster import connect, plan_resources, resolve_device
 from qfeat.pipeline.config import default_preset, resolve_config
@@ -371,7 +371,10 @@ def failure_reason(future) -> str:
     happened and what to do."""
     exc = future.exception() if future.status == "error" else None
     if exc is not None:
-        return f"{type(exc).__name__}: {exc}"
+        reason = without_unsafe_advice(f"{type(exc).__name__}: {exc}")
+        if type(exc).__name__ == "KilledWorker":  # the worker died each time it ran it
+            return reason
+        return f"{reason} (raised again on each of {TASK_RETRIES} retries)"
     return lost_scheduler(f"its task was {future.status} without an error")
 
 
@@ -386,7 +389,7 @@ def describe_failures(reports: list[StageReport]) -> list[str]:
     lines = []
     for r in reports:
         for index, why in r.shards_failed:
-            lines.append(f"{r.stage} shard {index:05d} failed after retries: {why}")
+            lines.append(f"{r.stage} shard {index:05d} failed: {why}")
         if r.skipped_reason:
             lines.append(f"{r.stage} skipped: {r.skipped_reason}")
     return lines

@@ -21,6 +21,8 @@ ItemError         --    one item failed (a corrupt file); it becomes an error ro
 
 from __future__ import annotations
 
+import re
+
 EXIT_OK = 0
 EXIT_DATA = 1
 EXIT_USAGE = 2
@@ -44,6 +46,26 @@ STATUSES = {
     "value_out_of_range": "a model output beyond fp16's range (or NaN): the cache cannot store it",
     "error": "anything else; the error column says what",
 }
+
+
+# torch's weights-only refusal advises re-running with weights_only=False: advice that
+# would run whatever the refused pickle holds. Never passed on to the user.
+_UNSAFE = ("trusted source", "file an issue", "weights_only=False")
+
+
+def without_unsafe_advice(text: str) -> str:
+    """``text`` without torch's advice to load a refused file with ``weights_only=False``
+    (its sentences naming ``weights_only`` and ``False``, or a trusted source)."""
+    text = str(text)
+    if "weights_only" not in text and "trusted source" not in text:
+        return text
+    kept = []
+    for sentence in re.split(r"(?<=[.:])\s+|\n+", text):
+        plain = sentence.replace("`", "").replace(" set to ", "=")
+        unsafe = any(u in plain for u in _UNSAFE) or ("weights_only" in plain and "False" in plain)
+        if sentence.strip() and not unsafe:
+            kept.append(sentence.strip())
+    return " ".join(kept)
 
 
 class QfeatError(Exception):

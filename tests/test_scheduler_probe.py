@@ -103,7 +103,8 @@ def test_a_scheduler_without_workers_is_said_and_said_again():
 
 
 def test_a_lost_task_says_what_happened():
-    """Issue 24.8: a killed scheduler ended with `failed after retries: NoneType: None`."""
+    """Issue 24.8: a killed scheduler ended with `failed after retries: NoneType: None`;
+    issue 40.6: "retried" only where the task was."""
     from types import SimpleNamespace
 
     from qfeat.pipeline.runner import failure_reason
@@ -112,7 +113,8 @@ def test_a_lost_task_says_what_happened():
     assert "scheduler (or the connection to it) went away" in failure_reason(lost)
     assert "NoneType" not in failure_reason(lost)
     failed = SimpleNamespace(status="error", exception=lambda: RuntimeError("shard broke"))
-    assert failure_reason(failed) == "RuntimeError: shard broke"
+    assert failure_reason(failed) == "RuntimeError: shard broke (raised again on each of 2 retries)"
+    assert "retries" not in failure_reason(lost)  # issue 40.6: never retried, never said
 
 
 def test_a_result_lost_with_the_scheduler_is_a_failed_shard():

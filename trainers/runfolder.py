@@ -16,6 +16,7 @@ test-set name and split number, e.g. ``test@3``; ``pred`` is the raw model score
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from functools import cached_property
@@ -201,7 +202,7 @@ class RunFolder:
                 metrics[name] = summarise(per_split, name)["test"]  # e.g. LSVQ test-1080p
         metrics.update(extra or {})
         (folder / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
-        predictions.to_csv(folder / PREDICTIONS, index=False)
+        write_predictions(predictions, folder / PREDICTIONS)
         (folder / CONFIG).write_text(json.dumps(config.to_json(), indent=2, default=str) + "\n")
         plot_scatter(folder / "scatter.png", predictions, metrics["test"])
         history = [{"split": i, **record} for i, h in enumerate(histories) for record in h]
@@ -211,6 +212,12 @@ class RunFolder:
         for name in ("config", "metrics", "predictions"):
             self.__dict__.pop(name, None)  # read back fresh
         return metrics
+
+
+def write_predictions(frame: pd.DataFrame, path: Path) -> None:
+    """``predictions.csv`` with every text field quoted: Python's csv quotes only the
+    line terminator's characters, so a ``\\r`` in a file name split its row in two."""
+    frame.to_csv(path, index=False, quoting=csv.QUOTE_NONNUMERIC)
 
 
 def _clean(x: Any) -> Any:

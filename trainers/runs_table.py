@@ -277,7 +277,7 @@ def render(rows: list[TableRow], fmt: str) -> str:
         import io
 
         out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
+        writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
         writer.writerow(_header(rows))
         writer.writerows(cells)
         return out.getvalue().rstrip("\n")

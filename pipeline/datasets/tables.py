@@ -19,8 +19,10 @@ def read_csv(path: Path, delimiter: str = ",") -> list[dict[str, str]]:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f, delimiter=delimiter)
             header = [h.strip() for h in next(reader, [])]
+            # a short row (a line split by a bare '\r' in a name) gets empty cells: its
+            # item is then rejected by name, not a KeyError
             rows = [
-                {h: (v.strip() if v is not None else "") for h, v in zip(header, r, strict=False)}
+                {h: v.strip() for h, v in zip(header, [*r, *[""] * len(header)], strict=False)}
                 for r in reader
                 if any(cell.strip() for cell in r)
             ]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from qfeat.errors import DatasetError, OptionError
+from qfeat.errors import DatasetError, OptionError, without_unsafe_advice
 
 Kind = Literal["random", "none", "file", "folder", "hub", "missing"]
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -124,28 +124,58 @@ def require_open_clip_folder(model: str, setting: str, pretrained: str = "") -> 
     return weights
 
 
-PICKLED = (".pth", ".pt", ".bin", ".ckpt", ".pkl")
+def _safetensors_problem(path: Path) -> str | None:
+    """None when ``path``'s content is a safetensors file (its header parses)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            f.keys()
+    except Exception as exc:  # noqa: BLE001 - any parse failure: not safetensors
+        return str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+    return None
 
 
 def require_plain_weights(path: Path, setting: str) -> None:
-    """Refuse, before any work starts, a pickled weights file that is not plain tensors.
+    """Refuse, before any work starts, a weights file that is not plain tensors, judged
+    by its content, not its name.
 
-    It is unpickled the way every loader in qfeat does (``weights_only=True``), memory-
+    A safetensors file (its header parses) passes when it is named ``.safetensors``; a
+    file named so that is something else (a pickle renamed) is refused, and so is a
+    safetensors file under another name (the loaders would unpickle it). Any other file
+    is unpickled the way every loader in qfeat does (``weights_only=True``), memory-
     mapped so a multi-GB checkpoint costs no read: a pickle that would import or call
     anything (code execution) fails here, in the driver, once, with a message naming
-    the setting, instead of in every worker after retries. safetensors and folders need
-    no check."""
-    import pickle
-
-    import torch
-
+    the setting, instead of in every worker after retries. Folders need no check."""
     path = Path(path)
-    if not path.is_file() or path.suffix.lower() not in PICKLED:
+    if not path.is_file():
         return
     if path.stat().st_size == 0:
         raise DatasetError(
             f"{setting}={path} is empty (0 bytes): an interrupted download? get it again"
         )
+    named = path.suffix.lower() == ".safetensors"
+    problem = _safetensors_problem(path)
+    if named and problem is None:
+        return
+    if named:
+        raise DatasetError(
+            f"{setting}={path} is named .safetensors but is not a safetensors file "
+            f"({problem}); refused before any work. Give the file its publisher ships"
+        )
+    if problem is None:
+        raise DatasetError(
+            f"{setting}={path} is a safetensors file under another name; rename it to "
+            f"{path.with_suffix('.safetensors').name}"
+        )
+    _require_plain_pickle(path, setting)
+
+
+def _require_plain_pickle(path: Path, setting: str) -> None:
+    import pickle
+
+    import torch
+
     try:
         try:
             torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -154,7 +184,8 @@ def require_plain_weights(path: Path, setting: str) -> None:
                 raise
             torch.load(path, map_location="cpu", weights_only=True)  # legacy format
     except pickle.UnpicklingError as exc:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        text = without_unsafe_advice(str(exc))
+        lines = [line.strip() for line in re.split(r"\n|(?<=\.) ", text) if line.strip()]
         said = [x for x in lines if "global" in x.lower()]
         if said:
             raise DatasetError(
@@ -170,7 +201,7 @@ def require_plain_weights(path: Path, setting: str) -> None:
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
         raise DatasetError(
             f"{setting}={path} cannot be read as a PyTorch weights file "
-            f"({str(exc).strip() or type(exc).__name__}); is it "
+            f"({without_unsafe_advice(str(exc).strip()) or type(exc).__name__}); is it "
             "complete, and the right file?"
         ) from None
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from qfeat.errors import DatasetError
+from qfeat.errors import DatasetError, without_unsafe_advice
 
 Shapes = dict[str, tuple[int, ...]]
 # buffers some library versions keep and others rebuild; never a reason to refuse a file
@@ -139,7 +139,9 @@ def read_state(path: Path) -> dict[str, Any]:
     try:
         return file_state(path)
     except Exception as exc:  # noqa: BLE001 - unreadable, unsafe or not weights at all
-        raise DatasetError(f"cannot be read as weights ({unreadable_reason(exc)})") from None
+        raise DatasetError(
+            f"cannot be read as weights ({without_unsafe_advice(unreadable_reason(exc))})"
+        ) from None
 
 
 def unreadable_reason(exc: BaseException) -> str:
