@@ -344,30 +344,17 @@ def stage_sets(sets: list[str] | None, stage_names: set[str]) -> list[str]:
     return [s for s in sets or [] if s.partition("=")[0].strip().split(".")[0] in stage_names]
 
 
-def matches(sets: list[str], preset: str | None) -> Want:
-    """A ``want`` for :func:`select_basis`: sets made with ``preset`` (when given) whose
-    stages have each ``stage.field=value`` of ``sets`` (stages outside the set aside)."""
+def same_configs(configs: dict[str, dict[str, Any]]) -> Want:
+    """A ``want`` for :func:`select_basis`: sets whose stages were computed with exactly
+    ``configs`` (stage -> resolved config, as a manifest records it; stages not named
+    aside), e.g. :func:`qfeat.pipeline.runner.resolve_stage_configs` of a preset."""
+    expected = {name: canonical_json(c) for name, c in configs.items()}
 
     def want(basis: Basis) -> bool:
-        if preset is not None and basis.preset != preset:
-            return False
-        for item in sets:
-            key, _, raw = item.partition("=")
-            section, _, name = key.strip().partition(".")
-            if section in basis.stages:
-                value = (basis.stages[section].manifest.get("config") or {}).get(name)
-                if value != _literal(raw.strip()) and str(value) != raw.strip():
-                    return False
-        return True
+        return all(
+            canonical_json(stage.manifest.get("config")) == expected[name]
+            for name, stage in basis.stages.items()
+            if name in expected
+        )
 
     return want
-
-
-def _literal(text: str) -> Any:
-    """``text`` read as a TOML literal like ``--set`` reads it (bare words as text)."""
-    import tomllib
-
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text

@@ -233,7 +233,7 @@ def _run(plan: Plan, progress: Progress) -> list[StageReport]:
             manifest = build_manifest(
                 stage=name,
                 stage_version=stage_cls.version,
-                config={**plan.config[name], "seed": plan.config.get("seed", 0)},
+                config=manifest_config(plan.config, name),
                 model=stage.model_identity(),
                 upstream=upstream,
                 dataset={
@@ -393,6 +393,19 @@ def describe_failures(reports: list[StageReport]) -> list[str]:
         if r.skipped_reason:
             lines.append(f"{r.stage} skipped: {r.skipped_reason}")
     return lines
+
+
+def manifest_config(config: dict[str, Any], stage: str) -> dict[str, Any]:
+    """``stage``'s config as its manifest records and fingerprints it (seed included)."""
+    return {**config[stage], "seed": config.get("seed", 0)}
+
+
+def resolve_stage_configs(preset: str, sets: list[str], stages: list[str]) -> dict[str, dict]:
+    """What ``qfeat features --preset PRESET --set ...`` would record as each stage's
+    config, resolved exactly as a run resolves it, without running anything (no dataset,
+    model or weights touched): what readers compare cached manifests with."""
+    config = resolve_config(preset, sets, stage_settings())
+    return {name: manifest_config(config, name) for name in stages}
 
 
 def own_sets(sets: list[str], stage: str) -> list[str]:

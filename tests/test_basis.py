@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from qfeat.cache.basis import coherent_sets, matches, select_basis, stale_shards
+from qfeat.cache.basis import coherent_sets, same_configs, select_basis, stale_shards
 from qfeat.cache.fingerprint import media_hash
 from qfeat.cache.items import write_items
 from qfeat.cache.plan import plan_shards
@@ -65,6 +65,11 @@ def one_set(cache, *, ids=IDS, preset="tiny", when="2026-01-01", skip=(), paths=
     return {"regions": regions, "backbone": backbone}
 
 
+def config(v: int) -> dict[str, dict]:
+    """What `resolve_stage_configs` gives for the test stages made with ``v``."""
+    return {name: {"seed": 0, "v": v} for name in NEEDED}
+
+
 def test_a_limit_run_after_a_full_run_is_never_read_unless_named(tmp_path):
     items(tmp_path, tmp_path / "media")
     full = one_set(tmp_path)
@@ -94,7 +99,8 @@ def test_a_partial_run_of_another_preset_never_mixes_with_a_complete_one(tmp_pat
         == (tiny["backbone"])
     )
     with pytest.raises(CacheMissing, match="qfeat features demo --preset paper"):
-        select_basis(tmp_path, "demo", NEEDED, want=matches([], "paper"), wanted="--preset paper")
+        select_basis(tmp_path, "demo", NEEDED, want=same_configs(config(9)),
+                     wanted="--preset paper")  # fmt: skip
 
 
 def test_two_configurations_side_by_side(tmp_path):
@@ -107,11 +113,12 @@ def test_two_configurations_side_by_side(tmp_path):
     assert chosen.basis.fingerprints == new
     older = chosen.others[0]
     assert older.fingerprints == old and f"--basis {older.id}" in chosen.note
-    by_preset = select_basis(tmp_path, "demo", NEEDED, want=matches([], "paper"))
-    assert by_preset.basis.fingerprints == old
-    by_set = select_basis(tmp_path, "demo", NEEDED, want=matches(["backbone.v=1"], None))
-    assert by_set.basis.fingerprints == old
-    assert by_set.basis.command() == (
+    by_config = select_basis(tmp_path, "demo", NEEDED, want=same_configs(config(1)))
+    assert by_config.basis.fingerprints == old
+    only_backbone = same_configs({"backbone": config(1)["backbone"]})
+    assert select_basis(tmp_path, "demo", NEEDED, want=only_backbone).basis.fingerprints == old
+    assert select_basis(tmp_path, "demo", NEEDED, want=same_configs(config(2))).note is None
+    assert by_config.basis.command() == (
         "qfeat features demo --preset paper --set backbone.v=1 --set regions.v=1"
     )
 

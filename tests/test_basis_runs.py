@@ -101,8 +101,14 @@ def test_a_deleted_done_marker_stops_training_with_the_repair_command(qfeat, cac
 
 
 def test_training_registers_what_the_run_reads(qfeat, cache, tmp_path):
-    result = train(qfeat, cache, tmp_path / "runs", "held", "--attention", "global")
+    # --preset tiny resolves (as `qfeat features` does) to the cached tiny set exactly
+    result = train(qfeat, cache, tmp_path / "runs", "held", "--attention", "global",
+                   "--preset", "tiny", "--set", "backbone.input_size=128")  # fmt: skip
     assert result.exit_code == 0, result.output
+    other = train(qfeat, cache, tmp_path / "runs", "other", "--attention", "global",
+                  "--set", "backbone.input_size=96")  # fmt: skip
+    assert other.exit_code == 1
+    assert "qfeat features demo --preset tiny --set backbone.input_size=96" in other.output
     config = json.loads((tmp_path / "runs" / "held" / "config.json").read_text())
     (registration,) = (cache / "demo" / ".runs").glob("held-*.json")
     record = json.loads(registration.read_text())

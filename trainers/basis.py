@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from qfeat.cache.basis import Basis, Selection, Want, matches, select_basis, stage_sets
+from qfeat.cache.basis import Basis, Selection, Want, same_configs, select_basis, stage_sets
 from qfeat.pipeline.config import default_preset
 from qfeat.trainers.registry import TRAINERS, check_cached_dataset
 from qfeat.trainers.settings import LoopSettings, describe_settings, trainer_settings
@@ -41,16 +41,20 @@ class TrainingBasis:
         return out
 
 
-def named(req) -> tuple[Want | None, str]:
-    """The ``want`` of the sets ``--preset`` and stage ``--set`` values name (None when
-    neither is given), and those options in words."""
+def named(req, needed: list[str]) -> tuple[Want | None, str]:
+    """The ``want`` of the set ``--preset`` and stage ``--set`` values resolve to (None
+    when neither is given: the newest complete set), and those options in words. The
+    stage configs are resolved as ``qfeat features`` resolves them (no --preset: the
+    dataset's default preset, as there)."""
+    from qfeat.pipeline.runner import resolve_stage_configs
     from qfeat.pipeline.stages import stage_settings
 
     sets = stage_sets(req.sets, set(stage_settings()))
     if req.preset is None and not sets:
         return None, ""
-    words = ([f"--preset {req.preset}"] if req.preset else []) + [f"--set {s}" for s in sets]
-    return matches(sets, req.preset), " ".join(words)
+    preset = req.preset or default_preset(req.dataset)
+    words = [f"--preset {preset}", *(f"--set {s}" for s in sets)]
+    return same_configs(resolve_stage_configs(preset, sets, needed)), " ".join(words)
 
 
 def training_basis(
@@ -65,7 +69,7 @@ def training_basis(
     """See the module docstring; ``req`` is a :class:`qfeat.trainers.protocol.TrainRequest`."""
     trainer_settings(cls, req.preset or default_preset(req.dataset), req.sets, req.epochs)
     check_cached_dataset(TRAINERS[trainer], req.cache_dir, req.dataset)
-    want, wanted = named(req)
+    want, wanted = named(req, needed)
     selection = select_basis(
         req.cache_dir,
         req.dataset,
