@@ -7,10 +7,8 @@ Defaults are the ``paper`` preset's values; a preset only overrides them and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from qfeat.errors import DatasetError
 from qfeat.pipeline.config import apply_overrides, load_preset
 from qfeat.pipeline.settings import Settings
 
@@ -65,26 +63,6 @@ class SCMASettings(LoopSettings):
     def validate(self) -> None:
         super().validate()
         self.at_least(1, "r")
-
-
-def training_preset(
-    preset: str | None, cache_dir: Path, dataset: str, stage: str
-) -> tuple[str, str]:
-    """``(preset, why)``: ``--preset`` when given, else the preset the cached ``stage``
-    was computed with (a cache made with ``tiny`` trains with tiny's head, not the
-    paper's), else the dataset's default preset."""
-    from qfeat.cache.reader import open_stage
-    from qfeat.pipeline.config import default_preset
-
-    if preset:
-        return preset, "--preset"
-    try:
-        cached = open_stage(cache_dir, dataset, stage).manifest.get("preset")
-    except DatasetError:  # not cached: the trainer says which command makes it
-        cached = None
-    if cached:
-        return cached, f"the preset {dataset}'s {stage} cache was made with"
-    return default_preset(dataset), f"the default for {dataset}"
 
 
 def describe_settings(preset: str, why: str, tcfg: dict[str, Any], head: tuple[str, ...]) -> str:
