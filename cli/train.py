@@ -14,6 +14,7 @@ from rich.table import Table
 from qfeat.cli.errors import EXIT_INTERRUPTED, user_errors
 from qfeat.cli.progress import progress_bar
 from qfeat.cli.shown import shown
+from qfeat.errors import EXIT_TERMINATED
 from qfeat.pipeline.paths import cache_dir as default_cache_dir
 from qfeat.pipeline.paths import runs_dir as default_runs_dir
 
@@ -180,19 +181,48 @@ def rsa(
 
 @contextmanager
 def resumable(trainer: str, request):
-    """Ctrl-C during training: one line naming the command that resumes the run (the
-    finished splits are kept), exit 130, no traceback."""
+    """The run folder locked while training writes it (a second `train` with the same
+    --run is refused); Ctrl-C or SIGTERM: one line naming the command that resumes the
+    run (the finished splits are kept), exit 130 or 143, no traceback."""
+    from qfeat.trainers.runfolder import run_lock
+
     if request.run is None:  # name it now, so the line can say which run to resume
         request.run = request.folder(trainer).name
     try:
-        yield
-    except KeyboardInterrupt:
+        with run_lock(request.folder(trainer)), terminated_as_interrupt():
+            yield
+    except KeyboardInterrupt as exc:
         console.print(
-            f"\ninterrupted: run {shown(request.run)} keeps its finished splits; resume it with "
+            f"\n{'terminated' if isinstance(exc, Terminated) else 'interrupted'}: run "
+            f"{shown(request.run)} keeps its finished splits; resume it with "
             f"`qfeat train {trainer} {shown(request.dataset)} --run {shown(request.run)}` "
             "(and the same options)"
         )
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        code = EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+        raise typer.Exit(code) from None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so it unwinds like Ctrl-C."""
+
+
+@contextmanager
+def terminated_as_interrupt():
+    """SIGTERM handled like Ctrl-C inside the block (main thread only)."""
+    import signal
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _common(dataset, cache_dir, runs_dir, run, splits, epochs, seed, device, sets) -> dict:

@@ -27,6 +27,7 @@ EXIT_OK = 0
 EXIT_DATA = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as shells report it
+EXIT_TERMINATED = 143  # SIGTERM (kill, a scheduler ending a job): 128 + 15
 
 
 # The status words an error row may carry (the ``status`` column of every stage), with

@@ -267,9 +267,16 @@ def claim_folder(folder: Path, spec: dict[str, Any]) -> None:
 
 
 def finished_split(folder: Path, index: int) -> dict[str, Any] | None:
-    """What ``split-NN.json`` recorded, when it and the split's checkpoint are both there."""
+    """What ``split-NN.json`` recorded, when it is there and the split's checkpoint
+    reads whole (a truncated or damaged one is trained again, as its readers advise)."""
+    from safetensors.torch import load_file
+
     path = folder / SPLIT_RESULT.format(index)
     if not (path.is_file() and (folder / CHECKPOINT.format(index)).is_file()):
+        return None
+    try:
+        load_file(str(folder / CHECKPOINT.format(index)))
+    except Exception:  # noqa: BLE001 - unreadable in any way: not finished
         return None
     return json.loads(path.read_text())
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -212,6 +214,29 @@ class RunFolder:
         for name in ("config", "metrics", "predictions"):
             self.__dict__.pop(name, None)  # read back fresh
         return metrics
+
+
+@contextmanager
+def run_lock(folder: RunFolder) -> Iterator[None]:
+    """One ``qfeat train`` writing a run folder at a time: a second one with the same
+    ``--run`` is refused at once (both would write the same splits). The lock file sits
+    beside the folder (``.<name>.lock``); the OS lock (flock) dies with its process."""
+    from filelock import FileLock, Timeout
+
+    folder.path.parent.mkdir(parents=True, exist_ok=True)
+    path = folder.path.parent / f".{folder.name}.lock"
+    lock = FileLock(str(path), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise DatasetError(
+            f"another `qfeat train` is writing run {folder.name} in {folder.path.parent} (it "
+            f"holds {path}); wait for it to finish, or pass another --run name"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def write_predictions(frame: pd.DataFrame, path: Path) -> None:
