@@ -20,8 +20,8 @@ from qfeat.trainers.runfolder import RunFolder
 
 def test_a_second_train_with_the_same_run_is_refused_in_one_line(tmp_path, qfeat):
     runs = tmp_path / "runs"
-    runs.mkdir()
-    with FileLock(str(runs / ".same.lock")):  # what the first `qfeat train` holds
+    (runs / "same").mkdir(parents=True)
+    with FileLock(str(runs / "same" / ".train.lock")):  # what the first `qfeat train` holds
         result = qfeat("train", "rsa", "demo", "--cache-dir", str(tmp_path / "cache"),
                        "--runs-dir", str(runs), "--run", "same")  # fmt: skip
     assert result.exit_code == 1

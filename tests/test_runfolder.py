@@ -91,7 +91,7 @@ def test_ctrl_c_names_the_resume_command_and_unfinished_runs_say_so(
 
     def interrupted(request, log, progress):
         folder = request.folder("rsa").path
-        folder.mkdir(parents=True)
+        folder.mkdir(parents=True, exist_ok=True)  # `train` holds its lock in it
         (folder / "resume.json").write_text("{}")
         raise KeyboardInterrupt
 

@@ -219,12 +219,12 @@ class RunFolder:
 @contextmanager
 def run_lock(folder: RunFolder) -> Iterator[None]:
     """One ``qfeat train`` writing a run folder at a time: a second one with the same
-    ``--run`` is refused at once (both would write the same splits). The lock file sits
-    beside the folder (``.<name>.lock``); the OS lock (flock) dies with its process."""
+    ``--run`` is refused at once (both would write the same splits). The lock is the
+    folder's ``.train.lock`` (an OS lock, flock: it dies with its process)."""
     from filelock import FileLock, Timeout
 
-    folder.path.parent.mkdir(parents=True, exist_ok=True)
-    path = folder.path.parent / f".{folder.name}.lock"
+    folder.path.mkdir(parents=True, exist_ok=True)
+    path = folder.path / ".train.lock"
     lock = FileLock(str(path), timeout=0)
     try:
         lock.acquire()
