@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from qfeat.cache.reader import open_stage
+from qfeat.errors import DatasetError
 
 FORMATS = ("npy", "hf", "webdataset")
 CHUNK = 1024  # rows per write
@@ -40,23 +41,35 @@ def export_stage(
     out: Path,
     fingerprint: str | None = None,
     all_rows: bool = False,
-) -> Path:
-    """Write ``dataset``/``stage`` to ``out`` in ``fmt``; returns ``out``."""
+    *,
+    overwrite: bool = False,
+) -> list[str]:
+    """Write ``dataset``/``stage`` to the folder ``out`` in ``fmt``; returns the names of
+    the files written. A folder that holds anything is refused unless ``overwrite``
+    (then same-named files are replaced, others left alone), and so is a file."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; one of {', '.join(FORMATS)}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"--out {out} is a file; name a folder (a new one is created)")
+    present = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if present and not overwrite:
+        raise DatasetError(
+            f"--out {out} is not empty ({len(present)} entries, e.g. {present[0]}); name a new "
+            "or empty folder, or pass --overwrite to replace the files the export writes"
+        )
     st = open_stage(cache_dir, dataset, stage, fingerprint)
     table = st.table()
     rows = np.arange(len(table)) if all_rows else np.flatnonzero(table["status"] == "ok")
     table = table.iloc[rows].reset_index(drop=True)
     arrays = {name: st.array(name, mmap=True) for name in st.array_names()}
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").write_text(json.dumps(st.manifest, indent=2, default=str) + "\n")
-    {"npy": _npy, "hf": _hf, "webdataset": _webdataset}[fmt](table, arrays, rows, out)
-    return out
+    written = {"npy": _npy, "hf": _hf, "webdataset": _webdataset}[fmt](table, arrays, rows, out)
+    return sorted(["manifest.json", *written])
 
 
-def _npy(table, arrays, rows: np.ndarray, out: Path) -> None:
+def _npy(table, arrays, rows: np.ndarray, out: Path) -> list[str]:
     table.to_parquet(out / "table.parquet", index=False)
     for name, values in arrays.items():
         target = np.lib.format.open_memmap(
@@ -66,9 +79,10 @@ def _npy(table, arrays, rows: np.ndarray, out: Path) -> None:
             target[start : start + CHUNK] = values[rows[start : start + CHUNK]]
         target.flush()
         del target
+    return ["table.parquet", *(f"{name}.npy" for name in arrays)]
 
 
-def _hf(table, arrays, rows: np.ndarray, out: Path) -> None:
+def _hf(table, arrays, rows: np.ndarray, out: Path) -> list[str]:
     shapes = {name: list(values.shape[1:]) for name, values in arrays.items()}
     writer = None
     try:
@@ -87,9 +101,10 @@ def _hf(table, arrays, rows: np.ndarray, out: Path) -> None:
     finally:
         if writer is not None:
             writer.close()
+    return ["data.parquet"] if writer is not None else []
 
 
-def _webdataset(table, arrays, rows: np.ndarray, out: Path) -> None:
+def _webdataset(table, arrays, rows: np.ndarray, out: Path) -> list[str]:
     records = json.loads(table.to_json(orient="records"))
 
     def add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -97,8 +112,10 @@ def _webdataset(table, arrays, rows: np.ndarray, out: Path) -> None:
         info.size, info.mtime = len(data), 0  # reproducible archives
         tar.addfile(info, io.BytesIO(data))
 
+    names = []
     for shard, start in enumerate(range(0, len(rows), TAR_ITEMS)):
-        with tarfile.open(out / f"shard-{shard:06d}.tar", "w") as tar:
+        names.append(f"shard-{shard:06d}.tar")
+        with tarfile.open(out / names[-1], "w") as tar:
             for offset in range(start, min(start + TAR_ITEMS, len(rows))):
                 key = f"{offset:09d}"
                 add(tar, f"{key}.json", json.dumps(records[offset]).encode())
@@ -106,3 +123,4 @@ def _webdataset(table, arrays, rows: np.ndarray, out: Path) -> None:
                     buffer = io.BytesIO()
                     np.save(buffer, np.asarray(values[rows[offset : offset + 1]])[0])
                     add(tar, f"{key}.{name}.npy", buffer.getvalue())
+    return names

@@ -150,6 +150,9 @@ def export(
     all_rows: Annotated[
         bool, typer.Option("--all-rows", help="Also the error rows (zero arrays).")
     ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Export into a folder that is not empty.")
+    ] = False,
 ) -> None:
     """A stage's table and arrays as .npy files, a Hugging Face Parquet file or
     WebDataset tar shards, for code that does not use qfeat."""
@@ -161,8 +164,9 @@ def export(
     with user_errors():
         if fmt not in FORMATS:
             raise OptionError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-        export_stage(root, dataset, stage, fmt, target, fingerprint, all_rows)
-    files = sorted(p.name for p in target.iterdir())
+        files = export_stage(
+            root, dataset, stage, fmt, target, fingerprint, all_rows, overwrite=overwrite
+        )
     console.print(
         f"exported {shown(dataset)}/{shown(stage)} ({fmt}) to {shown(target)}: "
         f"{shown(', '.join(files))}"
