@@ -134,7 +134,14 @@ def execute(request: RunRequest) -> None:
             f"{shown(plan.dataset)}: stages {', '.join(plan.stages)} · preset "
             f"{shown(plan.config['preset'])} · device {plan.device} · cache {shown(plan.cache_dir)}"
         )
-        if warning := workers_warning(request.workers, plan.device, request.scheduler):
+        capped = None
+        if request.workers and not request.scheduler:  # what memory holds, in one line
+            from qfeat.pipeline.memory import cap_workers, worker_need
+
+            need = worker_need(plan.config, plan.stages)
+            request.workers, capped = cap_workers(request.workers, need)
+        warning = capped or workers_warning(request.workers, plan.device, request.scheduler)
+        if warning:
             console.print(f"[yellow]warning:[/] {warning}")
         kept = "finished shards are kept; run the same command again to go on"
         with interrupted(kept), progress.bar:
