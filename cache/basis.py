@@ -347,7 +347,7 @@ def stage_sets(sets: list[str] | None, stage_names: set[str]) -> list[str]:
 def same_configs(configs: dict[str, dict[str, Any]]) -> Want:
     """A ``want`` for :func:`select_basis`: sets whose stages were computed with exactly
     ``configs`` (stage -> resolved config, as a manifest records it; stages not named
-    aside), e.g. :func:`qfeat.pipeline.runner.resolve_stage_configs` of a preset."""
+    aside), e.g. :func:`qfeat.pipeline.resolution.resolve_stage_configs` of a preset."""
     expected = {name: canonical_json(c) for name, c in configs.items()}
 
     def want(basis: Basis) -> bool:

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qfeat.cache.fingerprint import build_manifest, media_hash
+from qfeat.cache.fingerprint import build_manifest, items_hash, media_hash
 from qfeat.cache.items import write_items
 from qfeat.cache.plan import plan_shards, shards_holding, split_done
-from qfeat.cache.reader import CacheMissing, mark_latest, open_folder, open_stage
+from qfeat.cache.reader import mark_latest, open_folder
 from qfeat.cache.writer import create_stage_dir
 from qfeat.errors import DatasetError, OptionError, without_unsafe_advice
 from qfeat.pipeline import paths
@@ -27,6 +27,7 @@ from qfeat.pipeline.cluster import connect, plan_resources, resolve_device
 from qfeat.pipeline.config import default_preset, resolve_config
 from qfeat.pipeline.datasets import open_dataset, storage_name
 from qfeat.pipeline.datasets.duplicates import refuse_rejected
+from qfeat.pipeline.resolution import data_version, manifest_config, own_sets, upstream_folder
 from qfeat.pipeline.stages import Stage, get_stage, stage_settings
 
 TASK_RETRIES = 2  # retries of a shard task that raised (worker deaths: cluster.ALLOWED_FAILURES)
@@ -145,7 +146,7 @@ def prepare(request: RunRequest) -> Plan:
         for up in get_stage(name).upstream:
             if up not in stages or request.single_stage:
                 with checks.collect():
-                    _require_cached(cache_dir, dataset, request.dataset, name, up)
+                    _require_cached(cache_dir, dataset, request.dataset, name, up, config)
     with checks.collect():
         preflight.check_writable(cache_dir, "--cache-dir")
     checks.raise_any()
@@ -153,14 +154,8 @@ def prepare(request: RunRequest) -> Plan:
     return Plan(request, dataset, adapter, config, stages, device, cache_dir, built)
 
 
-def _require_cached(cache_dir: Path, dataset: str, given: str, stage: str, up: str) -> None:
-    try:
-        open_stage(cache_dir, dataset, up)
-    except CacheMissing as exc:
-        raise CacheMissing(
-            f"stage '{stage}' needs '{up}' of {dataset}, which is not cached; make it "
-            f"with `qfeat stage {up} {given}` or `qfeat features {given}`"
-        ) from exc
+def _require_cached(cache_dir: Path, dataset: str, given: str, stage: str, up: str, config) -> None:
+    upstream_folder(cache_dir, dataset, up, config, "", needed_by=(stage, given))
 
 
 def run(plan: Plan, progress: Progress | None = None) -> list[StageReport]:
@@ -228,7 +223,10 @@ def _run(plan: Plan, progress: Progress) -> list[StageReport]:
                 if up in fingerprints:
                     upstream[up] = fingerprints[up]
                 else:
-                    cached = open_stage(plan.cache_dir, plan.dataset, up)
+                    cached = upstream_folder(
+                        plan.cache_dir, plan.dataset, up, plan.config, items_hash(item_ids),
+                        needed_by=(name, request.dataset),
+                    )  # fmt: skip
                     upstream[up], folders[up] = cached.fingerprint, cached.dir
             manifest = build_manifest(
                 stage=name,
@@ -240,7 +238,7 @@ def _run(plan: Plan, progress: Progress) -> list[StageReport]:
                     "adapter": plan.adapter.name,
                     "name": plan.dataset,
                     "options": dict(sorted(plan.adapter.opts.items())),
-                    **_data_version(plan.adapter),
+                    **data_version(plan.adapter),
                 },
                 item_ids=item_ids,
                 shard_size=request.shard_size,
@@ -393,28 +391,3 @@ def describe_failures(reports: list[StageReport]) -> list[str]:
         if r.skipped_reason:
             lines.append(f"{r.stage} skipped: {r.skipped_reason}")
     return lines
-
-
-def manifest_config(config: dict[str, Any], stage: str) -> dict[str, Any]:
-    """``stage``'s config as its manifest records and fingerprints it (seed included)."""
-    return {**config[stage], "seed": config.get("seed", 0)}
-
-
-def resolve_stage_configs(preset: str, sets: list[str], stages: list[str]) -> dict[str, dict]:
-    """What ``qfeat features --preset PRESET --set ...`` would record as each stage's
-    config, resolved exactly as a run resolves it, without running anything (no dataset,
-    model or weights touched): what readers compare cached manifests with."""
-    config = resolve_config(preset, sets, stage_settings())
-    return {name: manifest_config(config, name) for name in stages}
-
-
-def own_sets(sets: list[str], stage: str) -> list[str]:
-    """The ``--set`` values of ``stage``'s own section and the top-level ones (seed)."""
-    keys = [s.partition("=")[0].strip() for s in sets]
-    return [s for s, k in zip(sets, keys, strict=True) if "." not in k or k.split(".")[0] == stage]
-
-
-def _data_version(adapter) -> dict[str, int]:
-    """``{"data_version": n}`` for generated sets (a regenerated set gets new caches)."""
-    version = adapter.data_version
-    return {} if version is None else {"data_version": version}

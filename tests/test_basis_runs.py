@@ -130,3 +130,14 @@ def test_a_run_whose_cache_is_gone_says_so_in_one_line(qfeat, rsa_run, demo_imag
     assert result.exit_code == 0, result.output
     notes = [line for line in result.output.splitlines() if line.startswith("note:")]
     assert len(notes) == 1 and "gone from" in notes[0] and "qfeat features demo" in notes[0]
+
+
+def test_a_downstream_stage_builds_on_the_upstream_of_its_configuration(qfeat, demo_images, cache):
+    """`--stages text` with other describe settings: refused (the cached describe was made
+    with others), not built on whatever describe ran last under a manifest that says so."""
+    result = qfeat("features", "demo", "--root", str(demo_images.data), "--cache-dir",
+                   str(cache), "--workers", "1", "--stages", "text",
+                   "--set", "describe.max_new_tokens=8")  # fmt: skip
+    assert result.exit_code == 1
+    assert "needs 'describe' of demo made with this configuration" in result.output
+    assert "qfeat features demo --stages describe,text" in result.output

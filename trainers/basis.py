@@ -46,7 +46,7 @@ def named(req, needed: list[str]) -> tuple[Want | None, str]:
     when neither is given: the newest complete set), and those options in words. The
     stage configs are resolved as ``qfeat features`` resolves them (no --preset: the
     dataset's default preset, as there)."""
-    from qfeat.pipeline.runner import resolve_stage_configs
+    from qfeat.pipeline.resolution import resolve_stage_configs
     from qfeat.pipeline.stages import stage_settings
 
     sets = stage_sets(req.sets, set(stage_settings()))
