@@ -243,7 +243,10 @@ def settings_markdown() -> str:
     out.append(
         "Every preset section and field, with its type and default (the defaults are the "
         "`paper` preset's values) and the `tiny` preset's value where it differs. A preset "
-        "overrides fields and may leave a section out; `--set section.key=value` accepts "
+        "overrides fields; it may leave a section out only when it says so with "
+        '`inherits = "defaults"` at its top (every section it leaves out then takes these '
+        "defaults); otherwise a command that needs the section refuses, naming it. "
+        "`--set section.key=value` accepts "
         "exactly these fields. An unknown field, a wrong type or a value out of range is a "
         "usage error (exit 2) before any work. The resolved section, defaults included, is "
         "part of the cache fingerprint, so a changed default never reuses an old cache.\n"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import difflib
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,29 @@ def load_preset(name_or_file: str) -> dict[str, Any]:
             return tomllib.load(f)
         except tomllib.TOMLDecodeError as exc:
             raise OptionError(f"preset file {path} is not valid TOML: {exc}") from exc
+
+
+INHERITS = "inherits"  # top-level preset key: `inherits = "defaults"`
+
+
+def require_sections(preset: str, needed: Iterable[str]) -> None:
+    """Refuse a preset that leaves out a section a command needs (``[clip]`` for the
+    clip stage, ``[scma]`` to train SCMA) unless it says which defaults it inherits:
+    ``inherits = "defaults"`` at its top takes qfeat's defaults (the typed settings
+    classes, docs/settings.md) for every section it leaves out. Without it, a missing
+    section is an error naming it, never the paper values taken silently."""
+    data = load_preset(preset)
+    inherits = data.get(INHERITS)
+    if inherits not in (None, "defaults"):
+        raise OptionError(f'preset {preset}: `inherits` must be "defaults", not {inherits!r}')
+    missing = [name for name in needed if name not in data]
+    if missing and inherits is None:
+        names = ", ".join(f"[{name}]" for name in missing)
+        raise OptionError(
+            f"preset {preset} has no {names} section; add it, or put "
+            '`inherits = "defaults"` at its top to take qfeat\'s defaults (docs/settings.md) '
+            "for every section it leaves out"
+        )
 
 
 def parse_value(text: str) -> Any:

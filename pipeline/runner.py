@@ -24,7 +24,7 @@ from qfeat.cache.writer import create_stage_dir
 from qfeat.errors import DatasetError, OptionError, without_unsafe_advice
 from qfeat.pipeline import paths
 from qfeat.pipeline.cluster import connect, plan_resources, resolve_device
-from qfeat.pipeline.config import default_preset, resolve_config
+from qfeat.pipeline.config import default_preset, require_sections, resolve_config
 from qfeat.pipeline.datasets import open_dataset, storage_name
 from qfeat.pipeline.datasets.duplicates import refuse_rejected
 from qfeat.pipeline.resolution import data_version, manifest_config, own_sets, upstream_folder
@@ -129,6 +129,7 @@ def prepare(request: RunRequest) -> Plan:
     preset = request.preset or default_preset(request.dataset)
     config = resolve_config(preset, request.sets, stage_settings())
     stages = preflight.choose_stages(request.stages, adapter.modality)
+    require_sections(preset, stages)
     device = resolve_device(request.device)
     cache_dir = paths.cache_dir(request.cache_dir)
     # in input order: dataset, weights, each stage's own checks, upstream caches, output

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from qfeat.pipeline.config import apply_overrides, load_preset
+from qfeat.pipeline.config import apply_overrides, load_preset, require_sections
 from qfeat.pipeline.settings import Settings
 
 
@@ -77,6 +77,7 @@ def trainer_settings(
     """The resolved ``[rsa]``/``[scma]`` section: defaults, preset, ``--set``, then
     ``--epochs`` (validated like the rest)."""
     extra = [f"{cls.section}.epochs={epochs}"] if epochs is not None else []
+    require_sections(preset, [cls.section])
     return apply_overrides(load_preset(preset), [*(sets or []), *extra], {cls.section: cls})[
         cls.section
     ]
