@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.qfeat-installed
 DATASET ?= demo
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo features train test test-fast lint format docs bench bench-gpu gpu-wheels bench-scale clean
+.PHONY: help install demo features train test test-fast test-unit lint format docs bench bench-gpu gpu-wheels bench-scale clean
 
 help: ## show this list (one line per target)
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -35,15 +35,19 @@ demo: $(STAMP) ## the whole flow on the built-in demo sets: images (RSA head), t
 features: $(STAMP) ## compute cached features of DATASET (default demo): make features DATASET=koniq
 	$(BIN)/qfeat features $(DATASET)
 
-# the trainer registry's trainer for the dataset's modality (the adapter knows it)
-train: $(STAMP) ## train on DATASET's cache (rsa for images, scma for videos): make train DATASET=demo-video
-	$(BIN)/qfeat train $$($(BIN)/python -c "import sys; from qfeat.pipeline.datasets import get_adapter; from qfeat.trainers.registry import trainer_for; print(trainer_for(get_adapter(sys.argv[1]).modality).name)" $(DATASET)) $(DATASET)
+# TRAINER, else the trainer registry's default for the dataset's modality (the adapter knows it)
+DEFAULT_TRAINER = $$($(BIN)/python -c "import sys; from qfeat.pipeline.datasets import get_adapter; from qfeat.trainers.registry import trainer_for; print(trainer_for(get_adapter(sys.argv[1]).modality).name)" $(DATASET))
+train: $(STAMP) ## train on DATASET's cache: make train DATASET=demo-video [TRAINER=probe]
+	$(BIN)/qfeat train $(if $(TRAINER),$(TRAINER),$(DEFAULT_TRAINER)) $(DATASET)
 
 test: $(STAMP) ## run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest -q
 
-test-fast: $(STAMP) ## the suite without slow and browser tests, for the edit loop
+test-fast: $(STAMP) ## the suite without slow and browser tests
 	$(BIN)/python -m pytest -q -m "not slow and not browser"
+
+test-unit: $(STAMP) ## the unit tier for the edit loop: no Dask cluster, no subprocess (tests/conftest.py)
+	QFEAT_TEST_INLINE=1 $(BIN)/python -m pytest -q --unit
 
 lint: $(STAMP) ## ruff: lint and format check
 	$(BIN)/ruff check .
@@ -65,6 +69,7 @@ bench: $(STAMP) ## benchmarks on this machine -> benchmarks/results/latest.json
 	$(BIN)/python -m benchmarks.cluster_idle
 	$(BIN)/python -m benchmarks.train_rsa
 	$(BIN)/python -m benchmarks.train_scma
+	$(BIN)/python -m benchmarks.probe_vs_heads
 
 bench-scale: $(STAMP) ## per-item cost and memory at several dataset sizes -> results/latest.json
 	$(BIN)/python -m benchmarks.scale $(SCALE_ARGS)

@@ -44,7 +44,10 @@ def import_qclip(
     from qfeat.trainers.scma_train import ScmaRequest, train_scma
 
     with user_errors():
-        common = _common(dataset, cache_dir, runs_dir, run, splits, None, seed, device, None)
+        common = _common({
+            "dataset": dataset, "cache_dir": cache_dir, "runs_dir": runs_dir, "run": run,
+            "splits": splits, "epochs": None, "seed": seed, "device": device, "set_": None,
+        })  # fmt: skip
         state, r, clip_cfg = import_state(checkpoint, common["cache_dir"], dataset)
         if clip_cfg.get("rope", "pe") != "qclip-release" and str(clip_cfg["model"]).startswith(
             "PE-"

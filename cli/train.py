@@ -1,11 +1,14 @@
-"""`qfeat train rsa|scma DATASET`, `qfeat evaluate`: quality heads from the feature cache."""
+"""`qfeat train NAME DATASET` (one command per trainer registry entry) and `qfeat evaluate`:
+quality heads from the feature cache."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,11 +20,12 @@ from qfeat.cli.shown import shown
 from qfeat.errors import EXIT_TERMINATED
 from qfeat.pipeline.paths import cache_dir as default_cache_dir
 from qfeat.pipeline.paths import runs_dir as default_runs_dir
+from qfeat.trainers.registry import TRAINERS, Trainer
 
 app = typer.Typer(help="Train quality heads from cached features.", no_args_is_help=True)
 console = Console(highlight=False, soft_wrap=True)
 
-# Options every trainer shares (same names and meaning for rsa and scma).
+# Options every trainer shares (same names and meaning for every trainer).
 DatasetArg = Annotated[str, typer.Argument(help="The name the features were cached under.")]
 CacheDirOpt = Annotated[
     Path | None,
@@ -60,20 +64,18 @@ BasisOpt = Annotated[
 
 @contextmanager
 def training_progress() -> Iterator[tuple[Callable[[str], None], Callable[[dict], None]]]:
-    """``(log, progress)`` for a trainer: one bar over the epochs of all splits (count,
-    rate, time left, the current split and its latest validation SRCC), log lines above."""
-    with progress_bar(console, "{task.description}", "epochs", transient=True) as bar:
+    """``(log, progress)`` for a trainer: one bar over the fitting steps (epochs) of all
+    splits (count, rate, time left, the current split and its latest validation SRCC
+    when the trainer reports one), log lines above."""
+    with progress_bar(console, "{task.description}", "steps", transient=True) as bar:
         task = bar.add_task("training", total=None)
 
         def progress(record: dict) -> None:
-            val = record["val_srcc"]
-            where = f"split {record['split']} epoch {record['epoch']}"
-            bar.update(
-                task,
-                completed=record["done"],
-                total=record["total"],
-                description=f"{where}: val SRCC {val:.3f}",
-            )
+            where = f"split {record['split']} epoch {record.get('epoch', '?')}"
+            val = record.get("val_srcc")
+            if isinstance(val, float | int):
+                where += f": val SRCC {val:.3f}"
+            bar.update(task, completed=record["done"], total=record["total"], description=where)
 
         yield (lambda line: bar.console.print(shown(line), style="dim")), progress
 
@@ -103,80 +105,80 @@ def metrics_table(metrics: dict, title: str) -> Table:
     return table
 
 
-@app.command("scma")
-def scma(
-    dataset: DatasetArg,
-    cache_dir: CacheDirOpt = None,
-    runs_dir: RunsDirOpt = None,
-    run: RunOpt = None,
-    splits: SplitsOpt = 10,
-    epochs: Annotated[int | None, typer.Option(min=1, help="Override scma.epochs.")] = None,
-    seed: SeedOpt = 0,
-    device: DeviceOpt = "auto",
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override scma.key=value.")
-    ] = None,
-    preset: PresetOpt = None,
-    basis: BasisOpt = None,
-    init: Annotated[str | None, typer.Option(help="Fine-tune from this earlier run.")] = None,
-    mode: Annotated[
-        str, typer.Option(help="full (hidden states) or projection (pooled).")
-    ] = "full",
-) -> None:
-    """Train SCMA (Q-CLIP) on a dataset's cached clip features, on every split."""
-    from qfeat.trainers.scma_train import ScmaRequest, train_scma
-
-    with user_errors():
-        if mode not in ("full", "projection"):
-            from qfeat.errors import OptionError
-
-            raise OptionError("--mode must be full or projection")
-        common = _common(dataset, cache_dir, runs_dir, run, splits, epochs, seed, device, set_)
-        request = ScmaRequest(**common, preset=preset, basis=basis, init=init, mode=mode)
-        with resumable("scma", request), training_progress() as (log, progress):
-            folder, metrics = train_scma(request, log=log, progress=progress)
-    print_run(metrics, f"scma ({mode}) on {dataset}: {len(metrics['splits'])} test results", folder)
+def _own_options(request_cls) -> list[tuple[dataclasses.Field, dict]]:
+    """The request class's own CLI options: fields with :func:`option` metadata."""
+    return [(f, f.metadata["cli"]) for f in dataclasses.fields(request_cls) if "cli" in f.metadata]
 
 
-@app.command("rsa")
-def rsa(
-    dataset: DatasetArg,
-    cache_dir: CacheDirOpt = None,
-    runs_dir: RunsDirOpt = None,
-    run: RunOpt = None,
-    splits: SplitsOpt = 10,
-    epochs: Annotated[int | None, typer.Option(min=1, help="Override rsa.epochs.")] = None,
-    seed: SeedOpt = 0,
-    device: DeviceOpt = "auto",
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override rsa.key=value.")] = None,
-    preset: PresetOpt = None,
-    basis: BasisOpt = None,
-    attention: Annotated[
-        str, typer.Option(help="rsa (learned region weights), uniform or global (ablations).")
-    ] = "rsa",
-    no_text: Annotated[bool, typer.Option("--no-text", help="Ablation: no descriptions.")] = False,
-    no_ratings: Annotated[
-        bool, typer.Option("--no-ratings", help="Ablation: no distortion ratings.")
-    ] = False,
-) -> None:
-    """Train the RSA head (RSFIQA) on a dataset's cached image features, on every split."""
-    from qfeat.trainers.rsa_train import RsaRequest, train_rsa
+def _parameters(trainer: Trainer) -> list[inspect.Parameter]:
+    """The ``qfeat train NAME`` command's parameters: the options every trainer shares,
+    ``--epochs`` where its settings have epochs, then its request's own options."""
+    settings = trainer.hook("settings")
+    section = settings.section
+    shared: list[tuple[str, Any, Any]] = [
+        ("dataset", DatasetArg, inspect.Parameter.empty),
+        ("cache_dir", CacheDirOpt, None),
+        ("runs_dir", RunsDirOpt, None),
+        ("run", RunOpt, None),
+        ("splits", SplitsOpt, 10),
+    ]
+    if "epochs" in settings.field_names():
+        epochs = Annotated[int | None, typer.Option(min=1, help=f"Override {section}.epochs.")]
+        shared.append(("epochs", epochs, None))
+    set_help = f"Override {section}.key=value."
+    shared += [
+        ("seed", SeedOpt, 0),
+        ("device", DeviceOpt, "auto"),
+        ("set_", Annotated[list[str] | None, typer.Option("--set", help=set_help)], None),
+        ("preset", PresetOpt, None),
+        ("basis", BasisOpt, None),
+    ]
+    for field, cli in _own_options(trainer.hook("request")):
+        kind = bool if cli["invert"] else field.type
+        kind = {"str | None": str | None, "str": str, "int": int, "bool": bool}.get(kind, kind)
+        flag = cli["flag"] or "--" + field.name.replace("_", "-")
+        default = False if cli["invert"] else field.default
+        shared.append((field.name, Annotated[kind, typer.Option(flag, help=cli["help"])], default))
+    return [
+        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=a, default=d)
+        for name, a, d in shared
+    ]
 
-    with user_errors():
-        common = _common(dataset, cache_dir, runs_dir, run, splits, epochs, seed, device, set_)
-        request = RsaRequest(
-            **common,
-            preset=preset,
-            basis=basis,
-            attention=attention,
-            use_text=not no_text,
-            use_ratings=not no_ratings,
-        )
-        with resumable("rsa", request), training_progress() as (log, progress):
-            folder, metrics = train_rsa(request, log=log, progress=progress)
-    ablation = "".join([" no-text" * no_text, " no-ratings" * no_ratings])
-    title = f"rsa ({attention}{ablation}) on {dataset}: {len(metrics['splits'])} test results"
-    print_run(metrics, title, folder)
+
+def train_command(trainer: Trainer) -> Callable[..., None]:
+    """The ``qfeat train NAME`` command of a registry entry: shared options, the trainer's
+    own (its request class's :func:`option` fields), Ctrl-C handling, the results table."""
+    parameters = _parameters(trainer)
+
+    def command(**given: Any) -> None:
+        from qfeat.trainers.runfolder import RunFolder
+
+        request_cls = trainer.hook("request")
+        with user_errors():
+            common = _common({**given, "epochs": given.get("epochs")})
+            own = {
+                f.name: (not given[f.name]) if cli["invert"] else given[f.name]
+                for f, cli in _own_options(request_cls)
+            }
+            request = request_cls(**common, preset=given["preset"], basis=given["basis"], **own)
+            with resumable(trainer.name, request), training_progress() as (log, progress):
+                folder, metrics = trainer.hook("train")(request, log=log, progress=progress)
+            variant = trainer.hook("variant")(RunFolder(folder).config)
+        count = len(metrics["splits"])
+        title = f"{trainer.name} ({variant}) on {given['dataset']}: {count} test results"
+        print_run(metrics, title, folder)
+
+    command.__name__ = f"train_{trainer.name}"
+    command.__doc__ = trainer.help
+    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    return command
+
+
+def add_train_commands(target: typer.Typer, trainers: dict[str, Trainer]) -> None:
+    """One ``qfeat train NAME`` command per registry entry."""
+    for name, trainer in trainers.items():
+        target.command(name, help=trainer.help)(train_command(trainer))
 
 
 @contextmanager
@@ -225,20 +227,20 @@ def terminated_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _common(dataset, cache_dir, runs_dir, run, splits, epochs, seed, device, sets) -> dict:
+def _common(given: dict[str, Any]) -> dict:
     """The request fields every trainer shares, defaults resolved."""
     from qfeat.pipeline.cluster import resolve_device
 
     return {
-        "dataset": dataset,
-        "cache_dir": default_cache_dir(cache_dir),
-        "runs_dir": default_runs_dir(runs_dir),
-        "run": run,
-        "splits": splits,
-        "epochs": epochs,
-        "seed": seed,
-        "device": resolve_device(device),
-        "sets": sets or [],
+        "dataset": given["dataset"],
+        "cache_dir": default_cache_dir(given["cache_dir"]),
+        "runs_dir": default_runs_dir(given["runs_dir"]),
+        "run": given["run"],
+        "splits": given["splits"],
+        "epochs": given["epochs"],
+        "seed": given["seed"],
+        "device": resolve_device(given["device"]),
+        "sets": given["set_"] or [],
     }
 
 
@@ -261,6 +263,8 @@ def note_cache_gone(folder: Path, cache_dir: Path | None) -> None:
     if line:
         err_console.print(f"note: {shown(line)}")
 
+
+add_train_commands(app, TRAINERS)
 
 eval_app = typer.Typer()
 

@@ -31,15 +31,62 @@ def neutral_environment(environ) -> list[str]:
 
 neutral_environment(os.environ)
 
+#: Fixtures that start an embedded Dask cluster (the session's demo caches and runs).
+CLUSTER_FIXTURES = {"demo_images", "demo_videos", "rsa_run", "scma_run", "shared_clusters"}
 
-def pytest_collection_modifyitems(items):
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--unit",
+        action="store_true",
+        help="the unit tier (make test-unit): no Dask cluster, no subprocess; tests marked "
+        "cluster, subprocess, slow, background or browser are left out, and a test that "
+        "still starts a cluster or a subprocess fails saying which marker it needs",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
     for item in items:
-        if "chromium" in getattr(item, "fixturenames", ()):
+        names = set(getattr(item, "fixturenames", ()))
+        if "chromium" in names:
             item.add_marker(pytest.mark.browser)
+        if names & CLUSTER_FIXTURES:
+            item.add_marker(pytest.mark.cluster)
+    if config.getoption("--unit"):
+        tiers = ("cluster", "subprocess", "slow", "background", "browser")
+        kept = [i for i in items if not any(i.get_closest_marker(m) for m in tiers)]
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept
 
 
 def pytest_configure(config):
     config.pluginmanager.register(background, "qfeat-background")
+
+
+@pytest.fixture(autouse=True)
+def unit_tier_guard(request, monkeypatch):
+    """In the unit tier, starting a subprocess or a Dask cluster fails the test, naming
+    the marker that moves it to `make test`."""
+    if not request.config.getoption("--unit"):
+        yield
+        return
+    import subprocess
+
+    def refuse(marker: str):
+        def fail(*args, **kwargs):
+            raise RuntimeError(
+                f"the unit tier (make test-unit) starts no {marker}: mark this test "
+                f"@pytest.mark.{marker} (it still runs in make test)"
+            )
+
+        return fail
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse("subprocess"))
+    import distributed
+
+    monkeypatch.setattr(distributed.LocalCluster, "__init__", refuse("cluster"))
+    monkeypatch.setattr(distributed.Client, "__init__", refuse("cluster"))
+    yield
 
 
 def _session_env(name: str, value: str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import subprocess
 import sys
@@ -176,3 +177,38 @@ def test_exit_codes_are_named_in_qfeat_errors():
         if literal.search(path.read_text())
     ]
     assert found == []
+
+
+def _positional_heavy(folders: tuple[str, ...]) -> list[str]:
+    """Functions with more than 6 positional parameters (self/cls not counted), except
+    typer commands (typer passes their options by keyword)."""
+    offenders = []
+    for folder in folders:
+        for path in sorted((REPO / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    continue
+                commands = [
+                    d
+                    for d in node.decorator_list
+                    if isinstance(d, ast.Call) and getattr(d.func, "attr", "") == "command"
+                ]
+                args = [a.arg for a in node.args.posonlyargs + node.args.args]
+                if len([a for a in args if a not in ("self", "cls")]) > 6 and not commands:
+                    offenders.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}")
+    return offenders
+
+
+def test_no_function_takes_more_than_six_positional_parameters():
+    """Issue 35: long positional signatures (run_shard's ten) invite swapped arguments;
+    past six, parameters are keyword-only or one typed object."""
+    assert _positional_heavy(("trainers", "cli")) == []
+
+
+def test_no_module_is_over_400_lines():
+    sizes = {
+        str(p.relative_to(REPO)): len(p.read_text().splitlines())
+        for folder in ("pipeline", "trainers", "cache", "cli", "qfeat")
+        for p in (REPO / folder).rglob("*.py")
+    }
+    assert {p: n for p, n in sizes.items() if n > 400} == {}

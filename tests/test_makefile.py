@@ -73,3 +73,13 @@ def test_clean_keeps_data_cache_and_runs(tmp_path):
     _make(cwd, "clean")
     assert all((cwd / rel).exists() for rel in keep)
     assert not any((cwd / rel).exists() for rel in drop)
+
+
+def test_make_train_takes_any_registered_trainer(tmp_path):
+    """`make train TRAINER=probe`; without TRAINER the registry's default for the
+    dataset's modality (looked up, not written into the Makefile)."""
+    cwd = _copy(tmp_path)
+    named = _make(cwd, "-n", "train", "DATASET=demo-video", "TRAINER=probe")
+    assert named.splitlines()[-1].endswith("qfeat train probe demo-video")
+    default = _make(cwd, "-n", "train", "DATASET=demo").splitlines()[-1]
+    assert "trainer_for(get_adapter(sys.argv[1]).modality).name" in default

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from qfeat.errors import DatasetError
-from qfeat.trainers.loop import LoopConfig
-from qfeat.trainers.protocol import TrainJob, run_splits
+from qfeat.trainers.loop import LoopConfig, gradient_fit
+from qfeat.trainers.protocol import TrainJob, run_splits, targets
 from qfeat.trainers.splits import make_splits
 
 
@@ -35,9 +35,10 @@ def _run(tmp_path, cfg: LoopConfig, progress=None, spec=None, log=None):
         return lambda rows: model(x[torch.as_tensor(rows)].unsqueeze(-1)).squeeze(-1)
 
     lines: list[str] = []
-    job = TrainJob(
-        data, splits, lambda _: nn.Linear(1, 1), make_score, cfg, tmp_path, torch.device("cpu")
+    fit = gradient_fit(
+        lambda _: nn.Linear(1, 1), make_score, cfg, targets(data, "cpu"), torch.device("cpu")
     )
+    job = TrainJob(data, splits, fit, tmp_path, steps=cfg.epochs, seed=cfg.seed)
     out = run_splits(job, log or lines.append, progress, spec)
     return out if spec is not None else lines
 

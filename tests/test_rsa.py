@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from qfeat.trainers.rsa import RSAHead, region_moments
+from qfeat.trainers.rsa import RSABatch, RSAHead, region_moments
 from qfeat.trainers.rsa_data import grid_masks, needed_stages, ratings_of
 
 B, C, H, W, R, D = 3, 6, 4, 5, 4, 8
@@ -36,7 +36,9 @@ def test_pooling_from_moments_is_attention_pooling_of_the_map():
     features, masks, valid, text, text_valid, ratings = inputs()
     head = RSAHead(C, D, hidden=16).eval()
     mean, square, area = region_moments(features, masks)
-    _, weights = head(mean, square, area, valid, text, text_valid, ratings, return_weights=True)
+    _, weights = head(
+        RSABatch(mean, square, area, valid, text, text_valid, ratings), return_weights=True
+    )
     # reference: A(p) = sum_j M_j(p) sigmoid(a_j), then mean/std of F under A
     a = torch.einsum("br,brhw->bhw", weights, masks).flatten(1)
     f = features.flatten(2)
@@ -56,12 +58,14 @@ def test_global_and_uniform_ablations():
     ones = torch.ones(B, 1, H, W)
     gm, gs, ga = region_moments(features, ones)
     glob = RSAHead(C, D, hidden=16, attention="global").eval()
-    score = glob(gm, gs, ga, torch.ones(B, 1), text[:, :1], text_valid[:, :1], ratings[:, :1])
+    score = glob(
+        RSABatch(gm, gs, ga, torch.ones(B, 1), text[:, :1], text_valid[:, :1], ratings[:, :1])
+    )
     assert score.shape == (B,)
     assert not hasattr(glob, "text_proj") and not hasattr(glob, "rating_emb")
     uni = RSAHead(C, D, hidden=16, attention="uniform").eval()
     mean, square, area = region_moments(features, masks)
-    _, w = uni(mean, square, area, valid, text, text_valid, ratings, return_weights=True)
+    _, w = uni(RSABatch(mean, square, area, valid, text, text_valid, ratings), return_weights=True)
     torch.testing.assert_close(w, 0.5 * valid)
     # uniform weights on a partition pool exactly like global pooling
     from qfeat.trainers.rsa import _mean_std
@@ -77,9 +81,9 @@ def test_text_and_ratings_switches(use_text, use_ratings):
     features, masks, valid, text, text_valid, ratings = inputs()
     head = RSAHead(C, D, hidden=16, use_text=use_text, use_ratings=use_ratings).eval()
     mean, square, area = region_moments(features, masks)
-    base = head(mean, square, area, valid, text, text_valid, ratings)
-    other_text = head(mean, square, area, valid, text + 1.0, text_valid, ratings)
-    other_ratings = head(mean, square, area, valid, text, text_valid, (ratings + 1) % 6)
+    base = head(RSABatch(mean, square, area, valid, text, text_valid, ratings))
+    other_text = head(RSABatch(mean, square, area, valid, text + 1.0, text_valid, ratings))
+    other_ratings = head(RSABatch(mean, square, area, valid, text, text_valid, (ratings + 1) % 6))
     assert torch.equal(base, other_text) != use_text
     assert torch.equal(base, other_ratings) != use_ratings
 

@@ -7,8 +7,10 @@ import json
 import pytest
 
 from qfeat.errors import DatasetError, OptionError
+from qfeat.trainers.rsa_data import head_of
 from qfeat.trainers.runconfig import RunConfig
 from qfeat.trainers.runfolder import RunFolder
+from qfeat.trainers.scma import clip_of, mode_of
 
 
 def test_config_json_round_trips_unchanged(rsa_run, scma_run):
@@ -24,10 +26,12 @@ def test_config_json_round_trips_unchanged(rsa_run, scma_run):
 def test_typed_fields(rsa_run, scma_run):
     rsa, scma = RunFolder(rsa_run).config, RunFolder(scma_run).config
     assert (rsa.trainer, rsa.dataset, rsa.preset) == ("rsa", "demo", "tiny")
-    assert rsa.head["attention"] == "rsa" and rsa.setting("epochs") >= 1
+    assert head_of(rsa)["attention"] == "rsa" and rsa.setting("epochs") >= 1
+    assert (rsa.modality, scma.modality) == ("image", "video")
     assert set(rsa.fingerprints) == set(rsa.stages) and rsa.cache_dir
     assert rsa.fingerprint("backbone") == rsa.stages["backbone"]["fingerprint"]
-    assert scma.mode == "full" and scma.clip["adapted_blocks"] == scma.details["adapted_blocks"]
+    assert mode_of(scma) == "full"
+    assert clip_of(scma)["adapted_blocks"] == scma.details["adapted_blocks"]
     assert scma.items >= len(RunFolder(scma_run).predictions["item_id"].unique()) > 0
     assert {"frames", "clip"} <= set(scma.all_fingerprints())
     with pytest.raises(DatasetError, match="records no scma.nope"):

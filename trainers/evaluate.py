@@ -31,13 +31,22 @@ def evaluate_run(
 def score_checkpoints(
     run: RunFolder, dataset: str, data, build: Callable, make_score: Callable
 ) -> dict[str, Any]:
-    """Every split's checkpoint scores every usable item of ``dataset``; the summary is
-    written to ``<run>/eval-<dataset>.json`` and returned."""
-    per_split = []
+    """Every split's checkpoint (a gradient-trained head: ``build()`` then its weights)
+    scores every usable item of ``dataset``; see :func:`summarise_splits`."""
+    scores = []
     for index, state in enumerate(run.states()):
         model = build()
         load_trained(model, state, f"{run.path} split {index}")
-        pred = predict(model, make_score(model), np.arange(len(data)), 64)
+        scores.append(predict(model, make_score(model), np.arange(len(data)), 64))
+    return summarise_splits(run, dataset, data, scores)
+
+
+def summarise_splits(run: RunFolder, dataset: str, data, scores: list) -> dict[str, Any]:
+    """Metrics of each split's ``scores`` of ``data``'s items (rows in order) against
+    their MOS, then mean / median / std; written to ``<run>/eval-<dataset>.json`` and
+    returned."""
+    per_split = []
+    for index, pred in enumerate(scores):
         record, _ = split_metrics(index, dataset, data["item_id"], data["mos"].to_numpy(), pred)
         per_split.append(record)
     result = summarise(per_split, dataset)
@@ -46,4 +55,4 @@ def score_checkpoints(
     return result
 
 
-__all__ = ["KEYS", "evaluate_run", "score_checkpoints"]
+__all__ = ["KEYS", "evaluate_run", "score_checkpoints", "summarise_splits"]

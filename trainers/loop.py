@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from qfeat.trainers.fitted import FitSplit, FittedSplit
 from qfeat.trainers.losses import training_loss
 from qfeat.trainers.metrics import srcc
 
@@ -96,6 +97,7 @@ def fit(
     train_rows: np.ndarray,
     val_rows: np.ndarray,
     cfg: LoopConfig,
+    *,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
     """Train; returns the best epoch's trainable weights and the per-epoch history.
@@ -147,3 +149,35 @@ def fit(
     if best_srcc == -math.inf:  # no usable validation: keep the last epoch
         best_state = trainable_state(model)
     return best_state, history
+
+
+def gradient_fit(
+    build: Callable[[int], nn.Module],
+    make_score: Callable[[nn.Module], Callable[[np.ndarray], torch.Tensor]],
+    cfg: LoopConfig,
+    mos: torch.Tensor,
+    device: torch.device,
+) -> FitSplit:
+    """The trainer contract's ``fit`` for a head trained by :func:`fit`.
+
+    ``build(split_index)`` returns a fresh model (seeded by the caller: the run's seed +
+    the split index); ``make_score(model)(rows)`` maps rows of the data table to
+    differentiable scores; ``mos`` holds every row's target. The best epoch's trainable
+    weights are the split's state."""
+
+    def fit_split(split, seed: int, on_epoch: Callable[[dict[str, Any]], None]) -> FittedSplit:
+        torch.manual_seed(seed)
+        model = build(split.index).to(device)
+        score = make_score(model)
+        split_cfg = LoopConfig(**{**cfg.__dict__, "seed": seed})
+        best, history = fit(model, score, mos, split.train, split.val, split_cfg, on_epoch=on_epoch)
+        model.load_state_dict(best, strict=False)
+        params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        return FittedSplit(
+            state=best,
+            score=lambda rows: predict(model, score, rows, cfg.batch_size),
+            history=history,
+            params=params,
+        )
+
+    return fit_split

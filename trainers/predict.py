@@ -48,7 +48,7 @@ import pandas as pd
 
 from qfeat.errors import DatasetError
 from qfeat.trainers.metrics import Mapping, fit_mapping
-from qfeat.trainers.registry import get_trainer, trainer_of_run
+from qfeat.trainers.registry import get_trainer, run_kind
 from qfeat.trainers.runfolder import RunFolder
 from qfeat.trainers.runinfo import dataset_scale, normalise_score
 
@@ -140,8 +140,7 @@ def _glob(pattern: Path) -> list[Path]:
 
 def file_kind(run_dir: Path) -> tuple[str, tuple[str, ...]]:
     """``(modality, file extensions)`` a run scores, from its ``config.json`` alone."""
-    trainer = trainer_of_run(run_dir)
-    return trainer.modality, trainer.extensions
+    return run_kind(RunFolder(run_dir).config, run_dir)
 
 
 class RunModel:

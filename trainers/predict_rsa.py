@@ -19,7 +19,7 @@ from qfeat.pipeline.images import IMAGE_EXTENSIONS
 from qfeat.pipeline.stages import run_order
 from qfeat.trainers.loop import load_trained, predict
 from qfeat.trainers.predict_live import LiveStages
-from qfeat.trainers.rsa_data import build_rsa_data, needed_stages
+from qfeat.trainers.rsa_data import build_rsa_data, head_of, needed_stages
 from qfeat.trainers.runfolder import RunFolder
 
 BATCH = 64  # items per head forward
@@ -32,7 +32,7 @@ class RsaScorer:
     extensions = IMAGE_EXTENSIONS
 
     def __init__(self, run: RunFolder, states: list, device: str):
-        head = run.config.head
+        head = head_of(run.config)
         stages = needed_stages(head["attention"], head["use_text"], head["use_ratings"])
         records = run.config.stages
         self.head_cfg = head

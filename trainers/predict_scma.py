@@ -24,6 +24,7 @@ from qfeat.pipeline.video.reader import VIDEO_EXTENSIONS
 from qfeat.trainers.loop import load_trained, predict
 from qfeat.trainers.predict_live import LiveStages
 from qfeat.trainers.runfolder import RunFolder
+from qfeat.trainers.scma import mode_of
 
 BATCH = 8  # videos per adapter forward
 
@@ -79,7 +80,7 @@ class ScmaScorer:
         self.run_name = run.name
         clip_stage = self.live.stages["clip"]
         clip_cfg = clip_stage.cfg
-        self.mode = run.config.mode
+        self.mode = mode_of(run.config)
         self.device = torch.device(device)
         self.model = QCLIP(
             clip_stage.model,

@@ -1,7 +1,7 @@
 """The evaluation protocol shared by every trainer: one model per split, trained on the
 split's training part, selected on its validation part, scored on its test part(s).
 
-Test rows never reach :func:`qfeat.trainers.loop.fit`. Each split's best weights go to
+Test rows never reach a trainer's ``fit``. Each split's fitted state goes to
 ``split-NN.safetensors`` in the run folder, then its test records, epoch history and
 predictions to ``split-NN.json`` (written last, atomically). A run folder records the
 settings it was started with in ``resume.json``; the same command run again on the same
@@ -14,60 +14,22 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 from qfeat.cache.layout import write_json_atomic
 from qfeat.errors import DatasetError
-from qfeat.trainers.loop import LoopConfig, fit, predict
+from qfeat.trainers.fitted import FitSplit
+from qfeat.trainers.loop import LoopConfig
 from qfeat.trainers.runconfig import RunConfig
 from qfeat.trainers.runfolder import CHECKPOINT, RESUME, RunFolder, split_metrics
 
 SPLIT_RESULT = "split-{:02d}.json"
-
-
-@dataclass
-class TrainRequest:
-    """What every ``qfeat train <head>`` command takes."""
-
-    dataset: str
-    cache_dir: Path
-    runs_dir: Path
-    run: str | None = None
-    splits: int = 10
-    epochs: int | None = None
-    seed: int = 0
-    device: str = "cpu"
-    sets: list[str] | None = None
-    preset: str | None = None
-    basis: str | None = None  # --basis ID: the set of cached stages to read (cache/basis.py)
-
-    def __post_init__(self) -> None:
-        if self.run is not None:
-            RunFolder.create(self.runs_dir, self.run)  # a usage error before any work
-
-    def run_config(self, trainer: str, **fields) -> RunConfig:
-        """The run's config.json: this request's dataset, cache, splits and seed, plus
-        the trainer's own ``fields`` (:class:`RunConfig`'s other fields)."""
-        return RunConfig(
-            trainer=trainer,
-            dataset=self.dataset,
-            cache_dir=str(self.cache_dir),
-            splits=self.splits,
-            seed=self.seed,
-            **fields,
-        )
-
-    def folder(self, trainer: str) -> RunFolder:
-        """The run folder: ``--run`` NAME, else ``<trainer>-<dataset>-<timestamp>``."""
-        name = self.run or f"{trainer}-{self.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-        return RunFolder.create(self.runs_dir, name)
 
 
 def loop_config(tcfg: dict[str, Any], seed: int) -> LoopConfig:
@@ -85,26 +47,31 @@ def loop_config(tcfg: dict[str, Any], seed: int) -> LoopConfig:
     )
 
 
+def targets(data: pd.DataFrame, device: torch.device) -> torch.Tensor:
+    """Every row's MOS as a float32 tensor on ``device`` (what gradient trainers fit)."""
+    return torch.tensor(data["mos"].to_numpy(), dtype=torch.float32, device=device)
+
+
 @dataclass(frozen=True)
 class TrainJob:
-    """What a trainer hands the protocol: its data, splits and model, and where to write.
+    """What a trainer hands the protocol: its data table, the splits, how to fit one
+    split (:data:`qfeat.trainers.fitted.FitSplit`), and where to write.
 
-    ``build(split_index)`` returns a fresh model (seeded by the caller's seed + index);
-    ``make_score(model)(rows)`` maps rows of ``data`` to differentiable scores."""
+    ``steps`` is how many history records a split makes at most (epochs; 1 for a
+    closed-form fit): the progress bar's total is ``steps`` x splits."""
 
     data: pd.DataFrame
     splits: list
-    build: Callable[[int], nn.Module]
-    make_score: Callable[[nn.Module], Callable[[np.ndarray], torch.Tensor]]
-    loop: LoopConfig
+    fit: FitSplit
     folder: Path
-    device: torch.device
+    steps: int = 1
+    seed: int = 0
 
 
 @dataclass
 class SplitResults:
     """Every split's outcome: test ``records`` (one per split and test set), the
-    ``predictions`` frame, per-split epoch ``histories``, trainable ``params``, and
+    ``predictions`` frame, per-split epoch ``histories``, fitted ``params``, and
     ``resumed_seconds`` (training time of the splits kept from an earlier call)."""
 
     records: list[dict[str, Any]]
@@ -114,20 +81,30 @@ class SplitResults:
     resumed_seconds: float
 
 
+def epoch_line(split: int, record: dict[str, Any]) -> str:
+    """One history record as a log line (the keys it has: loss, validation SRCC)."""
+    shown = [
+        f"{label} {record[key]:.4f}"
+        for key, label in (("train_loss", "loss"), ("val_srcc", "val SRCC"))
+        if isinstance(record.get(key), float | int)
+    ]
+    return f"split {split} epoch {record.get('epoch', '?')}: {', '.join(shown) or 'fitted'}"
+
+
 def run_splits(
     job: TrainJob,
     log: Callable[[str], None] = lambda s: None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     spec: dict[str, Any] | None = None,
 ) -> SplitResults:
-    """Train and test ``job`` on every split.
+    """Fit and test ``job`` on every split.
 
-    ``progress`` gets each epoch's record with ``split``, ``done`` and ``total`` (epochs
+    ``progress`` gets each history record with ``split``, ``done`` and ``total`` (steps
     over all splits; a split stopped early counts as finished) added; without it each
-    epoch is a ``log`` line. Each split's test result is always a ``log`` line.
+    record is a ``log`` line. Each split's test result is always a ``log`` line.
     ``spec`` (the run's settings) turns on resuming: see the module docstring.
     """
-    data, splits, loop, folder = job.data, job.splits, job.loop, job.folder
+    splits, folder, steps = job.splits, job.folder, job.steps
     kept: dict[int, dict[str, Any]] = {}
     if spec is not None:
         claim_folder(folder, spec)
@@ -139,36 +116,32 @@ def run_splits(
         else:
             hint = f"the same command with --run {folder.name} resumes it"
             log(f"run folder {folder}; if interrupted, {hint}")
-    mos = torch.tensor(data["mos"].to_numpy(), dtype=torch.float32, device=job.device)
     per_split, frames, histories, params, resumed = [], [], [], 0, 0.0
-    total = len(splits) * loop.epochs
+    total = len(splits) * steps
     for position, split in enumerate(splits):
 
-        def report(record: dict, epochs_done: int, i: int = split.index) -> None:
+        def report(record: dict, steps_done: int, i: int = split.index) -> None:
             if progress is not None:
-                progress({**record, "split": i, "done": epochs_done, "total": total})
+                progress({**record, "split": i, "done": steps_done, "total": total})
 
-        def on_epoch(r: dict, i: int = split.index, before: int = position * loop.epochs) -> None:
+        def on_epoch(r: dict, i: int = split.index, before: int = position * steps) -> None:
             if progress is not None:
-                report(r, before + r["epoch"])
+                report(r, before + int(r.get("epoch", 1)))
             else:
-                loss, val = r["train_loss"], r["val_srcc"]
-                log(f"split {i} epoch {r['epoch']}: loss {loss:.4f}, val SRCC {val:.4f}")
+                log(epoch_line(i, r))
 
         done = kept.get(split.index)
         if done is not None:
             log(f"split {split.index}: already finished in {folder.name}, kept")
             if done["history"]:
-                report(done["history"][-1], (position + 1) * loop.epochs)
+                report(done["history"][-1], (position + 1) * steps)
             resumed += done["seconds"]
         else:
             started = time.perf_counter()
-            done = _train_split(
-                job, split, replace(loop, seed=loop.seed + split.index), mos, log, on_epoch
-            )
+            done = _train_split(job, split, log, on_epoch)
             history = done["history"]
-            if history and history[-1]["epoch"] < loop.epochs:  # stopped early: finished
-                report(history[-1], (position + 1) * loop.epochs)
+            if history and history[-1].get("epoch", steps) < steps:  # stopped early
+                report(history[-1], (position + 1) * steps)
             done["seconds"] = time.perf_counter() - started
             if spec is not None:
                 write_json_atomic(folder / SPLIT_RESULT.format(split.index), done)
@@ -182,29 +155,25 @@ def run_splits(
 def _train_split(
     job: TrainJob,
     split,
-    cfg: LoopConfig,
-    mos: torch.Tensor,
     log: Callable[[str], None],
     on_epoch: Callable[[dict[str, Any]], None],
 ) -> dict[str, Any]:
-    """Train one split, save its checkpoint, test it: the ``split-NN.json`` record
-    (without ``seconds``). Each epoch's record goes to ``on_epoch``, each test result
-    to ``log``."""
+    """Fit one split (seeded by the job's seed + the split index), save its state, test
+    it: the ``split-NN.json`` record (without ``seconds``). Each history record goes to
+    ``on_epoch``, each test result to ``log``."""
     from safetensors.torch import save_file
 
-    torch.manual_seed(cfg.seed)  # the caller's seed + the split index
     data, folder = job.data, job.folder
-    model = job.build(split.index).to(job.device)
-    score = job.make_score(model)
-    best, history = fit(model, score, mos, split.train, split.val, cfg, on_epoch)
-    model.load_state_dict(best, strict=False)
+    seed = job.seed + split.index
+    torch.manual_seed(seed)
+    fitted = job.fit(split, seed, on_epoch)
     save_file(
-        {k: v.contiguous().cpu() for k, v in best.items()},
+        {k: v.detach().contiguous().cpu() for k, v in fitted.state.items()},
         str(folder / CHECKPOINT.format(split.index)),
     )
     records, predictions = [], []
     for test_name, rows in split.test.items():
-        pred = predict(model, score, rows, cfg.batch_size)
+        pred = np.asarray(fitted.score(rows), dtype=float) if len(rows) else np.zeros(0)
         record, frame = split_metrics(
             split.index,
             test_name,
@@ -218,9 +187,9 @@ def _train_split(
         log(f"split {split.index} {test_name}: SRCC {srcc}, PLCC {plcc} (n={record['n']})")
     return {
         "records": records,
-        "history": history,
+        "history": fitted.history,
         "predictions": predictions,
-        "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "params": int(fitted.params),
     }
 
 

@@ -1,10 +1,16 @@
 """The trainers qfeat knows, and what every command needs from each of them.
 
-``train``, ``evaluate``, ``predict``, ``report`` and ``make train`` look a trainer up here
-instead of testing its name. The hooks are ``"module:attribute"`` strings imported only
-when used, so looking a trainer up (e.g. to check a file's modality before any model is
-built) stays cheap. Adding a trainer = its own modules + one entry in :data:`TRAINERS`
-(+ its ``qfeat train NAME`` command in ``cli/train.py``, which parses its options).
+``train``, ``evaluate``, ``predict``, ``report``, ``runs``, ``table`` and ``make train``
+look a trainer up here instead of testing its name; ``qfeat train NAME`` is built from
+the entry by one helper (:func:`qfeat.cli.train.train_command`). The hooks are
+``"module:attribute"`` strings imported only when used, so looking a trainer up (e.g. to
+check a file's modality before any model is built) stays cheap. Adding a trainer = its
+own modules + one entry in :data:`TRAINERS`.
+
+The contract does not assume gradient descent: ``train`` fits each split through the
+shared protocol (:mod:`qfeat.trainers.protocol`, which owns splits, checkpoints, resume,
+metrics, predictions and the run folder) by handing it a ``fit(split, seed, on_epoch)
+-> FittedSplit`` (:mod:`qfeat.trainers.fitted`).
 """
 
 from __future__ import annotations
@@ -18,28 +24,46 @@ from qfeat.errors import DatasetError
 from qfeat.pipeline.images import IMAGE_EXTENSIONS
 from qfeat.pipeline.video.reader import VIDEO_EXTENSIONS
 
+HOOKS = ("request", "settings", "train", "evaluate", "scorer", "details", "summary_rows", "variant")
+
 
 @dataclass(frozen=True)
 class Trainer:
-    """One trainer. Hook signatures:
+    """One trainer. Hooks (``"module:attribute"``):
 
+    - ``request``: its :class:`qfeat.trainers.protocol.TrainRequest` subclass; the fields
+      it adds with :func:`qfeat.trainers.protocol.option` metadata are its own
+      ``qfeat train NAME`` options;
+    - ``settings``: its preset section's :class:`qfeat.pipeline.settings.Settings` class
+      (``--set NAME.key=value``; ``--epochs`` exists where it has an ``epochs`` field);
+    - ``train(request, log, progress) -> (run folder, metrics)``: every split through
+      :func:`qfeat.trainers.protocol.train_and_record`;
     - ``evaluate(run, dataset, cache_dir, device) -> dict``: its checkpoints scored on
       another dataset's cache (``qfeat evaluate``; ``run`` is a
       :class:`qfeat.trainers.runfolder.RunFolder`);
-    - ``scorer(run, states, device)``: an object with ``modality``,
-      ``extensions`` and ``raw(files, progress)`` scoring files live (``qfeat predict``);
-    - ``details(run, samples, cache_dir) -> dict``: the report's per-item views;
-    - ``summary_rows(config: RunConfig) -> list[[label, value]]``: what the report's summary table
-      says about the trainer's own settings.
+    - ``scorer(run, states, device)``: an object with ``modality``, ``extensions`` and
+      ``raw(items)`` scoring files live (``qfeat predict``);
+    - ``details(run, samples, cache_dir) -> dict``: the report's per-item views (may be
+      empty);
+    - ``summary_rows(config: RunConfig) -> list[[label, value]]``: what the report's
+      summary table says about the trainer's own settings;
+    - ``variant(config: RunConfig) -> str``: the run's variant in one phrase (ablation,
+      mode) for ``qfeat table`` and the training summary.
     """
 
     name: str
     modality: str  # the datasets it trains on: "image" or "video"
     extensions: tuple[str, ...]  # the files `qfeat predict` scores with its runs
+    help: str  # the `qfeat train NAME` command's help
+    request: str
+    settings: str
+    train: str
     evaluate: str
     scorer: str
     details: str
     summary_rows: str
+    variant: str
+    default: bool = False  # the trainer `make train` and the docs use for its modality
 
     def hook(self, name: str) -> Any:
         module, _, attribute = getattr(self, name).partition(":")
@@ -53,19 +77,47 @@ TRAINERS: dict[str, Trainer] = {
             name="rsa",
             modality="image",
             extensions=IMAGE_EXTENSIONS,
+            help="Train the RSA head (RSFIQA) on a dataset's cached image features, on every "
+            "split.",
+            request="qfeat.trainers.settings:RsaRequest",
+            settings="qfeat.trainers.settings:RSASettings",
+            train="qfeat.trainers.rsa_train:train_rsa",
             evaluate="qfeat.trainers.rsa_train:evaluate_on",
             scorer="qfeat.trainers.predict_rsa:RsaScorer",
-            details="qfeat.trainers.report.images:image_details",
-            summary_rows="qfeat.trainers.report.images:summary_rows",
+            details="qfeat.trainers.report.rsa_views:image_details",
+            summary_rows="qfeat.trainers.report.rsa_views:summary_rows",
+            variant="qfeat.trainers.rsa_train:variant",
+            default=True,
         ),
         Trainer(
             name="scma",
             modality="video",
             extensions=VIDEO_EXTENSIONS,
+            help="Train SCMA (Q-CLIP) on a dataset's cached clip features, on every split.",
+            request="qfeat.trainers.settings:ScmaRequest",
+            settings="qfeat.trainers.settings:SCMASettings",
+            train="qfeat.trainers.scma_train:train_scma",
             evaluate="qfeat.trainers.scma_train:evaluate_on",
             scorer="qfeat.trainers.predict_scma:ScmaScorer",
-            details="qfeat.trainers.report.videos:video_details",
-            summary_rows="qfeat.trainers.report.videos:summary_rows",
+            details="qfeat.trainers.report.scma_views:video_details",
+            summary_rows="qfeat.trainers.report.scma_views:summary_rows",
+            variant="qfeat.trainers.scma_train:variant",
+            default=True,
+        ),
+        Trainer(
+            name="probe",
+            modality="any",
+            extensions=(*IMAGE_EXTENSIONS, *VIDEO_EXTENSIONS),
+            help="Fit the ridge-regression probe (the baseline every head must beat) on a "
+            "dataset's pooled cached features, on every split.",
+            request="qfeat.trainers.probe_settings:ProbeRequest",
+            settings="qfeat.trainers.probe_settings:ProbeSettings",
+            train="qfeat.trainers.probe:train_probe",
+            evaluate="qfeat.trainers.probe:evaluate_on",
+            scorer="qfeat.trainers.probe_live:ProbeScorer",
+            details="qfeat.trainers.probe:details",
+            summary_rows="qfeat.trainers.probe:summary_rows",
+            variant="qfeat.trainers.probe:variant",
         ),
     )
 }
@@ -88,12 +140,46 @@ def trainer_of_run(run_dir: Path) -> Trainer:
     return get_trainer(RunFolder(run_dir).config.trainer, run_dir)
 
 
+EXTENSIONS = {"image": IMAGE_EXTENSIONS, "video": VIDEO_EXTENSIONS}
+
+
+def run_kind(config, run_dir: Path | None = None) -> tuple[str, tuple[str, ...]]:
+    """``(modality, file extensions)`` of a run from its
+    :class:`qfeat.trainers.runconfig.RunConfig`: the recorded modality, else (runs made
+    before it was recorded) the trainer's."""
+    trainer = get_trainer(config.trainer, run_dir)
+    modality = config.modality or trainer.modality
+    if modality not in EXTENSIONS:
+        raise DatasetError(f"{run_dir or 'the run'} records no image or video modality")
+    extensions = trainer.extensions if trainer.modality == modality else EXTENSIONS[modality]
+    return modality, extensions
+
+
 def trainer_for(modality: str) -> Trainer:
-    """The trainer for a dataset modality (what ``make train`` runs)."""
-    for trainer in TRAINERS.values():
-        if trainer.modality == modality:
-            return trainer
-    raise DatasetError(f"no trainer for {modality} datasets; trainers: {', '.join(TRAINERS)}")
+    """The default trainer for a dataset modality (what ``make train`` runs): the one entry
+    of that modality marked ``default`` (:func:`check_registry` keeps it to one)."""
+    defaults = [t for t in TRAINERS.values() if t.default and t.modality == modality]
+    if len(defaults) != 1:
+        raise DatasetError(f"no default trainer for {modality} datasets ({check_registry()})")
+    return defaults[0]
+
+
+def trains_on(trainer: Trainer, modality: str) -> bool:
+    """Whether ``trainer`` trains on datasets of ``modality`` (``any``: both)."""
+    return trainer.modality in (modality, "any")
+
+
+def check_registry() -> str:
+    """``"ok"``, or what is wrong with :data:`TRAINERS`: each modality needs exactly one
+    default trainer, and a trainer of ``any`` modality cannot be a default."""
+    problems = []
+    for modality in ("image", "video"):
+        names = [t.name for t in TRAINERS.values() if t.default and t.modality == modality]
+        if len(names) != 1:
+            problems.append(f"{len(names)} default {modality} trainers ({', '.join(names)})")
+    problems += [f"{t.name} is 'any' and default" for t in TRAINERS.values()
+                 if t.default and t.modality == "any"]  # fmt: skip
+    return "; ".join(problems) or "ok"
 
 
 def check_cached_dataset(trainer: Trainer, cache_dir: Path, dataset: str) -> None:
@@ -115,7 +201,7 @@ def check_cached_dataset(trainer: Trainer, cache_dir: Path, dataset: str) -> Non
             "the name with `qfeat cache ls`"
         )
     found = {STAGES[p.name].modality for p in (cache_dir / dataset).iterdir() if p.name in STAGES}
-    if found and trainer.modality not in found:
+    if found and not any(trains_on(trainer, m) for m in found):
         other = trainer_for(found.pop())
         raise DatasetError(
             f"'{dataset}' is cached as {_a(other.modality)} dataset and {trainer.name} works on "
@@ -133,6 +219,9 @@ __all__ = [
     "Trainer",
     "check_cached_dataset",
     "get_trainer",
+    "check_registry",
+    "run_kind",
     "trainer_for",
     "trainer_of_run",
+    "trains_on",
 ]

@@ -27,6 +27,8 @@ globally, no regions or text at all); ``use_text`` / ``use_ratings`` drop a sour
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812
@@ -67,11 +69,27 @@ def _mean_std(weights: Tensor, mean: Tensor, square: Tensor) -> Tensor:
     return torch.cat([mu, (sq - mu * mu).clamp_min(0.0).add(EPS).sqrt()], dim=-1)
 
 
+class RSABatch(NamedTuple):
+    """The head's inputs for ``B`` items (``R`` region slots, ``C`` channels, text dim
+    ``D``): ``mean``/``square`` ``[B, R, C]`` and ``area`` ``[B, R]`` from
+    :func:`region_moments`, ``valid`` ``[B, R]``, ``text`` ``[B, R, D]``, ``text_valid``
+    ``[B, R]``, ``ratings`` ``[B, R, 5]`` (level ids, 0 = unknown)."""
+
+    mean: Tensor
+    square: Tensor
+    area: Tensor
+    valid: Tensor
+    text: Tensor
+    text_valid: Tensor
+    ratings: Tensor
+
+
 class RSAHead(nn.Module):
     def __init__(
         self,
         channels: int,
         text_dim: int,
+        *,
         hidden: int = 128,
         attention: str = "rsa",
         use_text: bool = True,
@@ -121,22 +139,13 @@ class RSAHead(nn.Module):
             logits = self.weight(x).squeeze(-1)
         return torch.sigmoid(logits) * valid
 
-    def forward(
-        self,
-        mean: Tensor,
-        square: Tensor,
-        area: Tensor,
-        valid: Tensor,
-        text: Tensor,
-        text_valid: Tensor,
-        ratings: Tensor,
-        return_weights: bool = False,
-    ):
+    def forward(self, batch: RSABatch, return_weights: bool = False):
         """Scores ``[B]`` (and the region weights ``[B, R]`` when asked).
 
-        ``mean``, ``square``, ``area`` come from :func:`region_moments`; for ``global``
-        attention they are the moments of one region covering the whole map.
+        ``batch.mean``, ``.square``, ``.area`` come from :func:`region_moments`; for
+        ``global`` attention they are the moments of one region covering the whole map.
         """
+        mean, square, area, valid, text, text_valid, ratings = batch
         if self.attention == "global":
             weights, semantic = area.new_ones(area.shape[0], 1), None
             pooled = _mean_std(weights, mean[:, :1], square[:, :1])

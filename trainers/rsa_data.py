@@ -26,7 +26,13 @@ import torch
 from qfeat.cache.basis import Basis, Selection, select_basis
 from qfeat.cache.items import read_items
 from qfeat.pipeline.stages.text import DIMENSIONS
-from qfeat.trainers.rsa import region_moments
+from qfeat.trainers.rsa import RSABatch, region_moments
+
+
+def head_of(config) -> dict[str, Any]:
+    """An rsa run's head settings (attention, use_text, use_ratings, sizes) from its
+    :class:`qfeat.trainers.runconfig.RunConfig`."""
+    return dict(config.detail("head") or {})
 
 
 def needed_stages(attention: str, use_text: bool, use_ratings: bool) -> list[str]:
@@ -140,18 +146,20 @@ class RSAData:
     def text_dim(self) -> int:
         return int(self.text.shape[-1])
 
-    def batch(self, rows: np.ndarray, device) -> tuple[torch.Tensor, ...]:
+    def batch(self, rows: np.ndarray, device) -> RSABatch:
         idx = torch.tensor(np.asarray(rows))
-        return tuple(
-            t[idx].to(device)
-            for t in (
-                self.mean,
-                self.square,
-                self.area,
-                self.valid,
-                self.text,
-                self.text_valid,
-                self.ratings,
+        return RSABatch(
+            *(
+                t[idx].to(device)
+                for t in (
+                    self.mean,
+                    self.square,
+                    self.area,
+                    self.valid,
+                    self.text,
+                    self.text_valid,
+                    self.ratings,
+                )
             )
         )
 
@@ -184,6 +192,7 @@ def build_rsa_data(
     features,
     feature_rows: np.ndarray,
     slots: int,
+    *,
     regions_rows: list | None = None,
     describe_rows: list | None = None,
     text: tuple[Any, Any, np.ndarray] | None = None,

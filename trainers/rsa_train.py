@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,23 +18,31 @@ import torch
 
 from qfeat.cache.basis import shortfall
 from qfeat.cache.items import read_items
-from qfeat.errors import DatasetError, OptionError
+from qfeat.errors import OptionError
 from qfeat.pipeline.threads import thread_count
 from qfeat.trainers.basis import training_basis
-from qfeat.trainers.protocol import TrainJob, TrainRequest, loop_config, train_and_record
+from qfeat.trainers.loop import gradient_fit
+from qfeat.trainers.protocol import TrainJob, loop_config, targets, train_and_record
 from qfeat.trainers.rsa import ATTENTION, RSAHead
-from qfeat.trainers.rsa_data import RSAData, load_rsa_data, needed_stages, text_fits
+from qfeat.trainers.rsa_data import RSAData, head_of, load_rsa_data, needed_stages, text_fits
+from qfeat.trainers.runconfig import RunConfig
 from qfeat.trainers.runfolder import RunFolder
-from qfeat.trainers.runinfo import dataset_scale, stage_record
-from qfeat.trainers.settings import RSASettings
+from qfeat.trainers.runinfo import (
+    dataset_scale,
+    require_same_stage,
+    same_stage_model,
+    stage_record,
+)
+from qfeat.trainers.settings import RsaRequest, RSASettings
 from qfeat.trainers.splits import MIN_ROWS, make_splits
 
 
-@dataclass
-class RsaRequest(TrainRequest):
-    attention: str = "rsa"
-    use_text: bool = True
-    use_ratings: bool = True
+def variant(config: RunConfig) -> str:
+    """``rsa``, ``uniform`` or ``global``, plus the ablations that are off."""
+    head = head_of(config)
+    off = [n for n, key in (("no text", "use_text"), ("no ratings", "use_ratings"))
+           if head.get(key) is False]  # fmt: skip
+    return ", ".join([str(head.get("attention", "?")), *off])
 
 
 def build_head(data: RSAData, head_cfg: dict[str, Any]) -> RSAHead:
@@ -55,7 +62,7 @@ def head_scorer(data: RSAData, device) -> Callable:
     """``make_score(model)`` for :func:`qfeat.trainers.protocol.run_splits` and evaluation."""
 
     def make_score(model: RSAHead) -> Callable[[np.ndarray], torch.Tensor]:
-        return lambda rows: model(*data.batch(rows, device))
+        return lambda rows: model(data.batch(rows, device))
 
     return make_score
 
@@ -98,6 +105,7 @@ def train_rsa(
         torch.set_num_threads(thread_count(1))
     config = req.run_config(
         "rsa",
+        modality="image",
         preset=preset,
         settings=tcfg,
         details={"head": head_cfg},
@@ -109,15 +117,15 @@ def train_rsa(
         items=len(data.data),
         mos_range=dataset_scale(req.cache_dir, req.dataset, read_items(req.cache_dir, req.dataset)),
     )
-    job = TrainJob(
-        data.data,
-        splits,
+    loop = loop_config(tcfg, req.seed)
+    fit = gradient_fit(
         lambda _: build_head(data, head_cfg),
         head_scorer(data, device),
-        loop_config(tcfg, req.seed),
-        folder,
+        loop,
+        targets(data.data, device),
         device,
     )
+    job = TrainJob(data.data, splits, fit, folder, steps=loop.epochs, seed=req.seed)
     metrics = train_and_record(
         job,
         config,
@@ -129,15 +137,6 @@ def train_rsa(
     return folder, metrics
 
 
-def _same_model(trained: dict[str, Any], target: dict[str, Any]) -> bool:
-    def plain(config: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in config.items() if k != "seed"}
-
-    return trained["model"] == target["model"] and plain(trained["config"]) == plain(
-        target["config"]
-    )
-
-
 def evaluation_basis(run: RunFolder, cache_dir: Path, dataset: str, stages: list[str]):
     """The target's set made with the run's backbone and text models, else its default
     set (which :func:`evaluate_on` then refuses, naming the difference)."""
@@ -146,7 +145,7 @@ def evaluation_basis(run: RunFolder, cache_dir: Path, dataset: str, stages: list
 
     def want(basis) -> bool:
         names = [n for n in ("backbone", "text") if n in basis.stages and n in run.config.stages]
-        return all(_same_model(run.config.stages[n], basis.stages[n].manifest) for n in names)
+        return all(same_stage_model(run.config.stages[n], basis.stages[n].manifest) for n in names)
 
     try:
         return select_needed(cache_dir, dataset, stages, want=want, wanted="the run's models")
@@ -159,7 +158,7 @@ def evaluate_on(run: RunFolder, dataset: str, cache_dir: Path, device: str):
     when that cache's backbone or text stage differs from the one the run was trained on."""
     from qfeat.trainers.evaluate import score_checkpoints
 
-    head = run.config.head
+    head = head_of(run.config)
     stages = needed_stages(head["attention"], head["use_text"], head["use_ratings"])
     data = load_rsa_data(
         cache_dir, dataset, stages, evaluation_basis(run, cache_dir, dataset, stages)
@@ -167,15 +166,7 @@ def evaluate_on(run: RunFolder, dataset: str, cache_dir: Path, device: str):
     for name in ("backbone", "text"):
         if name not in stages:
             continue
-        trained, target = run.config.stages[name], data.stages[name].manifest
-        if not _same_model(trained, target):
-            raise DatasetError(
-                f"{dataset}'s {name} cache was made with another model or settings "
-                f"({target['model'].get('name')}, {target['fingerprint']}) than the run was "
-                f"trained on ({trained['model'].get('name')}, {trained['fingerprint']}); "
-                f"recompute it with the run's settings: qfeat stage {name} {dataset} --set "
-                f"{name}.model=... (see {run.path / 'config.json'})"
-            )
+        require_same_stage(run, name, data.stages[name], dataset)
     return score_checkpoints(
         run,
         dataset,

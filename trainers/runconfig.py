@@ -14,8 +14,10 @@ had (so older run folders read back unchanged):
 - ``mos_range``: ``{"min", "max", "higher_is_better"}``, the dataset's native scale;
 - ``basis``: the coherent set of cached stages read (id, preset, ``state`` complete or
   partial, items, of, fingerprints; runs from before it have none);
+- ``modality``: ``image`` or ``video`` (absent in runs made before it);
 - trainer-specific keys (rsa: ``head``; scma: ``mode``, ``adapted_blocks``, ``clip``,
-  ``init``), kept in :attr:`RunConfig.details`.
+  ``init``; probe: ``features``), kept in :attr:`RunConfig.details` and read by the
+  trainer's own modules only.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ COMMON = (
     "items",
     "mos_range",
     "basis",
+    "modality",
 )
 
 
@@ -60,22 +63,12 @@ class RunConfig:
     # the coherent set of cached stages read (:meth:`qfeat.cache.basis.Basis.record`):
     # id, preset, state (complete | partial), items, of, fingerprints
     basis: dict[str, Any] | None = None
+    modality: str | None = None  # image or video (runs made before it: the trainer's)
 
-    # --- what the trainers' own keys hold -------------------------------------------
-    @property
-    def head(self) -> dict[str, Any]:
-        """An rsa run's head settings (attention, use_text, use_ratings, sizes)."""
-        return dict(self.details.get("head") or {})
-
-    @property
-    def mode(self) -> str:
-        """An scma run's training mode: ``full`` or ``projection``."""
-        return str(self.details.get("mode", "full"))
-
-    @property
-    def clip(self) -> dict[str, Any]:
-        """An scma run's clip stage config (model, pretrained, adapted_blocks, ...)."""
-        return dict(self.details.get("clip") or {})
+    def detail(self, name: str, default: Any = None) -> Any:
+        """One of the trainer's own keys (rsa ``head``, scma ``mode``, ...); each trainer's
+        module reads its own (e.g. :func:`qfeat.trainers.rsa_train.head_of`)."""
+        return self.details.get(name, default)
 
     def setting(self, name: str) -> Any:
         """One of the trainer's hyper-parameters; a DatasetError when it is not recorded."""
@@ -118,6 +111,8 @@ class RunConfig:
         }
         if self.basis is not None:
             out["basis"] = self.basis
+        if self.modality is not None:
+            out["modality"] = self.modality
         return out
 
     @classmethod
@@ -144,6 +139,7 @@ class RunConfig:
             items=data.get("items"),
             mos_range=data.get("mos_range"),
             basis=data.get("basis") if isinstance(data.get("basis"), dict) else None,
+            modality=data.get("modality"),
         )
 
     def resume_spec(self) -> dict[str, Any]:
@@ -151,5 +147,6 @@ class RunConfig:
         device and the cache folder's spelling (its stages are named by fingerprint)."""
         spec = self.to_json()
         del spec["device"]
+        spec.pop("modality", None)  # follows from the trainer and the dataset
         spec["cache"] = dict(self.fingerprints)
         return spec

@@ -186,6 +186,7 @@ class RunFolder:
         histories: list[list[dict[str, Any]]],
         trainable_params: int,
         train_seconds: float,
+        *,
         extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Every file of a finished run; returns ``metrics.json``'s content."""

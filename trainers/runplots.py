@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 
@@ -40,9 +41,11 @@ def plot_curves(path: Path, histories: list[list[dict[str, Any]]]) -> None:
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5), dpi=100)
     for i, history in enumerate(histories):
-        epochs = [h["epoch"] for h in history]
-        a.plot(epochs, [h["train_loss"] for h in history], alpha=0.7, label=f"split {i}")
-        b.plot(epochs, [h["val_srcc"] for h in history], alpha=0.7)
+        epochs = [h.get("epoch", k + 1) for k, h in enumerate(history)]
+        # a trainer's history may lack either (the contract requires only "epoch")
+        style = {"alpha": 0.7, "marker": "o" if len(history) == 1 else None}
+        a.plot(epochs, [h.get("train_loss", np.nan) for h in history], label=f"split {i}", **style)
+        b.plot(epochs, [h.get("val_srcc", np.nan) for h in history], **style)
     a.set_xlabel("epoch")
     a.set_ylabel("training loss")
     b.set_xlabel("epoch")

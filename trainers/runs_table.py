@@ -90,7 +90,7 @@ class TableRow:
     run: str
     trainer: str
     dataset: str
-    variant: str  # attention / ablations (rsa) or mode (scma)
+    variant: str  # the trainer's variant hook: attention / ablations (rsa), mode (scma)
     basis: str  # preset and complete | partial: N of M items (basis_text)
     splits: int
     valid_splits: int
@@ -106,13 +106,9 @@ class TableRow:
 
 
 def _variant(run: RunFolder) -> str:
-    config = run.config
-    if config.head:
-        head = config.head
-        off = [n for n, key in (("no text", "use_text"), ("no ratings", "use_ratings"))
-               if head.get(key) is False]  # fmt: skip
-        return ", ".join([str(head.get("attention", "?")), *off])
-    return config.mode
+    from qfeat.trainers.registry import get_trainer
+
+    return get_trainer(run.config.trainer, run.path).hook("variant")(run.config)
 
 
 def _per_split(run: RunFolder, key: str) -> dict[int, float]:

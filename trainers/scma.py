@@ -211,3 +211,14 @@ class QCLIP(nn.Module):
 
     def score(self, video: Tensor) -> Tensor:
         return self.score_from_similarities(self.similarities(video))
+
+
+def mode_of(config) -> str:
+    """An scma run's training mode (``full`` or ``projection``) from its
+    :class:`qfeat.trainers.runconfig.RunConfig`."""
+    return str(config.detail("mode", "full"))
+
+
+def clip_of(config) -> dict:
+    """An scma run's clip stage config (model, pretrained, adapted_blocks, ...)."""
+    return dict(config.detail("clip") or {})

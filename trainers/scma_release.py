@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from qfeat.errors import DatasetError
+from qfeat.trainers.scma import mode_of
 
 GATES = {
     "scma.alpha.img": "image_adapter_weight",
@@ -145,7 +146,7 @@ def export_run(run, split: int, out: Path) -> dict[str, Any]:
             f"embedding size (PE-Core-L: 1024 = 1024); {clip_cfg['model']} cannot be exported"
         )
     weights = to_release(state, blocks, k)
-    if config.mode == "projection":  # no encoder adapters trained: switch them off
+    if mode_of(config) == "projection":  # no encoder adapters trained: switch them off
         for gate in ("image_adapter_weight", "text_adapter_weight"):
             weights[gate] = torch.tensor(0.0)
     info = {

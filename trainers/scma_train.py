@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,27 +23,19 @@ from qfeat.cache.reader import CacheMissing, open_stage
 from qfeat.errors import DatasetError
 from qfeat.pipeline.threads import thread_count
 from qfeat.trainers.basis import training_basis
-from qfeat.trainers.loop import load_trained
-from qfeat.trainers.protocol import (
-    TrainJob,
-    TrainRequest,
-    loop_config,
-    train_and_record,
-)
+from qfeat.trainers.loop import gradient_fit, load_trained
+from qfeat.trainers.protocol import TrainJob, loop_config, targets, train_and_record
+from qfeat.trainers.runconfig import RunConfig
 from qfeat.trainers.runfolder import RunFolder
 from qfeat.trainers.runinfo import dataset_scale, stage_record
-from qfeat.trainers.settings import SCMASettings
+from qfeat.trainers.scma import clip_of, mode_of
+from qfeat.trainers.settings import ScmaRequest, SCMASettings
 from qfeat.trainers.splits import MIN_ROWS, make_splits
 
 
-@dataclass
-class ScmaRequest(TrainRequest):
-    init: str | None = None
-    mode: str = "full"
-    # weights to start from instead of --init's run; with ``imported`` the release's state
-    # dict (mapped onto the model built here) and no epoch is trained (`qfeat import qclip`)
-    init_state: dict[str, Any] | None = None
-    imported: bool = False
+def variant(config: RunConfig) -> str:
+    """The training mode (``full`` or ``projection``)."""
+    return mode_of(config)
 
 
 def load_clip_for(stage) -> tuple[torch.nn.Module, Any, dict]:
@@ -187,6 +178,7 @@ def train_scma(
         torch.set_num_threads(thread_count(2))
     config = req.run_config(
         "scma",
+        modality="video",
         preset=preset,
         settings=tcfg,
         details={
@@ -204,15 +196,15 @@ def train_scma(
         items=len(data),
         mos_range=dataset_scale(req.cache_dir, req.dataset, items),
     )
-    job = TrainJob(
-        data,
-        splits,
+    loop = loop_config(tcfg, req.seed)
+    fit = gradient_fit(
         build,
         lambda model: scorer(model, features, cache_rows, req.mode, device),
-        loop_config(tcfg, req.seed),
-        folder,
+        loop,
+        targets(data, device),
         device,
     )
+    job = TrainJob(data, splits, fit, folder, steps=loop.epochs, seed=req.seed)
     metrics = train_and_record(
         job,
         config,
@@ -253,7 +245,7 @@ def evaluate_on(run: RunFolder, dataset: str, cache_dir: Path, device: str):
     from qfeat.trainers.evaluate import score_checkpoints
     from qfeat.trainers.scma import QCLIP
 
-    trained_on = run.config.clip
+    trained_on = clip_of(run.config)
     stage = evaluation_clip(trained_on, cache_dir, dataset)
     target = {k: v for k, v in stage.manifest["config"].items() if k != "seed"}
     for key in CLIP_KEYS:
@@ -266,7 +258,7 @@ def evaluate_on(run: RunFolder, dataset: str, cache_dir: Path, device: str):
     base, _, clip_cfg = load_clip_for(stage)
     k = int(clip_cfg["adapted_blocks"])
     tokenizer = tokenizer_for(clip_cfg["model"])
-    mode, r = run.config.mode, int(run.config.setting("r"))
+    mode, r = mode_of(run.config), int(run.config.setting("r"))
     data, features, cache_rows = usable_data(read_items(cache_dir, dataset), stage, mode)
 
     def build():

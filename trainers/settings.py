@@ -1,4 +1,5 @@
-"""The trainers' settings (preset sections ``[rsa]`` and ``[scma]``) with every default.
+"""The rsa and scma trainers' settings (preset sections ``[rsa]`` and ``[scma]``) with
+every default, and their ``qfeat train rsa|scma`` options (the request classes).
 
 Defaults are the ``paper`` preset's values; a preset only overrides them and
 ``--set rsa.<field>=...`` / ``--set scma.<field>=...`` accept exactly these fields.
@@ -6,11 +7,14 @@ Defaults are the ``paper`` preset's values; a preset only overrides them and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from qfeat.errors import DatasetError, OptionError
 from qfeat.pipeline.config import apply_overrides, load_preset, require_sections
 from qfeat.pipeline.settings import Settings
+from qfeat.trainers.request import TrainRequest, option
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,65 @@ class SCMASettings(LoopSettings):
         self.at_least(1, "r")
 
 
+@dataclass
+class RsaRequest(TrainRequest):
+    """``qfeat train rsa``'s own options (the ablation switches)."""
+
+    attention: str = field(
+        default="rsa",
+        metadata=option(help="rsa (learned region weights), uniform or global (ablations)."),
+    )
+    use_text: bool = field(
+        default=True, metadata=option("--no-text", help="Ablation: no descriptions.", invert=True)
+    )
+    use_ratings: bool = field(
+        default=True,
+        metadata=option("--no-ratings", help="Ablation: no distortion ratings.", invert=True),
+    )
+
+
+MODES = ("full", "projection")
+
+
+@dataclass
+class ScmaRequest(TrainRequest):
+    """``qfeat train scma``'s own options."""
+
+    init: str | None = field(default=None, metadata=option(help="Fine-tune from this earlier run."))
+    mode: str = field(
+        default="full", metadata=option(help="full (hidden states) or projection (pooled).")
+    )
+    # weights to start from instead of --init's run; with ``imported`` the release's state
+    # dict (mapped onto the model built here) and no epoch is trained (`qfeat import qclip`)
+    init_state: dict[str, Any] | None = None
+    imported: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise OptionError(f"--mode must be {' or '.join(MODES)}")
+        super().__post_init__()
+
+
+def training_preset(
+    preset: str | None, cache_dir: Path, dataset: str, stage: str
+) -> tuple[str, str]:
+    """``(preset, why)``: ``--preset`` when given, else the preset the cached ``stage``
+    was computed with (a cache made with ``tiny`` trains with tiny's head, not the
+    paper's), else the dataset's default preset."""
+    from qfeat.cache.reader import open_stage
+    from qfeat.pipeline.config import default_preset
+
+    if preset:
+        return preset, "--preset"
+    try:
+        cached = open_stage(cache_dir, dataset, stage).manifest.get("preset")
+    except DatasetError:  # not cached: the trainer says which command makes it
+        cached = None
+    if cached:
+        return cached, f"the preset {dataset}'s {stage} cache was made with"
+    return default_preset(dataset), f"the default for {dataset}"
+
+
 def describe_settings(preset: str, why: str, tcfg: dict[str, Any], head: tuple[str, ...]) -> str:
     """The line a trainer prints first: which preset and head size it uses."""
     shown = ", ".join(f"{k} {tcfg[k]}" for k in (*head, "epochs", "lr", "batch_size"))
@@ -72,10 +135,11 @@ def describe_settings(preset: str, why: str, tcfg: dict[str, Any], head: tuple[s
 
 
 def trainer_settings(
-    cls: type[LoopSettings], preset: str, sets: list[str] | None, epochs: int | None = None
+    cls: type[Settings], preset: str, sets: list[str] | None, epochs: int | None = None
 ) -> dict[str, Any]:
-    """The resolved ``[rsa]``/``[scma]`` section: defaults, preset, ``--set``, then
-    ``--epochs`` (validated like the rest)."""
+    """A trainer's resolved preset section (``[rsa]``, ``[scma]``, ``[probe]``, ...):
+    defaults, preset, ``--set``, then ``--epochs`` (validated like the rest; only for
+    settings with an ``epochs`` field)."""
     extra = [f"{cls.section}.epochs={epochs}"] if epochs is not None else []
     require_sections(preset, [cls.section])
     return apply_overrides(load_preset(preset), [*(sets or []), *extra], {cls.section: cls})[

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from qfeat.pipeline.levels import DIMENSIONS
 from qfeat.trainers.registry import TRAINERS
 from qfeat.trainers.report.html import Html, figure, join, notes, number, table, tag
-from qfeat.trainers.report.images import ImageDetail
 from qfeat.trainers.report.samples import KINDS, Sample
-from qfeat.trainers.report.videos import VideoDetail
 from qfeat.trainers.runfolder import RunFolder
 
 METRIC_KEYS = ("srcc", "krcc", "plcc", "plcc_raw", "rmse")
@@ -118,53 +115,6 @@ def _scores(sample: Sample, score: float | None) -> Html:
     return line
 
 
-def _image(detail: ImageDetail) -> Html:
-    media = [figure(detail.picture, "picture", "picture")]
-    if detail.overlay is not None:
-        media.append(figure(detail.overlay, "regions coloured by RSA weight (colour bar: "
-                            "weight)", "regions coloured by weight"))  # fmt: skip
-    parts = [tag("div", join(media), class_="media"), notes(detail.notes)]
-    if detail.regions:
-        dims = list(detail.regions[0].ratings) or list(DIMENSIONS)
-        rows = []
-        for r in detail.regions:
-            swatch = tag("span", "", class_="swatch", style=f"background:{r.colour}")
-            if r.content:
-                content: Any = r.content
-            elif r.raw:
-                content = join([tag("span", "no content parsed; raw: ", class_="muted"),
-                                tag("span", r.raw[:300], class_="raw")])  # fmt: skip
-            else:
-                content = tag("span", "–", class_="muted")
-            rows.append([swatch, r.name, f"{100 * r.area:.1f}%", number(r.weight, 3), content,
-                         *(r.ratings.get(d, "–") for d in dims)])  # fmt: skip
-        parts.append(table(["", "region", "area", "weight", "description", *dims], rows,
-                           numeric={2, 3}))  # fmt: skip
-    return join(parts)
-
-
-def _video(detail: VideoDetail) -> Html:
-    from qfeat.pipeline.levels import LEVELS
-
-    caption = "frame-difference curve"
-    if detail.n_frames is not None:
-        caption += f" ({detail.n_frames} frames), chosen frames marked"
-    parts = [tag("div", join([figure(detail.curve, caption, "difference curve"),
-                              figure(detail.bars, "cosine similarity to the five prompts",
-                                     "prompt similarities")]), class_="media")]  # fmt: skip
-    if detail.frames:
-        thumbs = [figure(data, f"frame {index}", f"frame {index}") for index, data in detail.frames]
-        parts.append(tag("div", join(thumbs), class_="frames"))
-    parts.append(notes(detail.notes))
-    if detail.similarities is not None:
-        weights = detail.score_weights or [None] * len(LEVELS)
-        rows = [["cosine similarity", *(number(v) for v in detail.similarities)],
-                ["score weight w", *(number(v) for v in weights)]]  # fmt: skip
-        parts.append(table(["prompt “… a video of X quality”", *LEVELS], rows,
-                           numeric=set(range(1, 6))))  # fmt: skip
-    return join(parts)
-
-
 def samples_section(
     run: RunFolder, samples: list[Sample], details: dict[tuple[str, str], Any], problem: str | None
 ) -> Html:
@@ -186,9 +136,7 @@ def samples_section(
             detail = details.get((s.item_id, s.split))
             head = tag("h3", join([tag("span", kind, class_="badge"), " ", tag("code", s.item_id)]))
             body: list[Any] = [head, _scores(s, getattr(detail, "score", None))]
-            if isinstance(detail, ImageDetail):
-                body.append(_image(detail))
-            elif isinstance(detail, VideoDetail):
-                body.append(_video(detail))
+            if hasattr(detail, "html"):  # the trainer's own view of the item
+                body.append(detail.html())
             parts.append(tag("article", join(body), class_=f"sample {kind}", data_kind=kind))
     return tag("section", join(parts), id="samples")

@@ -23,8 +23,10 @@ from qfeat.cache.reader import Stage, list_stages
 from qfeat.pipeline.levels import DIMENSIONS, LEVELS
 from qfeat.trainers.loop import load_trained
 from qfeat.trainers.report import plots
+from qfeat.trainers.report.html import Html, figure, join, notes, number, table, tag
 from qfeat.trainers.report.run import open_recorded
 from qfeat.trainers.report.samples import Sample
+from qfeat.trainers.rsa_data import head_of
 from qfeat.trainers.runconfig import RunConfig
 from qfeat.trainers.runfolder import RunFolder
 
@@ -50,6 +52,31 @@ class ImageDetail:
     regions: list[RegionInfo] = field(default_factory=list)
     score: float | None = None  # the checkpoint's score recomputed from the cache
     notes: list[str] = field(default_factory=list)
+
+    def html(self) -> Html:
+        """The item's section of the report page (escaped: see report/html.py)."""
+        media = [figure(self.picture, "picture", "picture")]
+        if self.overlay is not None:
+            media.append(figure(self.overlay, "regions coloured by RSA weight (colour bar: "
+                                "weight)", "regions coloured by weight"))  # fmt: skip
+        parts = [tag("div", join(media), class_="media"), notes(self.notes)]
+        if self.regions:
+            dims = list(self.regions[0].ratings) or list(DIMENSIONS)
+            rows = []
+            for r in self.regions:
+                swatch = tag("span", "", class_="swatch", style=f"background:{r.colour}")
+                if r.content:
+                    content: Any = r.content
+                elif r.raw:
+                    content = join([tag("span", "no content parsed; raw: ", class_="muted"),
+                                    tag("span", r.raw[:300], class_="raw")])  # fmt: skip
+                else:
+                    content = tag("span", "–", class_="muted")
+                rows.append([swatch, r.name, f"{100 * r.area:.1f}%", number(r.weight, 3), content,
+                             *(r.ratings.get(d, "–") for d in dims)])  # fmt: skip
+            parts.append(table(["", "region", "area", "weight", "description", *dims], rows,
+                               numeric={2, 3}))  # fmt: skip
+        return join(parts)
 
 
 def _level(value: Any) -> str:
@@ -128,7 +155,7 @@ def image_details(
     from qfeat.trainers.rsa_data import build_rsa_data, needed_stages
     from qfeat.trainers.rsa_train import build_head
 
-    head = run.config.head
+    head = head_of(run.config)
     names = needed_stages(head["attention"], head["use_text"], head["use_ratings"])
     opened = {name: open_recorded(cache_dir, run, name) for name in names}
     ids = sorted({s.item_id for s in samples})
@@ -176,10 +203,11 @@ def image_details(
             models[sample.split_index] = model.eval()
         with torch.no_grad():
             batch = inputs.batch(np.array([position[sample.item_id]]), "cpu")
-            score, weights = models[sample.split_index](*batch, return_weights=True)
+            score, weights = models[sample.split_index](batch, return_weights=True)
         detail.score = float(score[0])
-        _describe_item(detail, sample, run, items, tables, described, weights[0].numpy(),
-                       regions_cfg, head["attention"])  # fmt: skip
+        _describe_item(detail, sample, run, items, tables=tables, described=described,
+                       weights=weights[0].numpy(), regions_cfg=regions_cfg,
+                       attention=head["attention"])  # fmt: skip
     return out
 
 
@@ -188,6 +216,7 @@ def _describe_item(
     sample: Sample,
     run: RunFolder,
     items: pd.DataFrame,
+    *,
     tables: dict[str, pd.DataFrame],
     described: pd.DataFrame | None,
     weights: np.ndarray,
@@ -243,7 +272,7 @@ def _describe_item(
 
 def summary_rows(config: RunConfig) -> list[list[Any]]:
     """An rsa run's own settings for the report's summary: attention and ablations."""
-    head = config.head
+    head = head_of(config)
     switches = (("no text", head.get("use_text")), ("no ratings", head.get("use_ratings")))
     ablation = [name for name, on in switches if on is False]
     return [["attention", ", ".join([str(head.get("attention", "?")), *ablation])]]

@@ -22,10 +22,12 @@ import torch
 from qfeat.cache.items import read_items
 from qfeat.trainers.loop import load_trained
 from qfeat.trainers.report import plots
+from qfeat.trainers.report.html import Html, figure, join, notes, number, table, tag
 from qfeat.trainers.report.run import open_recorded
 from qfeat.trainers.report.samples import Sample
 from qfeat.trainers.runconfig import RunConfig
 from qfeat.trainers.runfolder import RunFolder
+from qfeat.trainers.scma import mode_of
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,28 @@ class VideoDetail:
     fps: float | None = None
     notes: list[str] = field(default_factory=list)
 
+    def html(self) -> Html:
+        """The item's section of the report page (escaped: see report/html.py)."""
+        from qfeat.pipeline.levels import LEVELS
+
+        caption = "frame-difference curve"
+        if self.n_frames is not None:
+            caption += f" ({self.n_frames} frames), chosen frames marked"
+        parts = [tag("div", join([figure(self.curve, caption, "difference curve"),
+                                  figure(self.bars, "cosine similarity to the five prompts",
+                                         "prompt similarities")]), class_="media")]  # fmt: skip
+        if self.frames:
+            thumbs = [figure(d, f"frame {i}", f"frame {i}") for i, d in self.frames]
+            parts.append(tag("div", join(thumbs), class_="frames"))
+        parts.append(notes(self.notes))
+        if self.similarities is not None:
+            weights = self.score_weights or [None] * len(LEVELS)
+            rows = [["cosine similarity", *(number(v) for v in self.similarities)],
+                    ["score weight w", *(number(v) for v in weights)]]  # fmt: skip
+            parts.append(table(["prompt “… a video of X quality”", *LEVELS], rows,
+                               numeric=set(range(1, 6))))  # fmt: skip
+        return join(parts)
+
 
 def video_details(
     run: RunFolder, samples: list[Sample], cache_dir: Path
@@ -53,7 +77,7 @@ def video_details(
 
     clip_stage = open_recorded(cache_dir, run, "clip")
     frames_stage = open_recorded(cache_dir, run, "frames")
-    mode = run.config.mode
+    mode = mode_of(run.config)
     items = read_items(cache_dir, run.config.dataset).drop_duplicates("item_id")
     items = items.set_index("item_id")
     clip_rows = _rows(clip_stage.table(["item_id", "status"]))
@@ -124,4 +148,4 @@ def _frames(detail: VideoDetail, row: Any, path: str | None) -> None:
 
 def summary_rows(config: RunConfig) -> list[list[Any]]:
     """An scma run's own settings for the report's summary: its training mode."""
-    return [["mode", config.mode]]
+    return [["mode", mode_of(config)]]
