@@ -15,8 +15,9 @@ from typing import Any
 
 from qfeat.cache.basis import Basis, Selection, Want, same_configs, select_basis, stage_sets
 from qfeat.pipeline.config import default_preset
+from qfeat.pipeline.settings import Settings
 from qfeat.trainers.registry import TRAINERS, check_cached_dataset
-from qfeat.trainers.settings import LoopSettings, describe_settings, trainer_settings
+from qfeat.trainers.settings import describe_settings, trainer_settings
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def named(req, needed: list[str]) -> tuple[Want | None, str]:
 
 def training_basis(
     req,
-    cls: type[LoopSettings],
+    cls: type[Settings],
     trainer: str,
     needed: list[str],
     *,

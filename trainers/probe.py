@@ -29,9 +29,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from qfeat.cache.basis import select_basis, shortfall
 from qfeat.cache.items import read_items
-from qfeat.cache.reader import CacheMissing, open_stage
+from qfeat.cache.reader import CacheMissing
 from qfeat.errors import DatasetError
+from qfeat.trainers.basis import training_basis
 from qfeat.trainers.fitted import FittedSplit
 from qfeat.trainers.metrics import srcc
 from qfeat.trainers.probe_settings import ProbeRequest, ProbeSettings
@@ -39,12 +41,19 @@ from qfeat.trainers.protocol import TrainJob, train_and_record
 from qfeat.trainers.registry import TRAINERS, check_cached_dataset
 from qfeat.trainers.runconfig import RunConfig
 from qfeat.trainers.runfolder import RunFolder
-from qfeat.trainers.runinfo import dataset_scale, require_same_stage, stage_record
-from qfeat.trainers.settings import trainer_settings, training_preset
+from qfeat.trainers.runinfo import (
+    dataset_scale,
+    require_same_stage,
+    same_stage_model,
+    stage_record,
+)
 from qfeat.trainers.splits import MIN_ROWS, make_splits
 
 #: modality -> (the cached stage pooled, its array, the axes pooled over)
 SOURCES = {"image": ("backbone", "features", (2, 3)), "video": ("clip", "embeddings", (1,))}
+#: modality -> the stages a probe run reads (videos: clip and the frames it was made from,
+#: which `qfeat predict` reruns live)
+NEEDED = {"image": ["backbone"], "video": ["clip", "frames"]}
 CHUNK = 256  # items pooled at a time (a KonIQ backbone map does not fit in RAM at once)
 STD_FLOOR = 1e-8  # features constant on the training part are left at 0 after scaling
 
@@ -81,10 +90,11 @@ class PooledData:
     modality: str
 
 
-def load_pooled(cache_dir: Path, dataset: str, modality: str) -> PooledData:
-    """Every usable item of ``dataset``'s cache with its pooled features."""
+def load_pooled(cache_dir: Path, dataset: str, modality: str, stages: dict) -> PooledData:
+    """Every usable item of ``dataset``'s cache with its pooled features, from the
+    basis' ``stages`` (name -> :class:`qfeat.cache.reader.Stage`)."""
     name, array_name, _ = SOURCES[modality]
-    stage = open_stage(cache_dir, dataset, name)
+    stage = stages[name]
     table = stage.table(["item_id", "status"])
     table["row"] = np.arange(len(table))
     data = read_items(cache_dir, dataset).merge(
@@ -94,14 +104,24 @@ def load_pooled(cache_dir: Path, dataset: str, modality: str) -> PooledData:
     rows = data["row"].to_numpy()
     parts = [pool(array[rows[i : i + CHUNK]], modality) for i in range(0, len(rows), CHUNK)]
     x = np.concatenate(parts) if parts else np.zeros((0, 0))
-    stages = {name: stage}
-    if modality == "video":  # the frames stage the clip stage read (predict reruns it)
-        try:
-            frames = stage.manifest["upstream"]["frames"]
-            stages = {"frames": open_stage(cache_dir, dataset, "frames", frames), **stages}
-        except (KeyError, CacheMissing):
-            pass
-    return PooledData(data.reset_index(drop=True), x, stages, modality)
+    read = {n: stages[n] for n in NEEDED[modality] if n in stages}
+    return PooledData(data.reset_index(drop=True), x, read, modality)
+
+
+def evaluation_stages(run: RunFolder, cache_dir: Path, dataset: str, modality: str) -> dict:
+    """The target's set whose source stage was made with the run's model, else its
+    default set (which :func:`evaluate_on` then refuses, naming the difference)."""
+    source = SOURCES[modality][0]
+
+    def want(basis) -> bool:
+        return same_stage_model(run.config.stages[source], basis.stages[source].manifest)
+
+    needed = NEEDED[modality]
+    try:
+        chosen = select_basis(cache_dir, dataset, needed, want=want, wanted="the run's model")
+    except CacheMissing:
+        chosen = select_basis(cache_dir, dataset, needed)
+    return chosen.basis.stages
 
 
 # ----------------------------------------------------------------------------- ridge
@@ -209,18 +229,17 @@ def train_probe(
     check_cached_dataset(TRAINERS["probe"], req.cache_dir, req.dataset)
     modality = cached_modality(Path(req.cache_dir), req.dataset)
     source = SOURCES[modality][0]
-    preset, why = training_preset(req.preset, req.cache_dir, req.dataset, source)
-    tcfg = trainer_settings(ProbeSettings, preset, req.sets)
-    pooled = load_pooled(Path(req.cache_dir), req.dataset, modality)
+    chosen = training_basis(req, ProbeSettings, "probe", NEEDED[modality])
+    preset, tcfg = chosen.preset, chosen.settings
+    for line in chosen.lines(("selection", "alpha_min", "alpha_max", "alpha_steps")):
+        log(line)
+    pooled = load_pooled(Path(req.cache_dir), req.dataset, modality, chosen.basis.stages)
     if len(pooled.data) < MIN_ROWS:
-        raise DatasetError(
-            f"only {len(pooled.data)} items of {req.dataset} have usable {source} rows: too "
-            "few to fit (see `qfeat cache errors`)"
-        )
+        raise shortfall(chosen.basis, {source: len(pooled.data)}, MIN_ROWS)
     grid = alpha_grid(tcfg)
     log(
-        f"preset {preset} ({why}): {pooled.x.shape[1]} pooled {source} features, penalty "
-        f"from {grid[0]:g} to {grid[-1]:g} ({len(grid)} values) by {tcfg['selection']}"
+        f"{pooled.x.shape[1]} pooled {source} features, penalty from {grid[0]:g} to "
+        f"{grid[-1]:g} ({len(grid)} values) by {tcfg['selection']}"
     )
     folder = req.folder("probe").path
     folder.mkdir(parents=True, exist_ok=True)
@@ -233,6 +252,7 @@ def train_probe(
         details={"features": {"stage": source, "pooled": int(pooled.x.shape[1])}},
         stages=stage_record(pooled.stages),
         fingerprints={n: s.fingerprint for n, s in pooled.stages.items()},
+        basis=chosen.basis.record(),
         official_splits=splits[0].official,
         device="cpu",  # closed form in numpy
         items=len(pooled.data),
@@ -251,7 +271,8 @@ def evaluate_on(run: RunFolder, dataset: str, cache_dir: Path, device: str) -> d
 
     modality = run.config.modality or cached_modality(Path(cache_dir), dataset)
     source = SOURCES[modality][0]
-    pooled = load_pooled(Path(cache_dir), dataset, modality)
+    stages = evaluation_stages(run, Path(cache_dir), dataset, modality)
+    pooled = load_pooled(Path(cache_dir), dataset, modality, stages)
     require_same_stage(run, source, pooled.stages[source], dataset)
     scores = [apply_state(state, pooled.x) for state in run.states()]
     return summarise_splits(run, dataset, pooled.data, scores)

@@ -130,7 +130,8 @@ def training_preset(
 
 def describe_settings(preset: str, why: str, tcfg: dict[str, Any], head: tuple[str, ...]) -> str:
     """The line a trainer prints first: which preset and head size it uses."""
-    shown = ", ".join(f"{k} {tcfg[k]}" for k in (*head, "epochs", "lr", "batch_size"))
+    keys = (*head, "epochs", "lr", "batch_size")
+    shown = ", ".join(f"{k} {tcfg[k]}" for k in keys if k in tcfg)
     return f"preset {preset} ({why}): {shown}"
 
 
