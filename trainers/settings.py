@@ -8,10 +8,9 @@ Defaults are the ``paper`` preset's values; a preset only overrides them and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from qfeat.errors import DatasetError, OptionError
+from qfeat.errors import OptionError
 from qfeat.pipeline.config import apply_overrides, load_preset, require_sections
 from qfeat.pipeline.settings import Settings
 from qfeat.trainers.request import TrainRequest, option
@@ -106,26 +105,6 @@ class ScmaRequest(TrainRequest):
         if self.mode not in MODES:
             raise OptionError(f"--mode must be {' or '.join(MODES)}")
         super().__post_init__()
-
-
-def training_preset(
-    preset: str | None, cache_dir: Path, dataset: str, stage: str
-) -> tuple[str, str]:
-    """``(preset, why)``: ``--preset`` when given, else the preset the cached ``stage``
-    was computed with (a cache made with ``tiny`` trains with tiny's head, not the
-    paper's), else the dataset's default preset."""
-    from qfeat.cache.reader import open_stage
-    from qfeat.pipeline.config import default_preset
-
-    if preset:
-        return preset, "--preset"
-    try:
-        cached = open_stage(cache_dir, dataset, stage).manifest.get("preset")
-    except DatasetError:  # not cached: the trainer says which command makes it
-        cached = None
-    if cached:
-        return cached, f"the preset {dataset}'s {stage} cache was made with"
-    return default_preset(dataset), f"the default for {dataset}"
 
 
 def describe_settings(preset: str, why: str, tcfg: dict[str, Any], head: tuple[str, ...]) -> str:
