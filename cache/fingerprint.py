@@ -2,7 +2,8 @@
 
 A fingerprint is the sha256 (first 16 hex digits) of the canonical JSON of everything
 that affects a stage's output: stage name and version, the fully resolved stage config
-(defaults included), model identity, upstream fingerprints, the dataset adapter with its
+(defaults included), the stage's output-affecting constants (its prompt text, size
+limits), model identity, upstream fingerprints, the dataset adapter with its
 options, the hash of the item list, and the shard size (it decides which items share a
 shard file). Library versions and the creation time are recorded in the manifest but
 left out of the hash, so a routine upgrade does not throw the cache away; bump the
@@ -30,6 +31,8 @@ FINGERPRINTED = (
     "items_sha256",
     "shard_size",
 )
+# hashed when present: manifests written before qfeat recorded them still verify
+FINGERPRINTED_SINCE = ("constants",)
 LIBRARIES = (
     "torch",
     "torchvision",
@@ -98,7 +101,9 @@ def fingerprint(manifest: dict[str, Any]) -> str:
     missing = [k for k in FINGERPRINTED if k not in manifest]
     if missing:
         raise ValueError(f"manifest lacks fingerprinted field(s): {', '.join(missing)}")
-    return sha256_text(canonical_json({k: manifest[k] for k in FINGERPRINTED}))[:16]
+    hashed = {k: manifest[k] for k in FINGERPRINTED}
+    hashed.update({k: manifest[k] for k in FINGERPRINTED_SINCE if k in manifest})
+    return sha256_text(canonical_json(hashed))[:16]
 
 
 def model_identity(
@@ -144,12 +149,14 @@ def build_manifest(
     arrays: list[str] | None = None,
     preset: str | None = None,
     sets: list[str] | None = None,
+    constants: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The manifest of a stage run, with its ``fingerprint`` filled in.
 
     ``model`` identifies the weights: ``{"name": ..., "sha256": ...}`` for a local file
     or ``{"name": ..., "revision": ...}`` for a hub model. ``dataset`` holds the adapter
     name, its options and the storage name. ``arrays`` names the HDF5 datasets.
+    ``constants``: the stage's output-affecting constants (``Stage.constants()``).
     """
     manifest: dict[str, Any] = {
         "stage": stage,
@@ -160,6 +167,7 @@ def build_manifest(
         "dataset": dataset,
         "items_sha256": items_hash(item_ids),
         "shard_size": shard_size,
+        "constants": constants or {},
         "items": len(item_ids),
         "shards_total": (len(item_ids) + shard_size - 1) // shard_size if item_ids else 0,
         "arrays": sorted(arrays or []),

@@ -246,6 +246,7 @@ def _run(plan: Plan, progress: Progress) -> list[StageReport]:
                 arrays=list(stage_cls.arrays),
                 preset=plan.config.get("preset"),
                 sets=own_sets(request.sets, name),
+                constants=stage_cls.constants(),
             )
             folder = create_stage_dir(plan.cache_dir, plan.dataset, manifest)
             fingerprints[name], folders[name] = manifest["fingerprint"], folder

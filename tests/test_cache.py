@@ -57,6 +57,27 @@ def test_fingerprint_covers_defaults_and_ignores_bookkeeping():
     assert fingerprint(bookkeeping) == base["fingerprint"]
 
 
+def test_output_affecting_constants_are_fingerprinted(monkeypatch):
+    """A stage's module constants (backbone's decode bound, the text template) are part
+    of its fingerprint; a manifest written before constants were recorded still verifies."""
+    from qfeat.pipeline.stages import backbone, text
+
+    base = manifest_for(constants=backbone.BackboneStage.constants())
+    monkeypatch.setattr(backbone, "MAX_SIDE", 2048)
+    assert backbone.BackboneStage.constants() == {"max_side": 2048}
+    assert (
+        manifest_for(constants=backbone.BackboneStage.constants())["fingerprint"]
+        != (base["fingerprint"])
+    )
+    template = text.TextStage.constants()["template"]
+    assert template.startswith("<content>. colour: fair") and template.endswith("overall: fair")
+    from qfeat.cache.fingerprint import FINGERPRINTED, canonical_json, sha256_text
+
+    older = {k: v for k, v in base.items() if k != "constants"}  # as qfeat wrote it then
+    then = sha256_text(canonical_json({k: older[k] for k in FINGERPRINTED}))[:16]
+    assert fingerprint(older) == then != fingerprint(base)
+
+
 def test_model_identity_hashes_weights(tmp_path):
     from qfeat.cache.fingerprint import model_identity
 

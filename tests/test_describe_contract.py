@@ -13,7 +13,6 @@ from qfeat.errors import DatasetError, OptionError
 from qfeat.pipeline.describe.prompt import (
     GREY,
     PROMPT_VERSION,
-    prompt_texts,
     region_view,
     resize_mask,
 )
@@ -40,15 +39,20 @@ def test_schema_is_the_contract():
     assert (DescribeStage.upstream, DescribeStage.arrays) == (("regions",), ())
 
 
-PROMPT_SHA256 = "921335a5a51af1c9"
+def test_prompt_text_is_hashed_into_the_fingerprint(monkeypatch):
+    """Editing the wording gives the describe stage a new fingerprint by itself: the texts
+    are part of ``constants()``, which the manifest hashes (no version to bump)."""
+    from qfeat.pipeline.describe import prompt
+    from tests.cache_helpers import manifest_for
 
+    def fingerprint() -> str:
+        return manifest_for(constants=DescribeStage.constants())["fingerprint"]
 
-def test_prompt_change_bumps_versions():
-    digest = hashlib.sha256(prompt_texts().encode()).hexdigest()[:16]
-    assert (digest, PROMPT_VERSION, DescribeStage.version) == (PROMPT_SHA256, "describe-v1", 1), (
-        "the prompt wording changed: bump PROMPT_VERSION and DescribeStage.version, then "
-        "update PROMPT_SHA256 here and the golden file (QFEAT_UPDATE_GOLDEN=1)"
-    )
+    before, text = fingerprint(), DescribeStage.constants()["prompt"]
+    assert prompt.QUESTION in text and prompt.RATE_QUESTION in text
+    assert "describe-" + hashlib.sha256(text.encode()).hexdigest()[:12] == PROMPT_VERSION
+    monkeypatch.setattr(prompt, "QUESTION", prompt.QUESTION.replace("few words", "sentence"))
+    assert fingerprint() != before
 
 
 def test_region_view_greys_outside_the_mask():

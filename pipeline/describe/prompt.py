@@ -1,9 +1,9 @@
 """What the describe model sees: the region view and the question (text and chat turns).
 
-``PROMPT_VERSION`` names the wording below and is stored in every describe row. Change
-it, and bump ``DescribeStage.version`` so cached answers to the old wording are not
-reused (``tests/test_stage_describe.py`` pins a hash of the texts to catch a forgotten
-bump).
+``PROMPT_VERSION`` names the wording below (a hash of :func:`prompt_texts`) and is stored
+in every describe row. The texts themselves are part of the describe stage's fingerprint
+(``DescribeStage.constants``), so editing them never reuses answers to the old wording:
+there is no version to bump.
 
 Region view (:func:`region_view`): the image cropped to the region mask's bounding box
 grown by a margin of ``margin`` x its longer side (+2 px) on every side, clipped to the
@@ -15,13 +15,13 @@ strips).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
 
 from qfeat.pipeline.levels import DIMENSIONS, LEVELS
 
-PROMPT_VERSION = "describe-v1"
 GREY = 128
 MAX_ASPECT = 20
 
@@ -71,8 +71,11 @@ def logprob_prompts(processor) -> dict[str, str]:
 
 
 def prompt_texts() -> str:
-    """Every wording this module sends, joined (what the version pin hashes)."""
+    """Every wording this module sends, joined (hashed into the describe fingerprint)."""
     return "\n".join((QUESTION, RATE_QUESTION, ANSWER_START, *LEVEL_CONTINUATIONS))
+
+
+PROMPT_VERSION = "describe-" + hashlib.sha256(prompt_texts().encode()).hexdigest()[:12]
 
 
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:

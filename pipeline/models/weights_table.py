@@ -176,7 +176,7 @@ def _parameters(stage: str, arch: str, cfg: dict[str, Any]) -> int | None:
     if stage in ("text", "clip") or arch.startswith("clip:"):
         return wc.open_clip_shapes(arch.removeprefix("clip:"))[1]
     if stage == "backbone":
-        return wc.backbone_shapes(arch, int(cfg["backbone"].get("input_size", 224)))[1]
+        return wc.backbone_shapes(arch, int(cfg["backbone"]["input_size"]))[1]
     return None  # describe: known once a folder is given
 
 
@@ -194,6 +194,6 @@ def _check_path(stage: str, arch: str, path: Path, cfg: dict[str, Any]) -> int |
     elif stage in ("text", "clip") or arch.startswith("clip:"):
         wc.check_open_clip(path, arch.removeprefix("clip:"))
     else:
-        shapes, _, optional = wc.backbone_shapes(arch, int(cfg["backbone"].get("input_size", 224)))
+        shapes, _, optional = wc.backbone_shapes(arch, int(cfg["backbone"]["input_size"]))
         wc.check_file(path, shapes, arch, optional)
     return None

@@ -45,6 +45,10 @@ class BackboneStage(Stage):
     modality = "image"
     arrays = ("features",)
 
+    @classmethod
+    def constants(cls) -> dict[str, Any]:
+        return {"max_side": MAX_SIDE}
+
     def model_identity(self) -> dict[str, Any]:
         name, weights = self.cfg["model"], self.cfg["weights"]
         if name == "tiny":

@@ -90,6 +90,13 @@ class Stage:
         self.device = device
 
     # -- identity and checks (driver side, cheap) ---------------------------------------
+    @classmethod
+    def constants(cls) -> dict[str, Any]:
+        """The module-level constants (and fixed texts) the stage's output depends on:
+        part of its fingerprint, so changing one never reuses a cache made with the old
+        value. Limits that only decide speed or memory (batch sizes) stay out."""
+        return {}
+
     def model_identity(self) -> dict[str, Any]:
         return {"name": str(self.cfg.get("model", self.name))}
 

@@ -104,6 +104,19 @@ class DescribeStage(Stage):
         return path if self.model_name != "tiny" and path.is_dir() else None
 
     # -- identity and checks (driver side) -----------------------------------------------
+    @classmethod
+    def constants(cls) -> dict[str, Any]:
+        """The prompt's text itself (not a version someone must bump), the region view's
+        grey and aspect limit, and how much of an answer the parser reads."""
+        from qfeat.pipeline.describe import parse, prompt
+
+        return {
+            "prompt": prompt.prompt_texts(),
+            "view": {"grey": prompt.GREY, "max_aspect": prompt.MAX_ASPECT},
+            "parse": {"max_scan": parse.MAX_SCAN, "max_objects": parse.MAX_OBJECTS,
+                      "max_content": parse.MAX_CONTENT},
+        }  # fmt: skip
+
     def model_identity(self) -> dict[str, Any]:
         if self.model_name == "tiny":
             return model_identity(TINY_NAME, seed=self.seed, recipe=TINY_RECIPE)

@@ -75,6 +75,11 @@ class TextStage(Stage):
     upstream = ("regions", "describe")
     arrays = ("embeddings", "mask")
 
+    @classmethod
+    def constants(cls) -> dict[str, Any]:
+        """The sentence template, as one region with every rating "fair" renders it."""
+        return {"template": region_text("<content>", dict.fromkeys(DIMENSIONS, 3))}
+
     def _model_name(self) -> str:
         return TINY_TEXT_MODEL if self.cfg["model"] == "tiny" else self.cfg["model"]
 
