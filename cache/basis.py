@@ -11,13 +11,14 @@ cache built on this describe cache built on this regions cache). A basis is
 - ``incomplete`` when some shard is not done (a killed run, a deleted done marker).
 
 :func:`select_basis` is the one entry point readers call: the set the requested preset
-and ``--set`` values name (``want``), or by default the newest set that covers the
-dataset. That set must be complete and fresh (no media file changed since its shards
-were written), else the reader stops with the command that repairs it; a partial set
-is read only when named with ``--basis ID``; the other complete sets are listed with
-the option that picks each. Runs record the basis (:meth:`Basis.record`) in their
-``config.json`` and register it in the cache (:mod:`qfeat.cache.holds`), so ``cache gc``
-keeps what they need.
+and ``--set`` values name (``want``), or by default the set that covers the dataset and
+that the last ``qfeat features`` runs completed (every stage's ``latest.json``), else
+the newest set that covers it. That set must be complete and fresh (no media file
+changed since its shards were written), else the reader stops with the command that
+repairs it; a partial set is read only when named with ``--basis ID``; the other
+complete sets are listed with the option that picks each. Runs record the basis
+(:meth:`Basis.record`) in their ``config.json`` and register it in the cache
+(:mod:`qfeat.cache.holds`), so ``cache gc`` keeps what they need.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 
 from qfeat.cache.fingerprint import canonical_json, media_hash, sha256_text
 from qfeat.cache.items import read_items
-from qfeat.cache.reader import CacheMissing, Stage, list_stages
+from qfeat.cache.reader import CacheMissing, Stage, latest_fingerprint, list_stages
 from qfeat.errors import DatasetError, OptionError
 
 MAX_SETS = 4096  # combinations looked at per dataset; more would be a cache nobody can read
@@ -226,7 +227,8 @@ def select_basis(
             f"{best.label()}); fill it with `{best.command()}` (no --limit), or train on it "
             f"as it is with --basis {best.id}"
         )
-    chosen = full[0]
+    last = [b for b in full if _run_last(cache_dir, b)]
+    chosen = (last or full)[0]
     others = [b for b in pool if b is not chosen and b.state == "complete"]
     if chosen.state != "complete":
         older = f"; or read the older complete set with --basis {others[0].id}" if others else ""
@@ -237,6 +239,15 @@ def select_basis(
         listed = "; ".join(f"--basis {b.id} for {b.label()}" for b in others[:4])
         note = f"{dataset} has {len(others) + 1} complete sets of cached stages: read {listed}"
     return Selection(chosen, note, others)
+
+
+def _run_last(cache_dir: Path, basis: Basis) -> bool:
+    """Whether every stage of ``basis`` is the one its last completed ``qfeat features``
+    run computed (``latest.json``): running a configuration again makes it the default."""
+    return all(
+        latest_fingerprint(cache_dir, basis.dataset, name) == fp
+        for name, fp in basis.fingerprints.items()
+    )
 
 
 def _by_id(sets: list[Basis], basis_id: str, dataset: str) -> Basis:

@@ -164,3 +164,20 @@ def test_stages_that_do_not_belong_together_are_no_set(tmp_path):
         select_basis(tmp_path, "demo", NEEDED)
     with pytest.raises(CacheMissing, match="needs the 'describe' stage of demo"):
         select_basis(tmp_path, "demo", ["describe", "backbone"])
+
+
+def test_running_a_configuration_again_makes_it_the_default(tmp_path):
+    """The set every stage's last completed `qfeat features` run made (latest.json) is
+    read by default, even when another complete set is newer."""
+    from qfeat.cache.reader import mark_latest
+
+    items(tmp_path, tmp_path / "media")
+    old = one_set(tmp_path, v=1)
+    new = one_set(tmp_path, when="2026-02-01", v=2)
+    assert select_basis(tmp_path, "demo", NEEDED).basis.fingerprints == new
+    for name, fingerprint in old.items():
+        mark_latest(tmp_path, "demo", name, fingerprint)
+    chosen = select_basis(tmp_path, "demo", NEEDED)
+    assert chosen.basis.fingerprints == old and chosen.others[0].fingerprints == new
+    mark_latest(tmp_path, "demo", "regions", new["regions"])  # no set is all last-run
+    assert select_basis(tmp_path, "demo", NEEDED).basis.fingerprints == new
