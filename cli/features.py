@@ -60,6 +60,7 @@ class RichProgress:
         )
         self.tasks: dict[str, int] = {}
         self.shards: dict[str, list[int]] = {}
+        self.failed: dict[str, int] = {}
 
     def stage_started(self, stage: str, items: int, shards: int, done_shards: int) -> None:
         if done_shards:
@@ -70,14 +71,18 @@ class RichProgress:
         )
         self.bar.update(self.tasks[stage], completed=0)
 
-    def shard_finished(self, stage: str, rows: int) -> None:
+    def shard_finished(self, stage: str, rows: int, failed: bool = False) -> None:
         done = self.shards[stage]
-        done[0] += 1
+        if failed:  # a failed shard is not done: "0/1 shards, 1 failed"
+            self.failed[stage] = self.failed.get(stage, 0) + 1
+        else:
+            done[0] += 1
         task = self.bar.tasks[self.tasks[stage]]
         speed = f"{task.speed:.1f} items/s" if task.speed else ""
-        self.bar.update(
-            self.tasks[stage], advance=rows, shards=f"{done[0]}/{done[1]} shards", rate=speed
+        shards = f"{done[0]}/{done[1]} shards" + (
+            f", {self.failed[stage]} failed" if self.failed.get(stage) else ""
         )
+        self.bar.update(self.tasks[stage], advance=rows, shards=shards, rate=speed)
 
     def waiting_for_workers(self, address: str, seconds: float) -> None:
         console.print(
@@ -97,10 +102,11 @@ def summary(reports: list[StageReport], seconds: float, dataset: str) -> Table:
     for col in ("stage", "ok", "failed", "skipped", "wall s", "items/s", "cache path"):
         table.add_column(col, overflow="fold")
     for r in reports:
+        unrun = len(r.shards_failed)
         table.add_row(
             r.stage,
             str(r.items_ok),
-            str(r.items_failed),
+            str(r.items_failed) + (f" (+{unrun} failed shards)" if unrun else ""),
             str(r.items_skipped),
             f"{r.seconds:.1f}",
             f"{r.items_per_s:.1f}",
@@ -158,7 +164,6 @@ def execute(request: RunRequest) -> None:
     for line in problems:
         console.print(f"[red]{shown(line)}[/]")
     if problems:
-        console.print("run the same command again to retry the failed shards")
         raise typer.Exit(EXIT_DATA)
 
 

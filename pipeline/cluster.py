@@ -234,10 +234,15 @@ def _embedded(resources: Resources, dashboard: bool):
     serves its health and metrics routes on 8787 otherwise, which clashed between two
     runs on one machine); with it the dashboard is served on 127.0.0.1:8787 only.
     """
-    from distributed import Scheduler, SpecCluster, Worker
+    from distributed import Scheduler, SpecCluster
     from distributed.worker_memory import parse_memory_limit
 
-    from qfeat.pipeline.cluster_servers import NoHttpScheduler, NoHttpWorker, PatientNanny
+    from qfeat.pipeline.cluster_servers import (
+        NoHttpScheduler,
+        NoHttpWorker,
+        PatientNanny,
+        QuietWorker,
+    )
 
     memory_limit = parse_memory_limit(
         "auto", 1, resources.workers, logger=logging.getLogger(__name__)
@@ -249,7 +254,7 @@ def _embedded(resources: Resources, dashboard: bool):
             "host": "127.0.0.1",
             "memory_limit": memory_limit,
             "silence_logs": 40,
-            "worker_class": Worker if dashboard else NoHttpWorker,
+            "worker_class": QuietWorker if dashboard else NoHttpWorker,
         }
         if resources.device == "cuda":
             options["env"] = {"CUDA_VISIBLE_DEVICES": str(i)}

@@ -8,11 +8,17 @@
 - A nanny gives its worker process 4 s to exit before it kills it with a warning; a
   worker that is freeing large models on a loaded machine needs longer, so
   :class:`PatientNanny` waits up to :data:`CLOSE_TIMEOUT_S`.
+- A task that raises makes distributed log "Compute Failed" with the whole exception
+  and task on the worker's stderr, which is the terminal here; qfeat says each failed
+  shard in one line and keeps the traceback in the cache (pipeline/failures.py), so
+  :class:`QuietWorker` drops those records.
 
 Kept in their own module: worker processes import the worker class by name.
 """
 
 from __future__ import annotations
+
+import logging
 
 from distributed import Nanny, Scheduler, Worker
 from distributed.http.routing import RoutingApplication
@@ -25,7 +31,22 @@ class NoHttpScheduler(Scheduler):
         self.http_application = RoutingApplication(routes)
 
 
-class NoHttpWorker(Worker):
+class NoComputeFailed(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Compute Failed")
+
+
+class QuietWorker(Worker):
+    """A worker that leaves failed tasks to qfeat's one-line report."""
+
+    def __init__(self, *args, **kwargs):
+        logger = logging.getLogger("distributed.worker")
+        if not any(isinstance(f, NoComputeFailed) for f in logger.filters):
+            logger.addFilter(NoComputeFailed())
+        super().__init__(*args, **kwargs)
+
+
+class NoHttpWorker(QuietWorker):
     def start_http_server(self, routes, dashboard_address, default_port=0, ssl_options=None):
         self.http_application = RoutingApplication(routes)
 

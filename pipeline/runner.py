@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,18 @@ from qfeat.cache.items import write_items
 from qfeat.cache.plan import plan_shards, shards_holding, split_done
 from qfeat.cache.reader import mark_latest, open_folder
 from qfeat.cache.writer import create_stage_dir
-from qfeat.errors import DatasetError, OptionError, without_unsafe_advice
+from qfeat.errors import DatasetError, OptionError
 from qfeat.pipeline import paths
 from qfeat.pipeline.cluster import connect, plan_resources, resolve_device
 from qfeat.pipeline.config import default_preset, require_sections, resolve_config
 from qfeat.pipeline.datasets import open_dataset, storage_name
 from qfeat.pipeline.datasets.duplicates import refuse_rejected
+from qfeat.pipeline.failures import (  # noqa: F401 - failure_reason, lost_scheduler: as before
+    ShardFailure,
+    failure_reason,
+    lost_scheduler,
+    shard_outcome,
+)
 from qfeat.pipeline.resolution import data_version, manifest_config, own_sets, upstream_folder
 from qfeat.pipeline.stages import Stage, get_stage, stage_settings
 
@@ -64,7 +70,7 @@ class StageReport:
     items_skipped: int = 0
     shards_total: int = 0
     shards_skipped: int = 0
-    shards_failed: list[tuple[int, str]] = field(default_factory=list)
+    shards_failed: list[ShardFailure] = field(default_factory=list)
     seconds: float = 0.0
     skipped_reason: str | None = None
 
@@ -79,7 +85,7 @@ class Progress:
 
     def stage_started(self, stage: str, items: int, shards: int, done_shards: int) -> None: ...
 
-    def shard_finished(self, stage: str, rows: int) -> None: ...
+    def shard_finished(self, stage: str, rows: int, failed: bool = False) -> None: ...
 
     def stage_finished(self, report: StageReport) -> None: ...
 
@@ -340,56 +346,22 @@ def _run_stage(
         futures[future] = shard
     for future in as_completed(list(futures)):
         shard = futures[future]
-        stats, why = shard_outcome(future)
-        if why is None:
+        stats, failure = shard_outcome(future)
+        if failure is None:
             report.items_ok += stats["ok"]
             report.items_failed += stats["failed"]
             progress.shard_finished(stage_cls.name, stats["rows"])
         else:
-            report.shards_failed.append((shard.index, why))
-            progress.shard_finished(stage_cls.name, 0)
+            failure = replace(failure, index=shard.index, first_item=shard.item_ids[0])
+            report.shards_failed.append(failure)
+            progress.shard_finished(stage_cls.name, 0, failed=True)
     report.seconds = time.perf_counter() - t0
     if todo:  # the next stage's model gets the memory
         release_on_workers(client, stage_cls.name)
 
 
-def shard_outcome(future) -> tuple[dict | None, str | None]:
-    """A shard task's stats, or why it has none. A task can finish just before the
-    scheduler dies: fetching its result then fails with a closed connection (an
-    OSError), which is the same lost-scheduler story, not a crash."""
-    try:
-        if future.status == "finished":
-            return future.result(), None
-        return None, failure_reason(future)
-    except OSError as exc:
-        return None, lost_scheduler(f"{type(exc).__name__} while asking for the result")
-
-
-def failure_reason(future) -> str:
-    """Why a shard's task did not finish: its exception, or (no exception: the task was
-    cancelled or lost because the scheduler, or the connection to it, went away) what
-    happened and what to do."""
-    exc = future.exception() if future.status == "error" else None
-    if exc is not None:
-        reason = without_unsafe_advice(f"{type(exc).__name__}: {exc}")
-        if type(exc).__name__ == "KilledWorker":  # the worker died each time it ran it
-            return reason
-        return f"{reason} (raised again on each of {TASK_RETRIES} retries)"
-    return lost_scheduler(f"its task was {future.status} without an error")
-
-
-def lost_scheduler(what: str) -> str:
-    return (
-        f"{what}: the Dask scheduler (or the connection to it) went away; check the "
-        "scheduler, then run the same command again"
-    )
-
-
 def describe_failures(reports: list[StageReport]) -> list[str]:
-    lines = []
-    for r in reports:
-        for index, why in r.shards_failed:
-            lines.append(f"{r.stage} shard {index:05d} failed: {why}")
-        if r.skipped_reason:
-            lines.append(f"{r.stage} skipped: {r.skipped_reason}")
-    return lines
+    """The lines that say which shards failed and what to do (pipeline/failures.py)."""
+    from qfeat.pipeline.failures import describe
+
+    return describe(reports)

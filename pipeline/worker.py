@@ -24,6 +24,7 @@ import pandas as pd
 from qfeat.cache.fingerprint import media_hash
 from qfeat.cache.reader import open_folder
 from qfeat.cache.writer import ShardWriter
+from qfeat.pipeline import failures
 from qfeat.pipeline.stages.base import Stage, Upstream
 
 _MODELS: dict[str, Any] = {}
@@ -115,7 +116,9 @@ def read_upstream(upstream: dict[str, tuple[str, list[int]]], item_ids: list[str
 
 def run_shard(*, task: ShardTask) -> dict[str, Any]:
     """Compute and write shard ``task.index``; returns ``{shard, rows, ok, failed,
-    seconds}``."""
+    seconds}``, or ``{shard, error}`` for a failure that would repeat (the traceback goes
+    to the stage's log, :mod:`qfeat.pipeline.failures`); other failures raise ShardError
+    (one line) for Dask to retry."""
     # torch's threads, set before the model loads; a stage that does not use torch
     # (frames) never imports it, which spares a new worker seconds of import
     if task.threads and task.stage.uses_torch:
@@ -125,17 +128,26 @@ def run_shard(*, task: ShardTask) -> dict[str, Any]:
     t0 = time.perf_counter()
     items = task.items
     media = media_hash(i["path"] for i in items)  # before reading: what was read
-    stage = _stage_instance(task)
-    t_load = time.perf_counter()
-    upstream = read_upstream(task.upstream, [i["item_id"] for i in items])
-    table, arrays = stage.process_shard(items, upstream)
-    t_compute = time.perf_counter()
-    record = ShardWriter(Path(task.folder), task.index).write(
-        table,
-        arrays,
-        timings={"load_s": round(t_load - t0, 4), "compute_s": round(t_compute - t_load, 4)},
-        media_sha256=media,
-    )
+    loading = True
+    try:
+        stage = _stage_instance(task)
+        loading = False
+        t_load = time.perf_counter()
+        upstream = read_upstream(task.upstream, [i["item_id"] for i in items])
+        table, arrays = stage.process_shard(items, upstream)
+        t_compute = time.perf_counter()
+        record = ShardWriter(Path(task.folder), task.index).write(
+            table,
+            arrays,
+            timings={"load_s": round(t_load - t0, 4), "compute_s": round(t_compute - t_load, 4)},
+            media_sha256=media,
+        )
+    except Exception as exc:  # noqa: BLE001 - one line for the driver, the traceback logged
+        what = f"loading the {task.stage.name} model" if loading else "computing"
+        reason = failures.record(task.folder, task.index, exc, what)
+        if failures.permanent(exc, loading):  # returned: Dask neither retries nor logs it
+            return {"shard": task.index, "error": reason}
+        raise failures.ShardError(reason) from None
     return {
         "shard": task.index,
         "rows": record["rows"],

@@ -7,7 +7,11 @@ arrives, so production code reads no test variable. The wrapper reads:
 
 - ``QFEAT_TEST_CRASH_ITEM``: a shard holding this item id kills its worker process (a
   segfault or OOM kill, as far as Dask can tell);
-- ``QFEAT_TEST_SHARD_DELAY``: seconds each shard sleeps first, to kill things mid-run.
+- ``QFEAT_TEST_SHARD_DELAY``: seconds each shard sleeps first, to kill things mid-run;
+- ``QFEAT_TEST_LOAD_ERROR``: the stage's model fails to load with this message (plus
+  a thousand-line tail, as load_state_dict's size mismatches are);
+- ``QFEAT_TEST_SHARD_ERROR``: computing a shard raises this message (a failure that
+  might not repeat: Dask retries it).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import time
 
 CRASH = "QFEAT_TEST_CRASH_ITEM"
 DELAY = "QFEAT_TEST_SHARD_DELAY"
+LOAD_ERROR = "QFEAT_TEST_LOAD_ERROR"
+SHARD_ERROR = "QFEAT_TEST_SHARD_ERROR"
 PRELOAD = "tests.faults"
 
 
@@ -37,3 +43,19 @@ def dask_setup(worker=None) -> None:
 
     run_shard.faulty = True
     shards.run_shard = run_shard
+    build = shards._stage_instance
+
+    def stage_instance(task):
+        if os.environ.get(LOAD_ERROR):
+            tail = "\n".join(f"\tsize mismatch for block{i}.weight" for i in range(1000))
+            raise RuntimeError(f"{os.environ[LOAD_ERROR]}\n{tail}")
+        stage = build(task)
+        if os.environ.get(SHARD_ERROR):
+
+            def process_shard(items, upstream):
+                raise RuntimeError(os.environ[SHARD_ERROR])
+
+            stage.process_shard = process_shard
+        return stage
+
+    shards._stage_instance = stage_instance

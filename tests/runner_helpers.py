@@ -25,7 +25,13 @@ def features_args(root: Path, cache: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def fault_env(*, crash: str | None = None, delay: float | None = None) -> dict[str, str]:
+def fault_env(
+    *,
+    crash: str | None = None,
+    delay: float | None = None,
+    load_error: str | None = None,
+    shard_error: str | None = None,
+) -> dict[str, str]:
     """Environment variables that make the Dask workers a process starts (a driver's
     embedded cluster, or `dask worker`) load :mod:`tests.faults` and inject these faults:
     ``crash``: the item id whose shard kills its worker; ``delay``: seconds per shard."""
@@ -34,6 +40,10 @@ def fault_env(*, crash: str | None = None, delay: float | None = None) -> dict[s
         env[faults.CRASH] = crash
     if delay is not None:
         env[faults.DELAY] = str(delay)
+    if load_error is not None:
+        env[faults.LOAD_ERROR] = load_error
+    if shard_error is not None:
+        env[faults.SHARD_ERROR] = shard_error
     return env
 
 

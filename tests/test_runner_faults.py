@@ -43,7 +43,8 @@ def test_shard_that_always_crashes_is_reported_then_retried(
     with faults_here(monkeypatch, crash="videos/ball_noise1.mp4"):  # in shard 1
         result = qfeat(*features_args(video_root, cache, *FRAMES))
     assert result.exit_code == 1
-    assert "shard 00001 failed:" in result.output and "on each of 2 retries" in result.output
+    assert "frames shard 00001 (first item videos/" in result.output
+    assert "on each of 2 retries" in result.output
     stage = open_stage(cache, "demo-video", "frames", _only_fingerprint(cache))
     assert sorted(stage.markers) == [0, 2, 3, 4, 5]
     monkeypatch.delenv(faults.CRASH)

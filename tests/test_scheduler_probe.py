@@ -130,11 +130,12 @@ def test_a_result_lost_with_the_scheduler_is_a_failed_shard():
     def gone():
         raise CommClosedError("in <TCP (closed) ConnectionPool.gather>: Stream is closed")
 
-    stats, why = shard_outcome(SimpleNamespace(status="finished", result=gone))
-    assert stats is None
+    stats, failure = shard_outcome(SimpleNamespace(status="finished", result=gone))
+    why = failure.reason
+    assert stats is None and not failure.permanent
     assert why.startswith("CommClosedError while asking for the result")
     assert "scheduler (or the connection to it) went away" in why
     ok = SimpleNamespace(status="finished", result=lambda: {"ok": 2, "failed": 0, "rows": 2})
     assert shard_outcome(ok) == ({"ok": 2, "failed": 0, "rows": 2}, None)
     lost = SimpleNamespace(status="cancelled", exception=lambda: None)
-    assert shard_outcome(lost) == (None, failure_reason(lost))
+    assert shard_outcome(lost)[1].reason == failure_reason(lost)
