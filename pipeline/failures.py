@@ -92,7 +92,7 @@ def describe(reports, cache_dir: Path | None = None) -> list[str]:
             lines.append(line[:LINE_CHARS])
         else:
             lines.extend(shard_line(r.stage, f) for f in failures)
-        if failures:
+        if failures and log_path(r.path).is_file():  # a killed worker wrote none
             lines.append(f"{r.stage}: tracebacks in {log_path(r.path)}")
         permanent_seen |= any(f.permanent for f in failures)
         retry_seen |= any(not f.permanent for f in failures)
@@ -137,7 +137,13 @@ def failure_reason(future) -> str:
         return lost_scheduler(f"its task was {future.status} without an error")
     reason = str(exc) if isinstance(exc, ShardError) else first_line(exc)
     if type(exc).__name__ == "KilledWorker":  # the worker died each time it ran it
-        return reason
+        from qfeat.pipeline.cluster import ALLOWED_FAILURES
+
+        return (
+            f"KilledWorker: the worker process died each time it ran the shard "
+            f"({ALLOWED_FAILURES + 1} tries): a crash in a library, or the OS ending it for "
+            "memory (fewer --workers or a smaller --shard-size)"
+        )
     return f"{reason} (raised again on each of {TASK_RETRIES} retries)"
 
 

@@ -54,6 +54,8 @@ def test_a_failure_that_may_pass_is_retried_and_says_run_again(qfeat, demo_video
 
 
 def test_lines_name_shard_and_first_item_within_200_characters(tmp_path):
+    (tmp_path / "c" / "demo" / ".logs").mkdir(parents=True)
+    (tmp_path / "c" / "demo" / ".logs" / "text-abc.log").write_text("Traceback ...")
     long = "RuntimeError: " + "x" * 500
     line = shard_line("regions", ShardFailure(3, long, True, "1024x768/a.jpg"))
     assert line.startswith("regions shard 00003 (first item 1024x768/a.jpg) failed permanently")
