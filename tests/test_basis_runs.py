@@ -130,6 +130,9 @@ def test_a_run_whose_cache_is_gone_says_so_in_one_line(qfeat, rsa_run, demo_imag
     assert result.exit_code == 0, result.output
     notes = [line for line in result.output.splitlines() if line.startswith("note:")]
     assert len(notes) == 1 and "gone from" in notes[0] and "qfeat features demo" in notes[0]
+    report = qfeat("report", str(run))
+    assert report.exit_code == 0, report.output
+    assert [line for line in report.output.splitlines() if line.startswith("note:")] == notes
 
 
 def test_a_downstream_stage_builds_on_the_upstream_of_its_configuration(qfeat, demo_images, cache):
