@@ -17,12 +17,17 @@ install: $(STAMP) ## create .venv with the pinned stack (torch first, then the l
 # otherwise breaks torchvision (`operator torchvision::nms does not exist`). The stamp makes this idempotent and
 # re-runs it when the lock file or pyproject changes.
 # The pair's versions live in requirements.lock only.
+# sam2 (SAM 2.1) is published as a source package whose build imports torch: it is built
+# against the torch installed here (an isolated build would first download another torch,
+# about 3 GB) and without its optional CUDA extension (SAM2_BUILD_CUDA=0).
 TORCH   := $(shell grep -E '^torch(vision)?==' requirements.lock)
+SETUPTOOLS := $(shell grep -E '^setuptools==' requirements-dev.lock)
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip
-	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -r requirements.lock -r requirements-dev.lock
+	$(BIN)/python -m pip install -q $(TORCH) $(SETUPTOOLS)
+	SAM2_BUILD_CUDA=0 $(BIN)/python -m pip install -q --no-build-isolation \
+	  -r requirements.lock -r requirements-dev.lock
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

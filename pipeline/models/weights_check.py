@@ -80,6 +80,13 @@ def difference(found: Shapes, expected: Shapes, what: str, optional=()) -> str |
 # --- the expected architectures (each built once per process) -----------------------
 @functools.cache
 def sam_shapes(model: str) -> tuple[Shapes, int]:
+    """SAM's (segment-anything) or SAM 2.1's (the sam2 package's config) shapes."""
+    from qfeat.pipeline.regions import SAM2_CHECKPOINTS
+
+    if model in SAM2_CHECKPOINTS:
+        from qfeat.pipeline.models.sam2_build import sam2_shapes
+
+        return sam2_shapes(model)
     from segment_anything import sam_model_registry
 
     return meta_shapes(lambda: sam_model_registry[model](checkpoint=None))
@@ -170,7 +177,10 @@ def check_sam(path: Path, model: str) -> int:
     found = shapes_of(read_state(path))
     problem = difference(found, expected, f"SAM {model}")
     if problem:
-        other = [m for m in ("vit_h", "vit_l", "vit_b")
+        from qfeat.pipeline.regions import SAM2_CHECKPOINTS, SAM_CHECKPOINTS
+
+        family = SAM2_CHECKPOINTS if model in SAM2_CHECKPOINTS else SAM_CHECKPOINTS
+        other = [m for m in family
                  if m != model and difference(found, sam_shapes(m)[0], m) is None]  # fmt: skip
         if other:
             problem += f" (it is a SAM {other[0]} checkpoint: set regions.model={other[0]})"

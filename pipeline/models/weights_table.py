@@ -17,10 +17,11 @@ from typing import Any
 from qfeat.errors import DatasetError
 from qfeat.pipeline.models import weights_check as wc
 from qfeat.pipeline.models.source import local_dir, parse_source
+from qfeat.pipeline.regions import SAM2_CHECKPOINTS, SAM_CHECKPOINTS
 
-SAM_FILES = {"vit_h": "sam_vit_h_4b8939.pth", "vit_l": "sam_vit_l_0b3195.pth",
-             "vit_b": "sam_vit_b_01ec64.pth"}  # fmt: skip
+SAM_FILES = {**SAM_CHECKPOINTS, **SAM2_CHECKPOINTS}  # the official file of each regions.model
 SAM_WHERE = "https://github.com/facebookresearch/segment-anything#model-checkpoints"
+SAM2_WHERE = "https://github.com/facebookresearch/sam2#model-description"
 TORCHVISION_FILES = {"resnet50": "resnet50-11ad3fa6.pth", "resnet18": "resnet18-f37072fd.pth"}
 # open_clip's own hub copies of the weights the paper preset names
 OPEN_CLIP_WHERE = {
@@ -88,6 +89,9 @@ def needs(cfg: dict[str, Any], stages: list[str]) -> list[Need]:
 def _describe_need(stage: str, key: str, arch: str, given: str) -> Need:
     setting = f"{stage}.{key}"
     if stage == "regions":
+        if arch in SAM2_CHECKPOINTS or arch.startswith("tiny-sam2"):
+            return Need(setting, f"SAM 2.1 {arch}", SAM_FILES.get(arch, "-"),
+                        "checkpoint ({'model': state dict})", SAM2_WHERE, given)  # fmt: skip
         return Need(setting, f"SAM {arch}", SAM_FILES.get(arch, "-"), "PyTorch state dict",
                     SAM_WHERE, given)  # fmt: skip
     if stage == "describe":

@@ -24,12 +24,24 @@ SAM_CHECKPOINTS = {
     "vit_l": "sam_vit_l_0b3195.pth",
     "vit_b": "sam_vit_b_01ec64.pth",
 }
-SAM_MODELS = ("tiny", *SAM_CHECKPOINTS)
+# SAM 2.1 (the optional `sam2` package): regions.model -> the published checkpoint file
+SAM2_CHECKPOINTS = {
+    "sam2.1_hiera_t": "sam2.1_hiera_tiny.pt",
+    "sam2.1_hiera_s": "sam2.1_hiera_small.pt",
+    "sam2.1_hiera_b+": "sam2.1_hiera_base_plus.pt",
+    "sam2.1_hiera_l": "sam2.1_hiera_large.pt",
+}
+TINY_SAM2 = "tiny-sam2.1"  # SAM 2.1 at toy size from the package's classes, seeded random
+SAM2_MODELS = (TINY_SAM2, *SAM2_CHECKPOINTS)
+SAM_MODELS = ("tiny", *SAM_CHECKPOINTS, *SAM2_MODELS)
 
 __all__ = [
     "OVERLAP_RULES",
+    "SAM2_CHECKPOINTS",
+    "SAM2_MODELS",
     "SAM_CHECKPOINTS",
     "SAM_MODELS",
+    "TINY_SAM2",
     "Partition",
     "Region",
     "bbox_xywh",

@@ -27,7 +27,14 @@ import pyarrow as pa
 from qfeat.cache.fingerprint import model_identity
 from qfeat.errors import DatasetError, ItemError
 from qfeat.pipeline.models.source import parse_source, require_plain_weights
-from qfeat.pipeline.regions import SAM_CHECKPOINTS, encode_rle, partition_masks
+from qfeat.pipeline.regions import (
+    SAM2_CHECKPOINTS,
+    SAM2_MODELS,
+    SAM_CHECKPOINTS,
+    TINY_SAM2,
+    encode_rle,
+    partition_masks,
+)
 from qfeat.pipeline.stages.base import NO_UPSTREAM, Stage, Upstream
 from qfeat.pipeline.stages.settings import RegionsSettings
 
@@ -63,8 +70,19 @@ class RegionsStage(Stage):
         )
 
     # -- identity and checks -------------------------------------------------------------
+    @property
+    def sam2(self) -> bool:
+        """Whether ``regions.model`` is a SAM 2.1 model (the ``sam2`` package's)."""
+        return self.cfg["model"] in SAM2_MODELS
+
     def model_identity(self) -> dict[str, Any]:
         model = self.cfg["model"]
+        if model == TINY_SAM2:
+            from qfeat.pipeline.models.sam2_build import tiny_architecture
+
+            return model_identity(TINY_SAM2, seed=self.seed, arch=tiny_architecture())
+        if self.sam2:
+            return model_identity(model, self.cfg["checkpoint"] or None)
         if model == "tiny":
             from qfeat.pipeline.models.sam import tiny_architecture
 
@@ -73,13 +91,19 @@ class RegionsStage(Stage):
 
     def check(self) -> None:
         model, checkpoint = self.cfg["model"], self.cfg["checkpoint"]
-        if model != "tiny" and parse_source(checkpoint).kind != "file":
+        if self.sam2:
+            from qfeat.pipeline.models.sam2_build import require_sam2
+
+            require_sam2(model)
+        built_in = model in ("tiny", TINY_SAM2)
+        if not built_in and parse_source(checkpoint).kind != "file":
+            official = {**SAM_CHECKPOINTS, **SAM2_CHECKPOINTS}[model]
             raise DatasetError(
                 f"SAM checkpoint not found at '{checkpoint}'; pass "
-                f"--set regions.checkpoint=/path/{SAM_CHECKPOINTS[model]} "
+                f"--set regions.checkpoint=/path/{official} "
                 "(or set regions.checkpoint in the preset)"
             )
-        if model != "tiny":
+        if not built_in:
             require_plain_weights(Path(checkpoint), "regions.checkpoint")
 
     # -- work ----------------------------------------------------------------------------
@@ -88,10 +112,17 @@ class RegionsStage(Stage):
         from qfeat.pipeline.models.sam_fast import speed_up
         from qfeat.pipeline.precision import run_dtype
 
-        model = build_sam(self.cfg["model"], self.cfg["checkpoint"], self.seed)
-        dtype = run_dtype(str(self.cfg["dtype"]), self.device, self.name)
-        self.model = speed_up(model, dtype).to(self.device)
         self.params = self._params()
+        self.dtype = run_dtype(str(self.cfg["dtype"]), self.device, self.name)
+        if self.sam2:
+            from qfeat.pipeline.models.sam2_build import build_sam2, mask_generator
+
+            model = build_sam2(self.cfg["model"], self.cfg["checkpoint"], self.seed)
+            self.model = model.to(self.device)
+            self.generator = mask_generator(self.model, self.params)
+            return
+        model = build_sam(self.cfg["model"], self.cfg["checkpoint"], self.seed)
+        self.model = speed_up(model, self.dtype).to(self.device)
         self.generator = MaskGenerator(self.model, self.params)
 
     def schema(self) -> pa.Schema:
@@ -150,7 +181,7 @@ class RegionsStage(Stage):
         """An ItemError (``unusable_size``) for an image whose short side rounds to zero
         pixels at SAM's input size (its long side is resized to ``img_size``)."""
         h, w = image.shape[:2]
-        side = int(self.model.image_encoder.img_size)
+        side = int(self.model.image_size if self.sam2 else self.model.image_encoder.img_size)
         if min(h, w) * side / max(h, w) + 0.5 < 1:
             raise ItemError(
                 "unusable_size",
@@ -168,7 +199,7 @@ class RegionsStage(Stage):
         """Fill ``results[row]`` for every image of ``batch``."""
         from qfeat.pipeline.models.sam import encode_images, generate_stock
 
-        batched = bool(self.cfg["batched"])
+        batched = bool(self.cfg["batched"]) and not self.sam2  # SAM 2.1: its own generator
         t0 = time.perf_counter()
         embeddings: list[Any] = [None] * len(batch)
         if batched:
@@ -185,7 +216,11 @@ class RegionsStage(Stage):
         t1 = time.perf_counter()
         for (row, image), embedding in zip(batch, embeddings, strict=True):
             try:
-                if embedding is None:
+                if self.sam2:
+                    from qfeat.pipeline.models.sam2_build import generate
+
+                    records = generate(self.generator, image, self.dtype)
+                elif embedding is None:
                     records = generate_stock(self.model, image, self.params)
                 else:
                     records = self.generator.generate_from(image, embedding)

@@ -26,7 +26,7 @@ class RegionsSettings(Settings):
     """Segment Anything's automatic mask generator, then the partition."""
 
     section = "regions"
-    model: str = "vit_h"  # tiny | vit_b | vit_l | vit_h
+    model: str = "vit_h"  # tiny | vit_b | vit_l | vit_h | sam2.1_hiera_t|s|b+|l | tiny-sam2.1
     checkpoint: str = ""  # path to the SAM checkpoint (.pth, loaded with weights_only)
     points_per_side: int = 32  # point grid per side (>= 1)
     pred_iou_thresh: float = 0.88  # [0, 1]; 0 disables the filter
