@@ -71,6 +71,10 @@ def test_predictions_csv_reads_back_identically(rsa_run, tmp_path):
     write_predictions(frame, copy / PREDICTIONS)
     back = RunFolder(copy).predictions
     pd.testing.assert_frame_equal(back.reset_index(drop=True), frame.reset_index(drop=True))
+    frame.loc[0, "item_id"] = "a\rb.png"
+    frame.to_csv(copy / PREDICTIONS, index=False)  # '\r' unquoted, as qfeat once wrote it
+    with pytest.raises(DatasetError, match="malformed rows.*train the run again"):
+        _ = RunFolder(copy).predictions  # one line, not a TypeError in predict
 
 
 class _Payload:

@@ -140,6 +140,14 @@ class RunFolder:
         missing = {"item_id", "split", "mos", "pred"} - set(frame.columns)
         if missing:
             raise DatasetError(f"{path} lacks the columns {sorted(missing)}")
+        split = frame["split"].astype(str)
+        broken = ~split.str.fullmatch(r".+@\d+") | frame["mos"].isna() | frame["item_id"].isna()
+        if broken.any():  # e.g. a file name with a bare '\r', written unquoted before
+            row = int(broken.to_numpy().argmax()) + 2  # the file's line: header is 1
+            raise DatasetError(
+                f"{path} has {int(broken.sum())} malformed rows (first at line {row}): "
+                "not as qfeat writes it; train the run again"
+            )
         return frame
 
     def complete(self) -> RunFolder:
