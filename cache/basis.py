@@ -355,17 +355,23 @@ def stage_sets(sets: list[str] | None, stage_names: set[str]) -> list[str]:
     return [s for s in sets or [] if s.partition("=")[0].strip().split(".")[0] in stage_names]
 
 
-def same_configs(configs: dict[str, dict[str, Any]]) -> Want:
+def same_configs(
+    configs: dict[str, dict[str, Any]], constants: dict[str, dict[str, Any]] | None = None
+) -> Want:
     """A ``want`` for :func:`select_basis`: sets whose stages were computed with exactly
     ``configs`` (stage -> resolved config, as a manifest records it; stages not named
-    aside), e.g. :func:`qfeat.pipeline.resolution.resolve_stage_configs` of a preset."""
+    aside), e.g. :func:`qfeat.pipeline.resolution.resolve_stage_configs` of a preset,
+    and, when given, with this qfeat's ``constants`` (stage -> ``Stage.constants()``)."""
     expected = {name: canonical_json(c) for name, c in configs.items()}
+    fixed = {name: canonical_json(c) for name, c in (constants or {}).items()}
+
+    def same(stage: Stage, name: str) -> bool:
+        m = stage.manifest
+        if canonical_json(m.get("config")) != expected[name]:
+            return False
+        return name not in fixed or canonical_json(m.get("constants") or {}) == fixed[name]
 
     def want(basis: Basis) -> bool:
-        return all(
-            canonical_json(stage.manifest.get("config")) == expected[name]
-            for name, stage in basis.stages.items()
-            if name in expected
-        )
+        return all(same(stage, name) for name, stage in basis.stages.items() if name in expected)
 
     return want

@@ -118,6 +118,9 @@ def test_two_configurations_side_by_side(tmp_path):
     only_backbone = same_configs({"backbone": config(1)["backbone"]})
     assert select_basis(tmp_path, "demo", NEEDED, want=only_backbone).basis.fingerprints == old
     assert select_basis(tmp_path, "demo", NEEDED, want=same_configs(config(2))).note is None
+    other_constants = same_configs(config(1), {"backbone": {"prompt": "another qfeat's"}})
+    with pytest.raises(CacheMissing, match="no cached set"):
+        select_basis(tmp_path, "demo", NEEDED, want=other_constants)
     assert by_config.basis.command() == (
         "qfeat features demo --preset paper --set backbone.v=1 --set regions.v=1"
     )

@@ -48,14 +48,16 @@ def named(req, needed: list[str]) -> tuple[Want | None, str]:
     stage configs are resolved as ``qfeat features`` resolves them (no --preset: the
     dataset's default preset, as there)."""
     from qfeat.pipeline.resolution import resolve_stage_configs
-    from qfeat.pipeline.stages import stage_settings
+    from qfeat.pipeline.stages import get_stage, stage_settings
 
     sets = stage_sets(req.sets, set(stage_settings()))
     if req.preset is None and not sets:
         return None, ""
     preset = req.preset or default_preset(req.dataset)
     words = [f"--preset {preset}", *(f"--set {s}" for s in sets)]
-    return same_configs(resolve_stage_configs(preset, sets, needed)), " ".join(words)
+    constants = {name: get_stage(name).constants() for name in needed}
+    want = same_configs(resolve_stage_configs(preset, sets, needed), constants)
+    return want, " ".join(words)
 
 
 def training_basis(
