@@ -9,18 +9,18 @@ from typing import Annotated
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
 from qfeat.cache.inventory import all_stages, entries, find_garbage
 from qfeat.cache.reader import open_stage
 from qfeat.cache.verify import repair, verify_stage
+from qfeat.cli.console import make_console
 from qfeat.cli.errors import EXIT_DATA, user_errors
 from qfeat.cli.shown import shown
 from qfeat.pipeline.paths import cache_dir as default_cache_dir
 
 app = typer.Typer(help="Inspect and maintain the feature cache.", no_args_is_help=True)
-console = Console(highlight=False, soft_wrap=True)
+console = make_console()
 
 CacheDir = Annotated[
     Path | None,

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from qfeat.cli.console import make_console
 from qfeat.cli.errors import EXIT_DATA, user_errors
 from qfeat.cli.progress import progress_bar
 from qfeat.cli.shown import shown
@@ -18,7 +18,7 @@ from qfeat.pipeline.datasets import REGISTRY, open_dataset
 from qfeat.pipeline.datasets.check import check_dataset, has_problems
 
 app = typer.Typer(help="List dataset adapters and check dataset folders.")
-console = Console(highlight=False, soft_wrap=True)
+console = make_console()
 
 OptionArg = Annotated[
     list[str] | None,
@@ -109,7 +109,7 @@ def check(
 
 def _check_with_progress(adapter, decode: bool, workers: int) -> dict:
     with progress_bar(
-        Console(stderr=True), "checking {task.description}", transient=True
+        make_console(stderr=True), "checking {task.description}", transient=True
     ) as progress:
         task = progress.add_task(adapter.name, total=None)
         return check_dataset(

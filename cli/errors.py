@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import typer
-from rich.console import Console
 
+from qfeat.cli.console import make_console
 from qfeat.cli.shown import shown
 from qfeat.errors import (
     EXIT_DATA,
@@ -26,7 +26,7 @@ from qfeat.errors import (
 __all__ = ["EXIT_DATA", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "err_console",
            "interrupted", "user_errors"]  # fmt: skip
 
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+err_console = make_console(stderr=True)
 
 
 @contextmanager

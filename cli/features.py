@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from qfeat.cli.console import make_console
 from qfeat.cli.errors import EXIT_DATA, interrupted, user_errors
 from qfeat.cli.progress import progress_bar
 from qfeat.cli.shown import shown
@@ -17,7 +17,7 @@ from qfeat.pipeline.runner import RunRequest, StageReport, describe_failures, pr
 from qfeat.pipeline.stages import stage_help
 
 app = typer.Typer()
-console = Console(highlight=False, soft_wrap=True)
+console = make_console()
 
 Root = Annotated[Path | None, typer.Option(help="Dataset root (default $QFEAT_DATA_ROOT/<name>).")]
 Name = Annotated[str | None, typer.Option(help="Storage name for the labels/csv adapters.")]

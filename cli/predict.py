@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from qfeat.cli.console import make_console
 from qfeat.cli.errors import EXIT_DATA, interrupted, user_errors
 from qfeat.cli.progress import progress_bar
 from qfeat.cli.shown import shown
 
 app = typer.Typer()
-console = Console(highlight=False, soft_wrap=True)
+console = make_console()
 
 
 def _number(value: float | None, digits: int) -> str:
@@ -67,17 +67,26 @@ def predict(
                 f"files ({kinds}); run {folder.name} scores {modality}s — use a run of the "
                 "other trainer for these"
             )
+        missing = [f for f in files if not f.exists()]
+        if missing and len(missing) == len(files):  # before any model loads
+            from qfeat.errors import DatasetError
+
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise DatasetError(
+                f"{missing[0]} does not exist{more}; give files or folders that exist"
+            )
         with interrupted("nothing was written; run the same command again"):
             model = load_run(folder, resolve_device(device))
             # on stderr, and gone when done: --json keeps stdout pure JSON
-            with progress_bar(Console(stderr=True), "scoring", "files", transient=True) as bar:
+            with progress_bar(make_console(stderr=True), "scoring", "files", transient=True) as bar:
                 task = bar.add_task("scoring", total=len(files))
                 results = model.score(files, batch_size, lambda n: bar.advance(task, n))
     failed = sum(r.status != "ok" for r in results)
     if as_json:
         typer.echo(json.dumps([r.as_dict() for r in results], indent=2))
     else:
-        table = Table(title=f"{shown(folder.name)} ({model.trainer}) on {len(results)} files")
+        count = f"{len(results)} file{'s' * (len(results) != 1)}"
+        table = Table(title=f"{shown(folder.name)} ({model.trainer}) on {count}")
         for name in ("file", "score", "score_01", "status"):
             table.add_column(
                 name,

@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from qfeat.cli.console import make_console
 from qfeat.cli.errors import user_errors
 from qfeat.cli.shown import shown, visible
 
 app = typer.Typer()
-console = Console(highlight=False, soft_wrap=True)
+console = make_console()
 
 
 @app.command("report")

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from qfeat.cli.console import make_console
 from qfeat.cli.errors import err_console, user_errors
 from qfeat.cli.shown import shown, visible
 
 app = typer.Typer()
-console = Console(highlight=False, soft_wrap=True)
+console = make_console()
 
 RunsDir = Annotated[
     Path | None,
@@ -117,4 +117,4 @@ def table(
     for (name, dataset), why in (reasons if on else {}).items():
         err_console.print(f"– {shown(name)} on {shown(dataset)}: {shown(why)}")
     if figure is not None:
-        Console(stderr=True).print(f"matrix figure written to {shown(figure)}")
+        make_console(stderr=True).print(f"matrix figure written to {shown(figure)}")

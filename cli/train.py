@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from qfeat.cli.console import make_console
 from qfeat.cli.errors import EXIT_INTERRUPTED, user_errors
 from qfeat.cli.progress import progress_bar
 from qfeat.cli.shown import shown
@@ -23,7 +23,7 @@ from qfeat.pipeline.paths import runs_dir as default_runs_dir
 from qfeat.trainers.registry import TRAINERS, Trainer
 
 app = typer.Typer(help="Train quality heads from cached features.", no_args_is_help=True)
-console = Console(highlight=False, soft_wrap=True)
+console = make_console()
 
 # Options every trainer shares (same names and meaning for every trainer).
 DatasetArg = Annotated[str, typer.Argument(help="The name the features were cached under.")]

@@ -16,15 +16,15 @@ import shlex
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from qfeat.cli.console import make_console
 from qfeat.cli.errors import EXIT_DATA, user_errors
 from qfeat.cli.features import Preset, Sets
 from qfeat.cli.shown import shown
 
 app = typer.Typer()
-console = Console(highlight=False, soft_wrap=True)
+console = make_console()
 STYLE = {"ok": "green", "wrong": "red", "missing": "red", "unreachable": "red",
          "not set": "yellow"}  # fmt: skip
 BAD = ("wrong", "missing", "unreachable")  # exit 1

@@ -20,7 +20,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from qfeat.errors import DatasetError
+from qfeat.errors import DatasetError, OptionError
 from qfeat.pipeline.images import IMAGE_EXTENSIONS
 from qfeat.pipeline.video.reader import VIDEO_EXTENSIONS
 
@@ -195,6 +195,7 @@ def check_cached_dataset(trainer: Trainer, cache_dir: Path, dataset: str) -> Non
             p.name for p in cache_dir.glob("*") if items_path(cache_dir, p.name).is_file()
         )
         cached = f"cached: {', '.join(names)}" if names else "it holds no dataset yet"
+        _refuse_unknown_name(dataset, names, cache_dir, cached)
         raise DatasetError(
             f"no dataset '{dataset}' in the cache at {cache_dir} ({cached}); compute it "
             f"with `qfeat features {dataset}` (as the name it was stored under), or check "
@@ -207,6 +208,24 @@ def check_cached_dataset(trainer: Trainer, cache_dir: Path, dataset: str) -> Non
             f"'{dataset}' is cached as {_a(other.modality)} dataset and {trainer.name} works on "
             f"{trainer.modality} datasets; use `qfeat train {other.name} {dataset}` (or a "
             f"{other.name} run with `qfeat evaluate`)"
+        )
+
+
+def _refuse_unknown_name(dataset: str, names: list[str], cache_dir: Path, cached: str) -> None:
+    """A name that is neither cached nor an adapter is a usage error (exit 2), with the
+    closest cached or adapter name (``dmeo`` -> ``demo``); an adapter's own name that is
+    not computed yet is left to the caller's "compute it" advice (exit 1)."""
+    import difflib
+
+    from qfeat.pipeline.datasets import REGISTRY as ADAPTERS
+
+    if dataset in ADAPTERS:
+        return
+    close = difflib.get_close_matches(dataset, [*names, *ADAPTERS], n=1, cutoff=0.6)
+    if close:
+        raise OptionError(
+            f"no dataset '{dataset}' in the cache at {cache_dir}; did you mean {close[0]}? "
+            f"({cached})"
         )
 
 

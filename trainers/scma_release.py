@@ -130,7 +130,9 @@ def export_run(run, split: int, out: Path) -> dict[str, Any]:
 
     config = run.config
     if config.trainer != "scma":
-        raise DatasetError(f"{run.name} is a {config.trainer} run; only scma runs are Q-CLIP")
+        raise DatasetError(  # no article to get wrong: "a rsa run"
+            f"{run.name} is a run of the {config.trainer} trainer; only scma runs are Q-CLIP"
+        )
     states = run.checkpoints()
     if not 0 <= split < len(states):
         raise DatasetError(f"{run.name} has splits 0..{len(states) - 1}, not {split}")

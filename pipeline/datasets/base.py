@@ -211,12 +211,16 @@ class DatasetAdapter:
             return
         mos = parse_score(score)
         if mos is None or not _in_range(mos, scale):
+            # a range is said only when there is one (a generic csv's comes from the data)
+            known = scale.low is not None and scale.high is not None
+            expected = f"a number in {scale.describe()}" if known and mos is not None else ""
+            why = f"expected {expected}" if expected else "which is not a number"
             listing.problems.append(
                 ItemProblem(
                     item_id,
                     "bad_score",
-                    f"{self.name}: item '{item_id}' has score {score!r}, expected a number in "
-                    f"{scale.describe()} (fix or drop the metadata row)",
+                    f"{self.name}: item '{item_id}' has score {score!r}, {why} (fix or drop "
+                    "the metadata row)",
                 )
             )
             return
