@@ -65,3 +65,23 @@ def test_official_splits_lsvq_style_carve_validation_from_train():
     assert set(s.test) == {"test", "test-1080p"}
     assert len(s.train) + len(s.val) == 40 and len(s.val) == 4
     assert not set(s.val) & set(np.concatenate(list(s.test.values())))
+
+
+def test_too_few_content_groups_are_refused_before_training():
+    """Issue 36 item 7: `features demo --limit 16` caches one content group; random
+    splits then had an empty test part (`SRCC -, n=0`) on every split."""
+    import pandas as pd
+    import pytest
+
+    from qfeat.errors import DatasetError
+    from qfeat.trainers.splits import make_splits
+
+    items = pd.DataFrame({"item_id": [f"i{k}" for k in range(16)], "split": None,
+                          "group": ["sky"] * 10 + ["sea"] * 6})  # fmt: skip
+    with pytest.raises(DatasetError) as err:
+        make_splits(items, n_splits=2)
+    message = str(err.value)
+    assert "2 content groups (16 items)" in message and "at least 3" in message
+    assert "--limit" in message
+    items.loc[0, "group"] = "sand"
+    assert all(len(s.test["test"]) and len(s.val) for s in make_splits(items, n_splits=2))

@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from qfeat.errors import DatasetError
+
 TRAIN, VAL = "train", "val"
 # the fewest usable items a trainer takes: two to train on, one to validate, one to test
 # (metrics on so few items mean little; the paper-preset test trains on four)
 MIN_ROWS = 4
+MIN_GROUPS = 3  # one content group each for training, validation and test
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,20 @@ class Split:
 def _groups(items: pd.DataFrame) -> np.ndarray:
     groups = items["group"].where(items["group"].notna(), items["item_id"])
     return groups.to_numpy(dtype=object)
+
+
+def refuse_too_few_groups(groups: np.ndarray) -> None:
+    """Content-disjoint random splits put whole groups in training, validation and test:
+    fewer than :data:`MIN_GROUPS` groups would leave a part empty (``SRCC -, n=0`` on
+    every split), so the run is refused before any training."""
+    found = len(set(groups))
+    if found < MIN_GROUPS:
+        raise DatasetError(
+            f"the cached items hold {found} content group{'s' * (found != 1)} ({len(groups)} "
+            f"items); content-disjoint random splits need at least {MIN_GROUPS} (train, "
+            "validation, test). `qfeat features --limit N` takes the first N items in the "
+            "dataset's order (the demo sets are ordered by content): compute more items"
+        )
 
 
 def _carve(rows: np.ndarray, groups: np.ndarray, frac: float, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -67,6 +84,7 @@ def make_splits(
             train, val = _carve(train, groups, val_frac, np.random.default_rng(seed))
         tests = {str(name): rows[labels == name] for name in sorted(set(labels) - {TRAIN, VAL, ""})}
         return [Split(0, None, train, val, tests, official=True)]
+    refuse_too_few_groups(groups)
     splits = []
     for i in range(n_splits):
         rng = np.random.default_rng([seed, i])
