@@ -99,3 +99,24 @@ def test_resume_skips_finished_splits_and_refuses_other_settings(tmp_path):
         assert "(epochs differ)" in str(exc)
     else:
         raise AssertionError("a run folder accepted other settings")
+
+
+def test_undefined_validation_falls_back_to_the_last_epoch_and_says_so(caplog):
+    """Issue 36 item 7: with too few validation items the SRCC is NaN on every epoch;
+    the loop kept the last epoch without saying so."""
+    import torch
+
+    from qfeat.trainers.loop import fit
+    from qfeat.trainers.protocol import epoch_line
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    x, mos = torch.randn(10, 3), torch.rand(10)
+    train, val = np.arange(8), np.arange(8, 10)  # two validation items: SRCC undefined
+    with caplog.at_level("WARNING"):
+        _, history = fit(model, lambda rows: model(x[rows]).squeeze(-1), mos, train, val,
+                         LoopConfig(epochs=2, batch_size=4, lr=1e-2))  # fmt: skip
+    assert all(np.isnan(r["val_srcc"]) for r in history)
+    assert "kept the last epoch" in history[-1]["selection"]
+    assert "kept the last epoch" in caplog.text
+    assert "(validation SRCC undefined on every epoch" in epoch_line(0, history[-1])

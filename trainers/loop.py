@@ -7,6 +7,7 @@ stopping), seeds fixed. Test items never enter this function.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from torch import nn
 from qfeat.trainers.fitted import FitSplit, FittedSplit
 from qfeat.trainers.losses import training_loss
 from qfeat.trainers.metrics import srcc
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -146,8 +149,15 @@ def fit(
             stale += 1
             if cfg.patience and stale >= cfg.patience:
                 break
-    if best_srcc == -math.inf:  # no usable validation: keep the last epoch
+    if best_srcc == -math.inf:  # no usable validation: keep the last epoch, and say so
         best_state = trainable_state(model)
+        rule = (
+            f"validation SRCC undefined on every epoch ({len(val_rows)} validation items, "
+            "or constant scores): kept the last epoch"
+        )
+        if history:
+            history[-1]["selection"] = rule
+        log.warning("%s", rule)
     return best_state, history
 
 

@@ -88,7 +88,9 @@ def epoch_line(split: int, record: dict[str, Any]) -> str:
         for key, label in (("train_loss", "loss"), ("val_srcc", "val SRCC"))
         if isinstance(record.get(key), float | int)
     ]
-    return f"split {split} epoch {record.get('epoch', '?')}: {', '.join(shown) or 'fitted'}"
+    selection = f" ({record['selection']})" if record.get("selection") else ""
+    line = f"split {split} epoch {record.get('epoch', '?')}: {', '.join(shown) or 'fitted'}"
+    return line + selection
 
 
 def run_splits(
