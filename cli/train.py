@@ -156,6 +156,7 @@ def train_command(trainer: Trainer) -> Callable[..., None]:
         request_cls = trainer.hook("request")
         with user_errors():
             common = _common({**given, "epochs": given.get("epochs")})
+            _preflight(trainer, common)
             own = {
                 f.name: (not given[f.name]) if cli["invert"] else given[f.name]
                 for f, cli in _own_options(request_cls)
@@ -225,6 +226,20 @@ def terminated_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _preflight(trainer, common: dict) -> None:
+    """Before any training, in input order: the dataset is cached, the runs folder can be
+    written (every problem listed; qfeat.pipeline.preflight)."""
+    from qfeat.pipeline.preflight import Checks, check_writable
+    from qfeat.trainers.registry import check_cached_dataset
+
+    checks = Checks()
+    with checks.collect():
+        check_cached_dataset(trainer, common["cache_dir"], common["dataset"])
+    with checks.collect():
+        check_writable(common["runs_dir"], "--runs-dir")
+    checks.raise_any()
 
 
 def _common(given: dict[str, Any]) -> dict:

@@ -207,3 +207,14 @@ def test_several_problems_exit_2_when_one_is_a_usage_error():
         checks.raise_any()
     assert raised.value.exit_code == 2 and str(raised.value) == "a\nb"
     assert Problems([DatasetError("a"), DatasetError("c")]).exit_code == 1
+
+
+def test_train_checks_the_dataset_then_the_runs_folder_before_training(qfeat, tmp_path):
+    a_file = tmp_path / "runs-file"
+    a_file.write_text("")
+    result = qfeat("train", "rsa", "koniq", "--runs-dir", str(a_file / "runs"))
+    assert result.exit_code == 1, result.output
+    found = lines(result)
+    assert len(found) == 2, result.output
+    assert "no dataset 'koniq'" in found[0]
+    assert "--runs-dir" in found[1] and "is a file, not a folder" in found[1]
