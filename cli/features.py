@@ -38,7 +38,14 @@ Scheduler = Annotated[
 Workers = Annotated[int | None, typer.Option(min=1, help="Embedded cluster workers.")]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 ShardSize = Annotated[int, typer.Option("--shard-size", min=1, help="Items per shard.")]
-Limit = Annotated[int | None, typer.Option(min=1, help="Only the first N items.")]
+Limit = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Only the first N items, in the dataset's order (a trial run; the demo sets "
+        "are ordered by content, so training needs N large enough to hold 3 content groups).",
+    ),
+]
 Force = Annotated[bool, typer.Option(help="Recompute even complete shards.")]
 RetryFailed = Annotated[
     bool,
