@@ -49,3 +49,18 @@ def test_predict_on_a_missing_file_says_so_before_loading_models(qfeat, rsa_run,
     assert result.exit_code == 1
     assert f"{tmp_path / 'nope.png'} does not exist" in result.output
     assert len(result.output.splitlines()) <= 3
+
+
+def test_a_run_without_test_items_plots_without_a_legend_warning(tmp_path):
+    """Issue 36 item 7: matplotlib's "No artists with labels found" leaked."""
+    import warnings
+
+    import pandas as pd
+
+    from qfeat.trainers.runplots import plot_curves, plot_scatter
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_scatter(tmp_path / "s.png", pd.DataFrame(columns=["split", "pred", "mos"]), {})
+        plot_curves(tmp_path / "c.png", [])
+    assert (tmp_path / "s.png").stat().st_size > 0 and (tmp_path / "c.png").is_file()

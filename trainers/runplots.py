@@ -27,7 +27,8 @@ def plot_scatter(path: Path, predictions: pd.DataFrame, summary: dict[str, Any])
         if srcc is not None and plcc is not None
         else "test"
     )
-    ax.legend(loc="best", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # no test item: no legend, no matplotlib warning
+        ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -50,7 +51,7 @@ def plot_curves(path: Path, histories: list[list[dict[str, Any]]]) -> None:
     a.set_ylabel("training loss")
     b.set_xlabel("epoch")
     b.set_ylabel("validation SRCC")
-    if len(histories) <= 10:
+    if 0 < len(histories) <= 10:
         a.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
