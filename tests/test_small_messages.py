@@ -64,3 +64,12 @@ def test_a_run_without_test_items_plots_without_a_legend_warning(tmp_path):
         plot_scatter(tmp_path / "s.png", pd.DataFrame(columns=["split", "pred", "mos"]), {})
         plot_curves(tmp_path / "c.png", [])
     assert (tmp_path / "s.png").stat().st_size > 0 and (tmp_path / "c.png").is_file()
+
+
+def test_a_run_without_test_results_cannot_score_and_says_so():
+    import pandas as pd
+
+    from qfeat.trainers.predict import split_mappings
+
+    with pytest.raises(DatasetError, match="the run has no test results"):
+        split_mappings(pd.DataFrame({"split": [], "pred": [], "mos": []}, dtype=object), 2)

@@ -77,6 +77,11 @@ def split_mappings(
     """One :func:`fit_mapping` per split, on its rows of the main test set (``test``, or
     the first test-set name, as in ``metrics.json``), clipped to the dataset's ``scale``
     (``{"min", "max"}``) when known, else to each split's test MOS range."""
+    if predictions.empty:  # a run whose splits had no test item (too few content groups)
+        raise DatasetError(
+            "the run has no test results (its predictions.csv is empty), so its scores "
+            "cannot be calibrated; train it again on a cache with at least 3 content groups"
+        )
     names = predictions["split"].str.rsplit("@", n=1)
     test_sets = sorted(set(names.str[0]))
     main = "test" if "test" in test_sets else test_sets[0]
