@@ -68,8 +68,10 @@ format: $(STAMP) ## ruff: fix what can be fixed and format
 bench: $(STAMP) ## benchmarks on this machine -> benchmarks/results/latest.json
 	$(BIN)/python -m benchmarks.cache_read
 	$(BIN)/python -m benchmarks.frames
+	$(BIN)/python -m benchmarks.decode
 	$(BIN)/python -m benchmarks.stages
 	$(BIN)/python -m benchmarks.sam
+	$(BIN)/python -m benchmarks.sam_speed
 	$(BIN)/python -m benchmarks.model_build
 	$(BIN)/python -m benchmarks.cluster_idle
 	$(BIN)/python -m benchmarks.train_rsa
@@ -85,7 +87,9 @@ bench-scale: $(STAMP) ## per-item cost and memory at several dataset sizes -> re
 GPU_PY      := $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
 BENCH_OUT   ?= benchmarks/results/gpu.json
 GPU_CARRY   := open_clip_torch ftfy wcwidth segment-anything pycocotools dask distributed \
-               partd locket tblib tornado zict
+               partd locket tblib tornado zict hydra-core omegaconf portalocker
+# published as source only: built here into pure-Python wheels (sam2 without its CUDA part)
+GPU_BUILD   := sam2 iopath antlr4-python3-runtime
 GPU_PLATFORM := --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
                 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
 
@@ -98,6 +102,8 @@ gpu-wheels: $(STAMP) ## (here) wheels the GPU machine lacks, and qfeat's own, in
 	  pin=$$(grep -i "^$$p==" requirements.lock || echo $$p); \
 	  $(BIN)/python -m pip download -q --no-deps --only-binary=:all: $(GPU_PLATFORM) -d .whl "$$pin" || exit 1; \
 	done
+	SAM2_BUILD_CUDA=0 $(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w .whl \
+	  $$(for p in $(GPU_BUILD); do grep -i "^$$p==" requirements.lock; done)
 	$(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w .whl .
 
 clean: ## remove build artefacts only (never data/, qfeat-cache/ or runs/)

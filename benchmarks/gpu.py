@@ -95,6 +95,14 @@ def bench_sam(device: torch.device, dry: bool) -> dict[str, Any]:
     return {"model": "tiny" if dry else "vit_h", **compare(sam, images, thresholds, batch=4)}
 
 
+def bench_sam_speed(dry: bool) -> dict[str, Any]:
+    """benchmarks/sam_speed.py at ViT-H / hiera-l size: encoder stock fp32 vs qfeat bf16
+    + fused attention, automatic masks stock vs qfeat, SAM 2.1 hiera-l vs SAM ViT-H."""
+    from benchmarks.sam_speed import bench
+
+    return bench(dry, 4 if dry else 32, 1 if dry else 4, sam="vit_h", sam2="sam2.1_hiera_l")
+
+
 def bench_clip(device: torch.device, dry: bool, ceiling: float) -> dict[str, Any]:
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -221,6 +229,7 @@ def run(dry: bool) -> dict[str, Any]:
                            "matmul": {"dtype": str(dtype), "tflops": ceiling}}  # fmt: skip
     for name, fn in (
         ("sam", lambda: bench_sam(device, dry)),
+        ("sam_speed", lambda: bench_sam_speed(dry)),
         ("clip", lambda: bench_clip(device, dry, ceiling)),
         ("describe", lambda: bench_describe(device, dry)),
         ("scma", lambda: bench_scma(device, dry)),

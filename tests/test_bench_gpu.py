@@ -22,6 +22,9 @@ def test_gpu_benchmark_dry_run(tmp_path):
     assert result["matmul"]["tflops"] > 0
     sam = result["sam"]
     assert sam["masks_stock"] == sam["masks_qfeat"] > 0 and sam["mean_matched_iou"] > 0.99
+    fast = result["sam_speed"]  # the ViT-H / hiera-l comparisons, on the toy models
+    assert fast["sam2_model"] == "sam2.1_hiera_l" and fast["encoder"]["fp32_max_abs_diff"] < 1e-3
+    assert fast["masks"]["sam_masks_stock_vs_qfeat"] > 0 and fast["sam2"]["sam_vs_sam2_1"] > 0
     assert result["clip"]["frames_per_s"] > 0 and result["clip"]["tflops"] > 0
     assert result["describe"]["regions_per_s"] > 0 and result["describe"]["new_tokens"] == 8
     assert result["scma"]["step_s"] > 0 and result["scma"]["trainable_params"] > 0

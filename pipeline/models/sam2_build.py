@@ -89,13 +89,14 @@ def tiny_architecture() -> str:
 
 def build_sam2(model: str, checkpoint: str = "", seed: int = 0) -> torch.nn.Module:
     """A SAM 2.1 ``SAM2Base`` in eval mode on the CPU: ``tiny-sam2.1`` (seeded random,
-    ``checkpoint`` ignored) or a published size loaded strictly from ``checkpoint``."""
+    ``checkpoint`` ignored) or a published size loaded strictly from ``checkpoint``
+    (``"random"``: seeded random weights, for benchmarks)."""
     from pathlib import Path
 
     from qfeat.pipeline.models.pe_meta import unwrap
 
-    if model == TINY_SAM2:
-        torch.manual_seed(seed)
+    if model == TINY_SAM2 or (checkpoint == "random" and model in SAM2_CHECKPOINTS):
+        torch.manual_seed(seed)  # "random": seeded random weights (benchmarks only)
         return _instantiate(model).eval()
     if model not in SAM2_CHECKPOINTS:
         raise DatasetError(
