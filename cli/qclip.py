@@ -38,6 +38,14 @@ def import_qclip(
     splits: SplitsOpt = 10,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
+    adapter_start_layer: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="The release's adapter_start_layer (default: the first block whose adapter "
+            "was trained); refused unless L minus it is the cache's clip.adapted_blocks.",
+        ),
+    ] = None,
 ) -> None:
     """A run folder from a Q-CLIP release checkpoint: its weights, tested on DATASET's splits."""
     from qfeat.trainers.scma_release import import_state
@@ -48,7 +56,9 @@ def import_qclip(
             "dataset": dataset, "cache_dir": cache_dir, "runs_dir": runs_dir, "run": run,
             "splits": splits, "epochs": None, "seed": seed, "device": device, "set_": None,
         })  # fmt: skip
-        state, r, clip_cfg = import_state(checkpoint, common["cache_dir"], dataset)
+        state, r, clip_cfg = import_state(
+            checkpoint, common["cache_dir"], dataset, adapter_start_layer
+        )
         if clip_cfg.get("rope", "pe") != "qclip-release" and str(clip_cfg["model"]).startswith(
             "PE-"
         ):

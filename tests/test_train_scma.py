@@ -119,9 +119,20 @@ def test_evaluate_cross_dataset(qfeat, cache, tmp_path):
 
 
 def test_evaluate_refuses_a_different_clip_cache(qfeat, cache, tmp_path):
+    """The one compatibility check (trainers/compat.py): another K, or another model
+    identity under the same settings (other weights at the same path: the sha256; for
+    the tiny tower, its seed), is refused naming both sides."""
     assert train(qfeat, cache, tmp_path, "--run", "src").exit_code == 0
-    config = json.loads((tmp_path / "src" / "config.json").read_text())
-    config["clip"]["adapted_blocks"] = 3
-    (tmp_path / "src" / "config.json").write_text(json.dumps(config))
+    path = tmp_path / "src" / "config.json"
+    original = json.loads(path.read_text())
+    config = json.loads(path.read_text())
+    config["stages"]["clip"]["config"]["adapted_blocks"] = 3
+    path.write_text(json.dumps(config))
     result = qfeat("evaluate", str(tmp_path / "src"), "demo-video", "--cache-dir", str(cache))
-    assert result.exit_code == 1 and "adapted_blocks" in result.output
+    assert result.exit_code == 1 and "clip.adapted_blocks=2" in result.output
+    assert "clip.adapted_blocks=3" in result.output
+    config = json.loads(json.dumps(original))
+    config["stages"]["clip"]["model"]["seed"] = 7
+    path.write_text(json.dumps(config))
+    result = qfeat("evaluate", str(tmp_path / "src"), "demo-video", "--cache-dir", str(cache))
+    assert result.exit_code == 1 and "seed 7" in result.output

@@ -13,7 +13,6 @@ as from the cache.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from qfeat.cache.writer import prepare_arrays
 from qfeat.errors import DatasetError
 from qfeat.pipeline.stages import get_stage
 from qfeat.pipeline.stages.base import Upstream
+from qfeat.trainers.compat import stage_difference
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +36,6 @@ class StageOutput:
 
     rows: list[dict[str, Any]]
     arrays: dict[str, np.ndarray]
-
-
-def _plain(value: Any) -> Any:
-    """JSON round trip, so a live identity compares equal to one read from JSON."""
-    return json.loads(json.dumps(value, default=str))
 
 
 def recorded_config(record: dict[str, Any]) -> tuple[dict[str, Any], int]:
@@ -72,11 +67,12 @@ class LiveStages:
             cfg, seed = recorded_config(records[name])
             stage = get_stage(name)(cfg, seed=seed, device=device)
             stage.check()  # e.g. a weights file that is gone: says which setting to fix
-            live = _plain(stage.model_identity())
-            if live != _plain(records[name]["model"]):
+            now = {"model": stage.model_identity(), "config": records[name]["config"]}
+            why = stage_difference(name, records[name], now)
+            if why is not None:
                 raise DatasetError(
                     f"the {name} stage's model differs from the one {run_name}'s cache was "
-                    f"made with (recorded {records[name]['model']}, now {live}); its scores "
+                    f"made with ({why.replace('its model', 'now it')}); its scores "
                     f"would mean nothing. Restore the original weights of the {name} model "
                     "or retrain the run on a cache made with the new ones"
                 )

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qfeat.errors import DatasetError
+from qfeat.trainers.compat import require_same_stage, same_stage_model  # noqa: F401 - re-exported
 
 
 def stage_record(stages: dict[str, Any]) -> dict[str, Any]:
@@ -30,33 +30,6 @@ def stage_record(stages: dict[str, Any]) -> dict[str, Any]:
         }
         for name, s in stages.items()
     }
-
-
-def same_stage_model(trained: dict[str, Any], target: dict[str, Any]) -> bool:
-    """Whether a run's stage record and a cached stage's manifest name the same model and
-    settings (the seed aside)."""
-
-    def plain(config: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in config.items() if k != "seed"}
-
-    return trained["model"] == target["model"] and plain(trained["config"]) == plain(
-        target["config"]
-    )
-
-
-def require_same_stage(run, name: str, target, dataset: str) -> None:
-    """Refuse to score ``dataset``'s cached stage ``target`` (a
-    :class:`qfeat.cache.reader.Stage`) with ``run`` (a RunFolder) when it was made with
-    another model or settings than the ``name`` stage the run was trained on."""
-    trained, manifest = run.config.stages[name], target.manifest
-    if not same_stage_model(trained, manifest):
-        raise DatasetError(
-            f"{dataset}'s {name} cache was made with another model or settings "
-            f"({manifest['model'].get('name')}, {manifest['fingerprint']}) than the run was "
-            f"trained on ({trained['model'].get('name')}, {trained['fingerprint']}); "
-            f"recompute it with the run's settings: qfeat stage {name} {dataset} --set "
-            f"{name}.model=... (see {run.path / 'config.json'})"
-        )
 
 
 def dataset_scale(cache_dir: Path, dataset: str, items: pd.DataFrame) -> dict[str, Any] | None:

@@ -164,14 +164,21 @@ def export_run(run, split: int, out: Path) -> dict[str, Any]:
     return info
 
 
-def import_state(checkpoint: Path | str, cache_dir: Path, dataset: str) -> tuple[dict, int, dict]:
+def import_state(
+    checkpoint: Path | str, cache_dir: Path, dataset: str, start: int | None = None
+) -> tuple[dict, int, dict]:
     """``(the release's state dict, r, clip config of dataset's cached clip stage)``,
-    checked to be a Q-CLIP checkpoint before any model is built; ``train_scma`` maps it
-    onto the model it builds (:func:`from_release`), so the tower is built once."""
+    checked to be a Q-CLIP checkpoint whose trained blocks (its ``adapter_start_layer``:
+    ``start``, else derived from the adapters it trained) are the cache's
+    ``clip.adapted_blocks``, before any model is built; ``train_scma`` maps it onto the
+    model it builds (:func:`from_release`), so the tower is built once."""
     from qfeat.cache.basis import select_basis
+    from qfeat.trainers.compat import require_release_blocks
     from qfeat.trainers.scma_train import VIDEO_STAGES
 
     state = read_release(checkpoint)
     r = require_release(state)
     clip = select_basis(cache_dir, dataset, list(VIDEO_STAGES)).basis.stages["clip"]
-    return state, r, dict(clip.manifest["config"])
+    config = dict(clip.manifest["config"])
+    require_release_blocks(state, int(config["adapted_blocks"]), dataset, start)
+    return state, r, config

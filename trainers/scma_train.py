@@ -28,7 +28,7 @@ from qfeat.trainers.protocol import TrainJob, loop_config, targets, train_and_re
 from qfeat.trainers.runconfig import RunConfig
 from qfeat.trainers.runfolder import RunFolder
 from qfeat.trainers.runinfo import dataset_scale, stage_record
-from qfeat.trainers.scma import clip_of, mode_of
+from qfeat.trainers.scma import mode_of
 from qfeat.trainers.settings import ScmaRequest, SCMASettings
 from qfeat.trainers.splits import MIN_ROWS, make_splits
 
@@ -150,9 +150,14 @@ def train_scma(
 
         init_state = from_release(init_state, release_shape(base_clip)[0], k)
     elif req.init and init_state is None:
+        from qfeat.trainers.compat import require_matching
+        from qfeat.trainers.predict_scma import stage_records
+
         init_run = RunFolder.create(req.runs_dir, req.init)
         if not init_run.checkpoints():
             raise DatasetError(f"--init {req.init}: no checkpoint in {init_run.path}")
+        require_matching("clip", stage_records(init_run)["clip"], clip_stage.manifest,
+                         req.dataset, init_run.path)  # fmt: skip
         init_state = init_run.split_state(0)
 
     folder = req.folder("scma").path
@@ -217,20 +222,19 @@ def train_scma(
 
 
 VIDEO_STAGES = ("clip", "frames")  # what a run reads: clip, and the frames it was made from
-CLIP_KEYS = ("model", "pretrained", "adapted_blocks", "rope")  # what must match to evaluate
 
 
-def _clip_value(config: dict[str, Any], key: str) -> str:
-    return str(config.get(key, "pe" if key == "rope" else None))  # rope: made before clip.rope
+def evaluation_clip(run: RunFolder, cache_dir: Path, dataset: str):
+    """The target's clip stage of a set made with the run's CLIP model and settings, else
+    the one of its default set (which :func:`evaluate_on` then refuses, naming the
+    difference)."""
+    from qfeat.trainers.compat import same_stage_model
+    from qfeat.trainers.predict_scma import stage_records
 
-
-def evaluation_clip(trained_on: dict[str, Any], cache_dir: Path, dataset: str):
-    """The target's clip stage of a set made with the run's CLIP settings, else the one
-    of its default set (which :func:`evaluate_on` then refuses, naming the difference)."""
+    trained = stage_records(run)["clip"]
 
     def want(basis) -> bool:
-        config = basis.stages["clip"].manifest["config"]
-        return all(_clip_value(config, k) == _clip_value(trained_on, k) for k in CLIP_KEYS)
+        return same_stage_model(trained, basis.stages["clip"].manifest, "clip")
 
     try:
         chosen = select_basis(cache_dir, dataset, list(VIDEO_STAGES), want=want, wanted="the run's")
@@ -242,19 +246,13 @@ def evaluation_clip(trained_on: dict[str, Any], cache_dir: Path, dataset: str):
 def evaluate_on(run: RunFolder, dataset: str, cache_dir: Path, device: str):
     """``qfeat evaluate`` of an scma run: its checkpoints on ``dataset``'s clip cache,
     refused when that cache was made with another CLIP model or K."""
+    from qfeat.trainers.compat import require_matching
     from qfeat.trainers.evaluate import score_checkpoints
+    from qfeat.trainers.predict_scma import stage_records
     from qfeat.trainers.scma import QCLIP
 
-    trained_on = clip_of(run.config)
-    stage = evaluation_clip(trained_on, cache_dir, dataset)
-    target = {k: v for k, v in stage.manifest["config"].items() if k != "seed"}
-    for key in CLIP_KEYS:
-        if _clip_value(target, key) != _clip_value(trained_on, key):
-            raise DatasetError(
-                f"{dataset}'s clip cache was made with {key}={target.get(key)!r}, the run was "
-                f"trained on {key}={trained_on.get(key)!r}; recompute {dataset} with the run's "
-                "clip settings (qfeat features ... --set clip.<key>=...)"
-            )
+    stage = evaluation_clip(run, cache_dir, dataset)
+    require_matching("clip", stage_records(run)["clip"], stage.manifest, dataset, run.path)
     base, _, clip_cfg = load_clip_for(stage)
     k = int(clip_cfg["adapted_blocks"])
     tokenizer = tokenizer_for(clip_cfg["model"])

@@ -41,6 +41,7 @@ class BackboneStage(Stage):
     name = "backbone"
     help = "a frozen backbone's feature map per image"
     settings = BackboneSettings
+    weights_setting = "weights"
     version = 1
     modality = "image"
     arrays = ("features",)

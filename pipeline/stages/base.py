@@ -81,6 +81,9 @@ class Stage:
     upstream: ClassVar[tuple[str, ...]] = ()
     arrays: ClassVar[tuple[str, ...]] = ()
     settings: ClassVar[type[Settings]]  # every setting with its default (stages/settings.py)
+    # the setting naming its weights file or folder (``qfeat weights``, and the run
+    # compatibility check, which compares the weights' sha256 instead of this path)
+    weights_setting: ClassVar[str | None] = None
     uses_torch: ClassVar[bool] = True  # False: its worker never imports torch (frames)
 
     def __init__(self, cfg: dict[str, Any], seed: int = 0, device: str = "cpu"):

@@ -56,6 +56,7 @@ class ClipStage(Stage):
     name = "clip"
     help = "CLIP embeddings and hidden tokens of the chosen frames"
     settings = ClipSettings
+    weights_setting = "pretrained"
     version = 2
     modality = "video"
     upstream = ("frames",)

@@ -85,6 +85,7 @@ class DescribeStage(Stage):
     name = "describe"
     help = "a vision-language model describes and rates each region"
     settings = DescribeSettings
+    weights_setting = "model"
     version = 1
     modality = "image"
     upstream = ("regions",)

@@ -48,6 +48,7 @@ class RegionsStage(Stage):
     name = "regions"
     help = "SAM masks as at most K disjoint regions plus a rest region"
     settings = RegionsSettings
+    weights_setting = "checkpoint"
     version = 1
     modality = "image"
     upstream = ()

@@ -70,6 +70,7 @@ class TextStage(Stage):
     name = "text"
     help = "text embeddings of each region's description and ratings"
     settings = TextSettings
+    weights_setting = "pretrained"
     version = 1
     modality = "image"
     upstream = ("regions", "describe")
