@@ -72,6 +72,7 @@ bench: $(STAMP) ## benchmarks on this machine -> benchmarks/results/latest.json
 	$(BIN)/python -m benchmarks.stages
 	$(BIN)/python -m benchmarks.sam
 	$(BIN)/python -m benchmarks.sam_speed
+	$(BIN)/python -m benchmarks.cpu_bf16
 	$(BIN)/python -m benchmarks.model_build
 	$(BIN)/python -m benchmarks.cluster_idle
 	$(BIN)/python -m benchmarks.train_rsa
