@@ -96,12 +96,13 @@ def test_image_tour(demo_images, rsa_run, tmp_path, monkeypatch):
     assert commands[1] == "qfeat train rsa demo --splits 2 --epochs 3 --run rsa-trial"
     here = tour_folder(tmp_path, monkeypatch, data=demo_images.data, cache=demo_images.cache,
                        run=rsa_run, name="rsa-trial")  # fmt: skip
-    features, rsa, glob_, predict, report, table = run_block(commands)
+    features, rsa, glob_, probe, predict, report, table = run_block(commands)
     assert "already done" in features, features  # the shared cache was reused
     assert "rsa-trial" in rsa and (here / "runs" / "global-trial" / "metrics.json").is_file()
+    assert (here / "runs" / "probe-trial" / "metrics.json").is_file(), probe
     assert "checker-a_ref.png" in predict and "scored 1" in predict, predict
     assert (here / "runs" / "rsa-trial" / "report.html").is_file()
-    assert "rsa-trial" in table and "global-trial" in table, table
+    assert all(name in table for name in ("rsa-trial", "global-trial", "probe-trial")), table
     # the Python API block reads what the tour wrote
     namespace: dict = {}
     exec(readme_python_block(), namespace)  # noqa: S102 - our own README
