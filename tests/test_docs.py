@@ -178,3 +178,12 @@ def test_readme_is_short_and_links_every_doc():
     assert readme.index("docs/architecture.md") < readme.index("\n## ")  # linked from the top
     for doc in sorted((REPO / "docs").glob("*.md")):
         assert f"](docs/{doc.name})" in readme, f"README.md does not link docs/{doc.name}"
+
+
+def test_every_make_target_is_in_the_usage_table():
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    targets = re.findall(r"^([a-z][a-z-]*):.*## ", makefile, re.M)
+    usage = (REPO / "docs" / "usage.md").read_text(encoding="utf-8")
+    assert len(targets) >= 10
+    missing = [t for t in targets if f"| `make {t}` |" not in usage]
+    assert not missing, f"docs/usage.md's make table lacks {missing}"
