@@ -51,7 +51,7 @@ test: $(STAMP) ## run the whole test suite (what CI runs)
 test-fast: $(STAMP) ## the suite without slow and browser tests
 	$(BIN)/python -m pytest -q -m "not slow and not browser"
 
-test-unit: $(STAMP) ## the unit tier for the edit loop: no Dask cluster, no subprocess (tests/conftest.py)
+test-unit: $(STAMP) ## the edit loop's tier: no Dask cluster, no subprocess (tests/conftest.py STARTS)
 	QFEAT_TEST_INLINE=1 $(BIN)/python -m pytest -q --unit
 
 lint: $(STAMP) ## ruff: lint and format check

@@ -32,7 +32,23 @@ def neutral_environment(environ) -> list[str]:
 neutral_environment(os.environ)
 
 #: Fixtures that start an embedded Dask cluster (the session's demo caches and runs).
-CLUSTER_FIXTURES = {"demo_images", "demo_videos", "rsa_run", "scma_run", "shared_clusters"}
+CLUSTER_FIXTURES = {"demo_images", "demo_videos", "rsa_run", "scma_run"}
+#: What in a test module's source means it starts a process or a Dask cluster: every test
+#: of such a module is left out of the unit tier (coarse, but a guard in that tier fails
+#: any test that still starts one, naming the marker it needs).
+STARTS = {
+    "subprocess": ("subprocess", "Popen", "multiprocessing", "CliRunner().invoke(app, [\"make"),
+    "cluster": ('"features"', "'features'", '"stage",', "RunRequest", "prepare(", "LocalCluster",
+                "_demo_cache", "qfeat.pipeline.cluster", "run_features", "bench_scripts"),
+}  # fmt: skip
+
+
+def _starts(path, cache: dict) -> list[str]:
+    """The markers a test module's source calls for (see :data:`STARTS`)."""
+    if path not in cache:
+        text = path.read_text() if path.suffix == ".py" else ""
+        cache[path] = [m for m, words in STARTS.items() if any(w in text for w in words)]
+    return cache[path]
 
 
 def pytest_addoption(parser):
@@ -46,12 +62,15 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
+    sources: dict = {}
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         if "chromium" in names:
             item.add_marker(pytest.mark.browser)
         if names & CLUSTER_FIXTURES:
             item.add_marker(pytest.mark.cluster)
+        for marker in _starts(item.path, sources):
+            item.add_marker(getattr(pytest.mark, marker))
     if config.getoption("--unit"):
         tiers = ("cluster", "subprocess", "slow", "background", "browser")
         kept = [i for i in items if not any(i.get_closest_marker(m) for m in tiers)]
@@ -71,6 +90,8 @@ def unit_tier_guard(request, monkeypatch):
         yield
         return
     import subprocess
+
+    import h5py  # noqa: F401  (its first import asks ctypes' find_library, which runs ldconfig)
 
     def refuse(marker: str):
         def fail(*args, **kwargs):
