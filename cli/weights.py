@@ -42,14 +42,14 @@ def weights(
     """List the weights files a preset needs; check, hash and echo the ones given."""
     from qfeat.pipeline.config import resolve_config
     from qfeat.pipeline.models.vlm import quiet_transformers
-    from qfeat.pipeline.models.weights_table import SETTINGS, needs
+    from qfeat.pipeline.models.weights_table import needs, weights_stages
     from qfeat.pipeline.preflight import check_need, choose_stages
     from qfeat.pipeline.stages import stage_settings
 
     with user_errors():
         cfg = resolve_config(preset or "paper", list(set_ or []), stage_settings())
         named = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
-        chosen = choose_stages(named) if named else list(SETTINGS)
+        chosen = choose_stages(named) if named else list(weights_stages())
         quiet_transformers()
         # the same check `qfeat features` runs before any work (qfeat.pipeline.preflight)
         rows = [check_need(need, cfg) for need in needs(cfg, chosen)]

@@ -100,3 +100,39 @@ def test_a_stage_added_as_documented_runs_end_to_end(qfeat, demo_video_data, tmp
     doubled = open_stage(cache, "demo-video", "toy")
     assert doubled.fingerprint != toy.fingerprint
     np.testing.assert_allclose(doubled.array("curve"), 2 * curve, rtol=1e-3)
+
+
+def test_the_weights_table_is_derived_from_the_stage_classes(monkeypatch):
+    """`qfeat weights` rows come from each stage's weights facts: a stage that declares
+    them gets its row, with no table to edit elsewhere."""
+    from qfeat.pipeline.models import weights_table
+    from qfeat.pipeline.models.weights_facts import Row, WeightsFacts
+
+    class ToyWeights(WeightsFacts):
+        def row(self, arch: str) -> Row:
+            return Row(f"toy {arch}", "toy.safetensors", "safetensors", "https://example.org")
+
+    @dataclass(frozen=True)
+    class FileSettings(Settings):
+        section = "filed"
+        model: str = "big"
+        file: str = ""
+
+    class Filed(Late):
+        name = "filed"
+        settings = FileSettings
+        weights_setting = "file"
+        weights = ToyWeights()
+
+    monkeypatch.setattr(registry, "STAGES", {**STAGES, "filed": Filed})
+    assert list(weights_table.weights_stages()) == [
+        n for n, cls in registry.STAGES.items() if cls.weights is not None
+    ]
+    assert weights_table.weights_stages()["filed"] == "file"
+    cfg = {"filed": {"model": "big", "file": "/nowhere/toy.safetensors"}}
+    [need] = weights_table.needs(cfg, ["filed"])
+    assert (need.setting, need.architecture, need.official) == (
+        "filed.file", "toy big", "toy.safetensors")  # fmt: skip
+    assert weights_table.check(need, cfg).status == "missing"
+    cfg["filed"]["model"] = "tiny"
+    assert weights_table.check(weights_table.needs(cfg, ["filed"])[0], cfg).status == "built in"

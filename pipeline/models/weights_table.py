@@ -17,30 +17,21 @@ from typing import Any
 from qfeat.errors import DatasetError
 from qfeat.pipeline.models import weights_check as wc
 from qfeat.pipeline.models.source import local_dir, parse_source
-from qfeat.pipeline.regions import SAM2_CHECKPOINTS, SAM_CHECKPOINTS
+from qfeat.pipeline.models.weights_facts import LOCAL_DIR_ROW
 
-SAM_FILES = {**SAM_CHECKPOINTS, **SAM2_CHECKPOINTS}  # the official file of each regions.model
-SAM_WHERE = "https://github.com/facebookresearch/segment-anything#model-checkpoints"
-SAM2_WHERE = "https://github.com/facebookresearch/sam2#model-description"
-TORCHVISION_FILES = {"resnet50": "resnet50-11ad3fa6.pth", "resnet18": "resnet18-f37072fd.pth"}
-# open_clip's own hub copies of the weights the paper preset names
-OPEN_CLIP_WHERE = {
-    # ViT-B-16 is open_clip's GELU model: OpenAI's weights need ViT-B-16-quickgelu
-    "ViT-B-16": "https://huggingface.co/laion/CLIP-ViT-B-16-laion2B-s34B-b88K",
-    "ViT-B-16-quickgelu": "https://huggingface.co/timm/vit_base_patch16_clip_224.openai",
-    "PE-Core-L-14-336": "https://huggingface.co/timm/PE-Core-L-14-336 (open_clip) or "
-    "https://huggingface.co/facebook/PE-Core-L14-336 (Meta's PE-Core-L14-336.pt)",
-}
-OPEN_CLIP_FILES = "open_clip_model.safetensors | open_clip_pytorch_model.bin"
-# stages whose model may be an open_clip local-dir: folder (config and weights in it)
-LOCAL_DIR_STAGES = ("text", "clip")
-SETTINGS = {  # stage -> (weights setting, architecture setting)
-    "regions": ("checkpoint", "model"),
-    "describe": ("model", "model"),
-    "text": ("pretrained", "model"),
-    "backbone": ("weights", "model"),
-    "clip": ("pretrained", "model"),
-}
+
+def weights_stages() -> dict[str, str]:
+    """Stage -> its weights setting, for every stage that declares weights facts
+    (``Stage.weights``), in the registry's order."""
+    from qfeat.pipeline.stages import STAGES
+
+    return {n: c.weights_setting for n, c in STAGES.items() if c.weights is not None}
+
+
+def _facts(stage: str):
+    from qfeat.pipeline.stages import get_stage
+
+    return get_stage(stage).weights
 
 
 @dataclass
@@ -70,58 +61,32 @@ class Need:
 def needs(cfg: dict[str, Any], stages: list[str]) -> list[Need]:
     """A row for each weights setting of ``stages`` in the resolved configuration."""
     rows = []
-    for stage in stages:
-        if stage not in SETTINGS:
+    for stage, key in weights_stages().items():
+        if stage not in stages:
             continue
-        weights_key, arch_key = SETTINGS[stage]
         section = cfg.get(stage) or {}
-        arch = str(section.get(arch_key, ""))
-        if stage in LOCAL_DIR_STAGES and arch.startswith("local-dir:"):  # the folder: weights
-            rows.append(Need(f"{stage}.model", "open_clip folder", "open_clip_config.json + "
-                             + OPEN_CLIP_FILES, "open_clip's hub layout",
-                             "a model repo's files, as huggingface_hub downloads them",
-                             arch))  # fmt: skip
+        arch = str(section.get("model", ""))
+        if _facts(stage).local_dir and arch.startswith("local-dir:"):  # the folder: weights
+            rows.append(Need(f"{stage}.model", **asdict(LOCAL_DIR_ROW), given=arch))
             continue
-        rows.append(_describe_need(stage, weights_key, arch, str(section.get(weights_key, ""))))
+        row = _facts(stage).row(arch)
+        rows.append(Need(f"{stage}.{key}", **asdict(row), given=str(section.get(key, ""))))
     return rows
-
-
-def _describe_need(stage: str, key: str, arch: str, given: str) -> Need:
-    setting = f"{stage}.{key}"
-    if stage == "regions":
-        if arch in SAM2_CHECKPOINTS or arch.startswith("tiny-sam2"):
-            return Need(setting, f"SAM 2.1 {arch}", SAM_FILES.get(arch, "-"),
-                        "checkpoint ({'model': state dict})", SAM2_WHERE, given)  # fmt: skip
-        return Need(setting, f"SAM {arch}", SAM_FILES.get(arch, "-"), "PyTorch state dict",
-                    SAM_WHERE, given)  # fmt: skip
-    if stage == "describe":
-        return Need(setting, "Qwen2.5-VL (transformers)", "a model folder",
-                    "config + processor + safetensors", "https://huggingface.co/" +
-                    (arch if parse_source(arch, allow_hub=True).kind == "hub"
-                     else "Qwen/Qwen2.5-VL-7B-Instruct"), given, bytes_per_parameter=2)  # fmt: skip
-    if stage == "backbone" and not arch.startswith("clip:"):
-        official = TORCHVISION_FILES.get(arch, "model.safetensors")
-        where = ("https://download.pytorch.org/models/" + official if arch in TORCHVISION_FILES
-                 else "https://huggingface.co/timm/" + arch.removeprefix("timm:"))  # fmt: skip
-        return Need(setting, arch, official, "state dict (.pth / .safetensors)", where, given)
-    name = arch.removeprefix("clip:")
-    official = OPEN_CLIP_FILES + (" | PE-Core-L14-336.pt" if name.startswith("PE-Core") else "")
-    return Need(setting, f"open_clip {name}", official, "state dict",
-                OPEN_CLIP_WHERE.get(name, "open_clip.list_pretrained()"), given)  # fmt: skip
 
 
 def check(need: Need, cfg: dict[str, Any]) -> Need:
     """Fill ``need``'s status, parameter count and, for a good local file, its sha256."""
     stage = need.setting.split(".")[0]
-    arch = str(cfg[stage][SETTINGS[stage][1]])
-    if stage in LOCAL_DIR_STAGES and arch.startswith("local-dir:"):
-        return _check_local_dir(need, str(cfg[stage]["pretrained"]))
-    if arch == "tiny" or arch.startswith(("clip:tiny", "tiny-")):
+    facts, section = _facts(stage), cfg[stage]
+    arch = str(section["model"])
+    if facts.local_dir and arch.startswith("local-dir:"):
+        return _check_local_dir(need, str(section["pretrained"]))
+    if facts.builtin(arch):
         need.status, need.message = "built in", "no file needed: a toy model"
         return need
-    source = parse_source(need.given, allow_hub=stage == "describe")
+    source = parse_source(need.given, allow_hub=facts.hub)
     try:
-        need.parameters = _parameters(stage, arch, cfg)
+        need.parameters = facts.parameters(arch, section)
     except Exception as exc:  # noqa: BLE001 - an architecture the library does not know
         need.status, need.message = "wrong", f"unknown architecture {arch}: {exc}"
         return need
@@ -135,7 +100,7 @@ def check(need: Need, cfg: dict[str, Any]) -> Need:
         need.status, need.message = "missing", f"{need.given} does not exist"
         return need
     try:
-        need.parameters = _check_path(stage, arch, source.path, cfg) or need.parameters
+        need.parameters = facts.check_path(arch, source.path, section) or need.parameters
     except DatasetError as exc:
         need.status, need.message = "wrong", str(exc)
         return need
@@ -172,32 +137,3 @@ def _digest(arch: str, path: Path) -> str:
     if isinstance(digest, dict):
         digest = hashlib.sha256(json.dumps(digest, sort_keys=True).encode()).hexdigest()
     return digest
-
-
-def _parameters(stage: str, arch: str, cfg: dict[str, Any]) -> int | None:
-    if stage == "regions":
-        return wc.sam_shapes(arch)[1]
-    if stage in ("text", "clip") or arch.startswith("clip:"):
-        return wc.open_clip_shapes(arch.removeprefix("clip:"))[1]
-    if stage == "backbone":
-        return wc.backbone_shapes(arch, int(cfg["backbone"]["input_size"]))[1]
-    return None  # describe: known once a folder is given
-
-
-def _check_path(stage: str, arch: str, path: Path, cfg: dict[str, Any]) -> int | None:
-    """Raise DatasetError unless ``path`` holds ``arch``; the folder's parameter count for
-    a vision-language model (its config says which)."""
-    if stage == "describe":
-        if not path.is_dir():
-            raise DatasetError("describe.model takes a model folder, not a file")
-        return wc.check_vlm_folder(path)
-    if path.is_dir():
-        raise DatasetError("a weights file is needed here, not a folder")
-    if stage == "regions":
-        wc.check_sam(path, arch)
-    elif stage in ("text", "clip") or arch.startswith("clip:"):
-        wc.check_open_clip(path, arch.removeprefix("clip:"))
-    else:
-        shapes, _, optional = wc.backbone_shapes(arch, int(cfg["backbone"]["input_size"]))
-        wc.check_file(path, shapes, arch, optional)
-    return None

@@ -20,6 +20,7 @@ from qfeat.cache.fingerprint import model_identity
 from qfeat.errors import DatasetError, ItemError
 from qfeat.pipeline.images import open_image
 from qfeat.pipeline.models.source import parse_source, require_plain_weights
+from qfeat.pipeline.models.weights_facts import BackboneWeights
 from qfeat.pipeline.stages.base import NO_UPSTREAM, Stage, Upstream
 from qfeat.pipeline.stages.settings import BackboneSettings
 
@@ -42,6 +43,7 @@ class BackboneStage(Stage):
     help = "a frozen backbone's feature map per image"
     settings = BackboneSettings
     weights_setting = "weights"
+    weights = BackboneWeights()
     version = 1
     modality = "image"
     arrays = ("features",)

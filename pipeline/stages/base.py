@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from qfeat.errors import ItemError
+from qfeat.pipeline.models.weights_facts import WeightsFacts
 from qfeat.pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,8 @@ class Stage:
     # the setting naming its weights file or folder (``qfeat weights``, and the run
     # compatibility check, which compares the weights' sha256 instead of this path)
     weights_setting: ClassVar[str | None] = None
+    # what `qfeat weights` knows of them: official files, format, the meta-device check
+    weights: ClassVar[WeightsFacts | None] = None
     uses_torch: ClassVar[bool] = True  # False: its worker never imports torch (frames)
 
     def __init__(self, cfg: dict[str, Any], seed: int = 0, device: str = "cpu"):

@@ -27,6 +27,7 @@ from qfeat.pipeline.models.source import (
     require_open_clip_folder,
     require_plain_weights,
 )
+from qfeat.pipeline.models.weights_facts import OpenClipWeights
 from qfeat.pipeline.stages.base import NO_UPSTREAM, Stage, Upstream, item_upstream
 from qfeat.pipeline.stages.settings import ClipSettings
 from qfeat.pipeline.video.reader import VideoError, read_video
@@ -57,6 +58,7 @@ class ClipStage(Stage):
     help = "CLIP embeddings and hidden tokens of the chosen frames"
     settings = ClipSettings
     weights_setting = "pretrained"
+    weights = OpenClipWeights()
     version = 2
     modality = "video"
     upstream = ("frames",)

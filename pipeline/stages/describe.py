@@ -73,6 +73,7 @@ from qfeat.pipeline.describe.prompt import (
     resize_mask,
 )
 from qfeat.pipeline.models.vlm import TINY_NAME, TINY_RECIPE, check_source
+from qfeat.pipeline.models.weights_facts import VisionLanguageWeights
 from qfeat.pipeline.stages.base import NO_UPSTREAM, Stage, Upstream, item_upstream
 from qfeat.pipeline.stages.settings import DescribeSettings
 
@@ -86,6 +87,7 @@ class DescribeStage(Stage):
     help = "a vision-language model describes and rates each region"
     settings = DescribeSettings
     weights_setting = "model"
+    weights = VisionLanguageWeights()
     version = 1
     modality = "image"
     upstream = ("regions",)

@@ -27,6 +27,7 @@ import pyarrow as pa
 from qfeat.cache.fingerprint import model_identity
 from qfeat.errors import DatasetError, ItemError
 from qfeat.pipeline.models.source import parse_source, require_plain_weights
+from qfeat.pipeline.models.weights_facts import SamWeights
 from qfeat.pipeline.regions import (
     SAM2_CHECKPOINTS,
     SAM2_MODELS,
@@ -49,6 +50,7 @@ class RegionsStage(Stage):
     help = "SAM masks as at most K disjoint regions plus a rest region"
     settings = RegionsSettings
     weights_setting = "checkpoint"
+    weights = SamWeights()
     version = 1
     modality = "image"
     upstream = ()

@@ -27,6 +27,7 @@ from qfeat.pipeline.models.source import (
     require_open_clip_folder,
     require_plain_weights,
 )
+from qfeat.pipeline.models.weights_facts import OpenClipWeights
 from qfeat.pipeline.stages.base import NO_UPSTREAM, Stage, Upstream, item_upstream
 from qfeat.pipeline.stages.settings import TextSettings
 
@@ -71,6 +72,7 @@ class TextStage(Stage):
     help = "text embeddings of each region's description and ratings"
     settings = TextSettings
     weights_setting = "pretrained"
+    weights = OpenClipWeights()
     version = 1
     modality = "image"
     upstream = ("regions", "describe")
