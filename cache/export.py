@@ -39,9 +39,9 @@ def export_stage(
     stage: str,
     fmt: str,
     out: Path,
+    *,
     fingerprint: str | None = None,
     all_rows: bool = False,
-    *,
     overwrite: bool = False,
 ) -> list[str]:
     """Write ``dataset``/``stage`` to the folder ``out`` in ``fmt``; returns the names of

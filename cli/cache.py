@@ -165,7 +165,14 @@ def export(
         if fmt not in FORMATS:
             raise OptionError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
         files = export_stage(
-            root, dataset, stage, fmt, target, fingerprint, all_rows, overwrite=overwrite
+            root,
+            dataset,
+            stage,
+            fmt,
+            target,
+            fingerprint=fingerprint,
+            all_rows=all_rows,
+            overwrite=overwrite,
         )
     console.print(
         f"exported {shown(dataset)}/{shown(stage)} ({fmt}) to {shown(target)}: "

@@ -169,6 +169,7 @@ class DatasetAdapter:
         listing: Listing,
         rel_path: str,
         score: object,
+        *,
         split: str | None = None,
         group: str | None = None,
         scale: ScoreScale | None = None,
