@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import logging
 import time
 from typing import Any
 
@@ -25,6 +26,8 @@ import numpy as np
 import torch
 
 from benchmarks.common import options, record
+
+log = logging.getLogger(__name__)
 
 
 def images(n: int, size: tuple[int, int]) -> list[np.ndarray]:
@@ -40,10 +43,14 @@ def images(n: int, size: tuple[int, int]) -> list[np.ndarray]:
 
 
 def timed(fn, repeats: int = 1) -> tuple[Any, float]:
-    """``(result, seconds per call)`` after one warm-up call, synchronising CUDA."""
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else lambda: None
-    out = fn()  # warm-up (first-call costs)
-    sync()
+    """``(result, seconds per call)``; on CUDA after one warm-up call (first-call costs:
+    kernels, allocator), synchronising. On the CPU at real size a call takes seconds and
+    is timed cold."""
+    cuda = torch.cuda.is_available()
+    sync = torch.cuda.synchronize if cuda else lambda: None
+    if cuda:
+        fn()
+        sync()
     t0 = time.perf_counter()
     for _ in range(repeats):
         out = fn()
@@ -97,6 +104,7 @@ def bench(
     out: dict[str, Any] = {"model": "tiny" if dry else sam, "sam2_model": sam2,
                            "points_per_side": points, "device": str(device)}  # fmt: skip
     out["encoder"] = bench_encoder(stock, fp32, bf16)
+    log.info("encoder: %s", out["encoder"])
     ims = images(n_images, (96, 128) if dry else (768, 1024))
     params = MaskParams(points_per_side=points, points_per_batch=64, pred_iou_thresh=0.0,
                         stability_score_thresh=0.0, box_nms_thresh=0.7)  # fmt: skip
@@ -116,6 +124,7 @@ def bench(
 
     a, t_stock = timed(stock_masks)
     b, t_qfeat = timed(qfeat_masks)
+    log.info("masks: stock %.2f s, qfeat %.2f s", t_stock, t_qfeat)
     c, t_sam2 = timed(sam2_masks)
     ious = [mask_agreement(x, y)[0] for x, y in zip(a, b, strict=True)]
     n = len(ims)
@@ -134,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--points", type=int, default=16)
     parser.add_argument("--images", type=int, default=1)
     args = options(parser, argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     r = bench(args.dry_run, 4 if args.dry_run else args.points, args.images)
     record("sam_speed", r)
