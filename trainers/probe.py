@@ -34,6 +34,7 @@ from qfeat.cache.items import read_items
 from qfeat.cache.reader import CacheMissing
 from qfeat.errors import DatasetError
 from qfeat.trainers.basis import training_basis
+from qfeat.trainers.compat import require_same_stage, same_stage_model
 from qfeat.trainers.fitted import FittedSplit
 from qfeat.trainers.metrics import srcc
 from qfeat.trainers.probe_settings import ProbeRequest, ProbeSettings
@@ -41,12 +42,7 @@ from qfeat.trainers.protocol import TrainJob, train_and_record
 from qfeat.trainers.registry import TRAINERS, check_cached_dataset
 from qfeat.trainers.runconfig import RunConfig
 from qfeat.trainers.runfolder import RunFolder
-from qfeat.trainers.runinfo import (
-    dataset_scale,
-    require_same_stage,
-    same_stage_model,
-    stage_record,
-)
+from qfeat.trainers.runinfo import dataset_scale, stage_record
 from qfeat.trainers.splits import MIN_ROWS, make_splits
 
 #: modality -> (the cached stage pooled, its array, the axes pooled over)

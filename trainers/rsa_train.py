@@ -21,18 +21,14 @@ from qfeat.cache.items import read_items
 from qfeat.errors import OptionError
 from qfeat.pipeline.threads import thread_count
 from qfeat.trainers.basis import training_basis
+from qfeat.trainers.compat import require_same_stage, same_stage_model
 from qfeat.trainers.loop import gradient_fit
 from qfeat.trainers.protocol import TrainJob, loop_config, targets, train_and_record
 from qfeat.trainers.rsa import ATTENTION, RSAHead
 from qfeat.trainers.rsa_data import RSAData, head_of, load_rsa_data, needed_stages, text_fits
 from qfeat.trainers.runconfig import RunConfig
 from qfeat.trainers.runfolder import RunFolder
-from qfeat.trainers.runinfo import (
-    dataset_scale,
-    require_same_stage,
-    same_stage_model,
-    stage_record,
-)
+from qfeat.trainers.runinfo import dataset_scale, stage_record
 from qfeat.trainers.settings import RsaRequest, RSASettings
 from qfeat.trainers.splits import MIN_ROWS, make_splits
 

@@ -17,8 +17,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qfeat.trainers.compat import require_same_stage, same_stage_model  # noqa: F401 - re-exported
-
 
 def stage_record(stages: dict[str, Any]) -> dict[str, Any]:
     """Fingerprint, model identity and config of every cached stage the run read."""
