@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=10)
     args = options(parser, argv)
     if args.dry_run:
-        args.items, args.epochs = 8, 2
+        args.items, args.epochs = 48, 2  # three content groups: train, validation, test
     r = run(args.items, args.epochs)
     record("ratios", {"train_rsa_cache_vs_e2e": round(r["train_rsa_cache_vs_e2e"], 1)})
     record("ratios", {"train_rsa_cache_vs_e2e_total": round(r["train_rsa_cache_vs_e2e_total"], 1)})

@@ -156,12 +156,15 @@ def train_command(trainer: Trainer) -> Callable[..., None]:
         request_cls = trainer.hook("request")
         with user_errors():
             common = _common({**given, "epochs": given.get("epochs")})
-            _preflight(trainer, common)
             own = {
                 f.name: (not given[f.name]) if cli["invert"] else given[f.name]
                 for f, cli in _own_options(request_cls)
             }
+            # usage errors first (--run, --set), then what the inputs hold
             request = request_cls(**common, preset=given["preset"], basis=given["basis"], **own)
+            _check_settings(trainer, request)
+            _check_unlocked(request, trainer.name)
+            _preflight(trainer, common)
             with resumable(trainer.name, request), training_progress() as (log, progress):
                 folder, metrics = trainer.hook("train")(request, log=log, progress=progress)
             variant = trainer.hook("variant")(RunFolder(folder).config)
@@ -226,6 +229,29 @@ def terminated_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _check_settings(trainer, request) -> None:
+    """The trainer's --set / --epochs values against its settings class (a usage error,
+    exit 2, before any cache is looked at)."""
+    from qfeat.pipeline.config import default_preset
+    from qfeat.trainers.settings import trainer_settings
+
+    preset = request.preset or default_preset(request.dataset)
+    trainer_settings(trainer.hook("settings"), preset, request.sets, request.epochs)
+
+
+def _check_unlocked(request, trainer: str) -> None:
+    """A run folder another `qfeat train` is writing: refused before anything else is
+    looked at (its lock is tried, and let go at once)."""
+    from qfeat.trainers.runfolder import run_lock
+
+    if request.run is None:
+        return
+    folder = request.folder(trainer)
+    if (folder.path / ".train.lock").exists():
+        with run_lock(folder):
+            pass
 
 
 def _preflight(trainer, common: dict) -> None:

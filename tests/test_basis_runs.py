@@ -72,21 +72,21 @@ def test_a_partial_run_of_another_preset_is_read_only_when_named(
     assert too_few.exit_code == 1
     assert "only 2 of 48 items of demo have an ok backbone row" in too_few.output
     assert f"--preset {preset}" in too_few.output
-    # 12 items of it: trained when named, and `runs` says partial
+    # 24 items of it (two contents): trained when named, and `runs` says partial
     features(qfeat, demo_images, cache, "--preset", str(preset), "--stages", "backbone",
-             "--limit", "12")  # fmt: skip
+             "--limit", "24")  # fmt: skip
     assert train(qfeat, cache, runs, "again", "--attention", "global").exit_code == 0
     again = json.loads((runs / "again" / "config.json").read_text())
     assert again["basis"] == config["basis"]  # still the complete tiny set
-    part = train(qfeat, cache, runs, "part", "--attention", "global", "--basis", set_id(cache, 12))
+    part = train(qfeat, cache, runs, "part", "--attention", "global", "--basis", set_id(cache, 24))
     assert part.exit_code == 0, part.output
     record = json.loads((runs / "part" / "config.json").read_text())["basis"]
-    assert record["state"] == "partial" and (record["items"], record["of"]) == (12, 48)
+    assert record["state"] == "partial" and (record["items"], record["of"]) == (24, 48)
     lines = {r["name"]: r for r in json.loads(qfeat("runs", "--runs-dir", str(runs),
                                                      "--json").output)}  # fmt: skip
-    assert lines["part"]["basis"] == "partial: 12 of 48 items"
+    assert lines["part"]["basis"] == "partial: 24 of 48 items"
     assert lines["tiny"]["basis"] == "complete"
-    assert "partial: 12 of 48 items" in qfeat("table", "part", "--runs-dir", str(runs)).output
+    assert "partial: 24 of 48 items" in qfeat("table", "part", "--runs-dir", str(runs)).output
 
 
 def test_a_deleted_done_marker_stops_training_with_the_repair_command(qfeat, cache, tmp_path):

@@ -208,8 +208,8 @@ def test_advice_names_the_cached_datasets_and_the_fitting_trainer(
     """Issue 23.3: a typo'd name lists what is cached; a run or trainer of the other
     modality names the trainer that fits instead of a `qfeat features` that cannot."""
     typo = qfeat("train", "rsa", "dmeo", "--cache-dir", str(demo_images.cache))
-    assert typo.exit_code == 1
-    assert "no dataset 'dmeo'" in typo.output and "cached: demo" in typo.output
+    assert typo.exit_code == 2  # an unknown name is a usage error (issue 36.10)
+    assert "no dataset 'dmeo'" in typo.output and "did you mean demo?" in typo.output
     wrong = qfeat("train", "scma", "demo", "--cache-dir", str(demo_images.cache))
     assert wrong.exit_code == 1
     assert "'demo' is cached as an image dataset" in wrong.output

@@ -36,7 +36,8 @@ def test_a_shard_task_reads_only_its_upstream_shards(upstream, monkeypatch):
         reader.pq, "read_table", lambda path, **kw: opened.append(path.name) or real(path, **kw)
     )
     items = list(IDS[4:8])
-    rows, configs = worker._upstream({"backbone": (str(upstream.dir), [1])}, items)
+    read = worker.read_upstream({"backbone": (str(upstream.dir), [1])}, items)
+    rows, configs = read.rows, read.settings
     assert opened == [shard_name(1, "parquet")]
     assert sorted(rows["backbone"]) == items
     assert rows["backbone"][items[0]]["score"] == float(len(items[0]))

@@ -67,9 +67,12 @@ def test_official_splits_lsvq_style_carve_validation_from_train():
     assert not set(s.val) & set(np.concatenate(list(s.test.values())))
 
 
-def test_too_few_content_groups_are_refused_before_training():
+def test_too_few_content_groups_are_refused_before_training(caplog):
     """Issue 36 item 7: `features demo --limit 16` caches one content group; random
-    splits then had an empty test part (`SRCC -, n=0`) on every split."""
+    splits then had an empty test part (`SRCC -, n=0`) on every split. Two groups leave
+    no validation part: said up front (selection then keeps the last epoch)."""
+    import logging
+
     import pandas as pd
     import pytest
 
@@ -77,11 +80,14 @@ def test_too_few_content_groups_are_refused_before_training():
     from qfeat.trainers.splits import make_splits
 
     items = pd.DataFrame({"item_id": [f"i{k}" for k in range(16)], "split": None,
-                          "group": ["sky"] * 10 + ["sea"] * 6})  # fmt: skip
+                          "group": ["sky"] * 16})  # fmt: skip
     with pytest.raises(DatasetError) as err:
         make_splits(items, n_splits=2)
     message = str(err.value)
-    assert "2 content groups (16 items)" in message and "at least 3" in message
+    assert "1 content group (16 items)" in message and "at least 2" in message
     assert "--limit" in message
-    items.loc[0, "group"] = "sand"
-    assert all(len(s.test["test"]) and len(s.val) for s in make_splits(items, n_splits=2))
+    items.loc[10:, "group"] = "sea"
+    with caplog.at_level(logging.WARNING):
+        splits = make_splits(items, n_splits=2)
+    assert "2 content groups (16 items): no validation part" in caplog.text
+    assert all(len(s.test["test"]) and not len(s.val) for s in splits)

@@ -10,6 +10,7 @@ model selection; test items are never seen during training.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,7 +22,8 @@ TRAIN, VAL = "train", "val"
 # the fewest usable items a trainer takes: two to train on, one to validate, one to test
 # (metrics on so few items mean little; the paper-preset test trains on four)
 MIN_ROWS = 4
-MIN_GROUPS = 3  # one content group each for training, validation and test
+log = logging.getLogger(__name__)
+MIN_GROUPS = 2  # one content group each for training and test (a third for validation)
 
 
 @dataclass(frozen=True)
@@ -42,16 +44,26 @@ def _groups(items: pd.DataFrame) -> np.ndarray:
 
 
 def refuse_too_few_groups(groups: np.ndarray) -> None:
-    """Content-disjoint random splits put whole groups in training, validation and test:
-    fewer than :data:`MIN_GROUPS` groups would leave a part empty (``SRCC -, n=0`` on
-    every split), so the run is refused before any training."""
+    """Content-disjoint random splits put whole groups in training, validation and test.
+    Fewer than :data:`MIN_GROUPS` groups leave the test part empty (``SRCC -, n=0`` on
+    every split): refused before any training. With exactly :data:`MIN_GROUPS` there is
+    no validation part: said up front, and model selection keeps the last epoch (the
+    loop's stated rule for an undefined validation SRCC)."""
     found = len(set(groups))
+    counted = f"{found} content group{'s' * (found != 1)} ({len(groups)} items)"
     if found < MIN_GROUPS:
         raise DatasetError(
-            f"the cached items hold {found} content group{'s' * (found != 1)} ({len(groups)} "
-            f"items); content-disjoint random splits need at least {MIN_GROUPS} (train, "
-            "validation, test). `qfeat features --limit N` takes the first N items in the "
-            "dataset's order (the demo sets are ordered by content): compute more items"
+            f"the cached items hold {counted}; content-disjoint random splits need at least "
+            f"{MIN_GROUPS} (training and test), {MIN_GROUPS + 1} for a validation part. "
+            "`qfeat features --limit N` takes the first N items in the dataset's order (the "
+            "demo sets are ordered by content): compute more items"
+        )
+    if found == MIN_GROUPS:
+        log.warning(
+            "the cached items hold %s: no validation part is left, so validation SRCC is "
+            "undefined and each split keeps its last epoch; cache items of a third group "
+            "for model selection",
+            counted,
         )
 
 
