@@ -13,6 +13,7 @@ import torch
 
 from qfeat.cache.items import write_items
 from qfeat.errors import DatasetError
+from qfeat.pipeline.datasets.base import Item
 from qfeat.pipeline.settings import Settings
 from qfeat.trainers import registry
 from qfeat.trainers.registry import (
@@ -148,16 +149,6 @@ TOY = Trainer(
 )
 
 
-@dataclasses.dataclass
-class _Item:
-    item_id: str
-    path: Path
-    mos: float
-    mos_01: float
-    split: str | None = None
-    group: str | None = None
-
-
 def test_a_new_trainer_is_one_registry_entry(tmp_path, monkeypatch):
     """The toy entry alone gives `qfeat train toy` (its own --shift option and --set
     toy.*, no --epochs: its settings have none), the run folder, `qfeat runs`/`table`,
@@ -171,7 +162,7 @@ def test_a_new_trainer_is_one_registry_entry(tmp_path, monkeypatch):
     from qfeat.trainers.runs_table import build_table
 
     monkeypatch.setitem(registry.TRAINERS, "toy", TOY)
-    items = [_Item(f"i{k}", tmp_path / f"i{k}.png", float(k), k / 19) for k in range(20)]
+    items = [Item(f"i{k}", tmp_path / f"i{k}.png", float(k), k / 19) for k in range(20)]
     write_items(tmp_path, "demo", items)
     app = typer.Typer()
     app.callback()(lambda: None)  # a group, as `qfeat train` is
